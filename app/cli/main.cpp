@@ -1,2 +1,50 @@
 // SPDX-License-Identifier: MIT
-int main() { return 0; }
+// kvchat-cli: the engine from the command line. Scripts rely on the exact command forms in the
+// README; every error ends with a non-zero status and one line on stderr.
+#include "app/cli/cli_args.h"
+#include "app/cli/cli_commands.h"
+
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <string>
+
+namespace {
+
+constexpr const char *kUsage =
+    "usage: kvchat-cli COMMAND [options]\n"
+    "  generate -m MODEL.gguf -p PROMPT [-n N] [--temp T] [--seed S] [--threads K] [--json]\n"
+    "           [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--ctx N]\n"
+    "  tokenize -m MODEL.gguf TEXT [--json]\n"
+    "  info     -m MODEL.gguf\n";
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+    using namespace kvchat::cli;
+    if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0) {
+        std::fputs(kUsage, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const std::string command = argv[1];
+    try {
+        if (command == "generate")
+            return runGenerate(argc, argv);
+        if (command == "tokenize")
+            return runTokenize(argc, argv);
+        if (command == "info")
+            return runInfo(argc, argv);
+        std::fprintf(stderr, "kvchat-cli: unknown command '%s' (try --help)\n", command.c_str());
+        return 2;
+    } catch (const UsageError &e) {
+        std::fprintf(stderr, "kvchat-cli %s: %s (try --help)\n", command.c_str(), e.message.c_str());
+        return 2;
+    } catch (const CommandError &e) {
+        std::fprintf(stderr, "kvchat-cli %s: %s\n", command.c_str(), e.message.c_str());
+        return 1;
+    } catch (const std::exception &e) {
+        std::fprintf(stderr, "kvchat-cli %s: %s\n", command.c_str(), e.what());
+        return 1;
+    }
+}

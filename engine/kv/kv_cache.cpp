@@ -1,1 +1,83 @@
 // SPDX-License-Identifier: MIT
+#include "engine/kv/kv_cache.h"
+
+#include <cassert>
+
+namespace kvchat::engine {
+
+KvBlockPool::KvBlockPool(KvLayout layout, std::uint32_t maxBlocks) : m_layout(layout), m_maxBlocks(maxBlocks)
+{
+    assert(layout.blockTokens > 0 && (layout.blockTokens & (layout.blockTokens - 1)) == 0);
+}
+
+std::optional<KvBlockId> KvBlockPool::allocate()
+{
+    if (!m_free.empty()) {
+        const KvBlockId id = m_free.back();
+        m_free.pop_back();
+        ++m_used;
+        return id;
+    }
+    if (m_storage.size() >= m_maxBlocks)
+        return std::nullopt;
+    // Zero-initialised so unused rows of a partial block are deterministic.
+    m_storage.push_back(std::make_unique<float[]>(m_layout.blockFloats()));
+    ++m_used;
+    return KvBlockId{static_cast<std::uint32_t>(m_storage.size() - 1)};
+}
+
+void KvBlockPool::release(KvBlockId id)
+{
+    assert(id.value < m_storage.size() && m_used > 0);
+    m_free.push_back(id);
+    --m_used;
+}
+
+KvSequence::~KvSequence()
+{
+    for (KvBlockId id : m_blocks)
+        m_pool->release(id);
+}
+
+bool KvSequence::reserve(std::int32_t nTokens)
+{
+    while (capacity() < nTokens) {
+        auto id = m_pool->allocate();
+        if (!id)
+            return false;
+        m_blocks.push_back(*id);
+    }
+    return true;
+}
+
+void KvSequence::setTokenCount(std::int32_t nTokens)
+{
+    assert(nTokens >= 0 && nTokens <= capacity());
+    m_nTokens = nTokens;
+}
+
+void KvSequence::truncate(std::int32_t nTokens)
+{
+    if (nTokens >= m_nTokens)
+        return;
+    m_nTokens = nTokens < 0 ? 0 : nTokens;
+    const std::int32_t bt = m_pool->layout().blockTokens;
+    const std::size_t keep = static_cast<std::size_t>((m_nTokens + bt - 1) / bt);
+    while (m_blocks.size() > keep) {
+        m_pool->release(m_blocks.back());
+        m_blocks.pop_back();
+    }
+}
+
+float *KvSequence::row(std::int32_t layer, std::int32_t pos, bool key) const
+{
+    const KvLayout &layout = m_pool->layout();
+    assert(pos >= 0 && pos < capacity());
+    // blockTokens is a power of two, but division keeps this readable; the compiler sees neither.
+    const KvBlockId block = m_blocks[static_cast<std::size_t>(pos / layout.blockTokens)];
+    const std::int32_t slot = pos % layout.blockTokens;
+    float *base = key ? m_pool->keys(block, layer) : m_pool->values(block, layer);
+    return base + static_cast<std::size_t>(slot) * static_cast<std::size_t>(layout.kvDim);
+}
+
+} // namespace kvchat::engine

@@ -1,2 +1,118 @@
 // SPDX-License-Identifier: MIT
+// Paged KV storage. KV lives in fixed-size blocks of blockTokens positions covering all layers, and
+// a sequence is an ordered list of block ids (its block table); attention reads K/V through that
+// table, never through a contiguous copy. Payload and metadata are apart: KvBlockPool owns the
+// memory, KvSequence holds only ids and a token count.
+//
+// Block payload layout (fp32): [layer][K, V][position in block][kvDim], so one block is one
+// contiguous span of bytes for all layers (what the tiered cache spills and restores as a unit).
+//
+// Thread-safety: none; the engine thread owns the pool and its sequences. Backends may read and
+// write block payloads from their worker threads during a forward pass they own.
 #pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <vector>
+
+namespace kvchat::engine {
+
+struct KvLayout
+{
+    std::int32_t nLayers = 0;
+    std::int32_t kvDim = 0;        // nKvHeads * headDim
+    std::int32_t blockTokens = 16; // a power of two
+
+    std::size_t blockFloats() const
+    {
+        return static_cast<std::size_t>(nLayers) * 2 * static_cast<std::size_t>(blockTokens) *
+               static_cast<std::size_t>(kvDim);
+    }
+    std::size_t blockBytes() const { return blockFloats() * sizeof(float); }
+};
+
+struct KvBlockId
+{
+    std::uint32_t value = 0;
+    bool operator==(const KvBlockId &) const = default;
+};
+
+class KvBlockPool
+{
+public:
+    // maxBlocks bounds the memory the pool may take (maxBlocks * layout.blockBytes()); storage is
+    // allocated block by block as it is first used.
+    KvBlockPool(KvLayout layout, std::uint32_t maxBlocks);
+
+    const KvLayout &layout() const { return m_layout; }
+    std::uint32_t maxBlocks() const { return m_maxBlocks; }
+    std::uint32_t usedBlocks() const { return m_used; }
+
+    // A free block, or nullopt when maxBlocks are in use.
+    std::optional<KvBlockId> allocate();
+    // Precondition: id was returned by allocate() and not released since.
+    void release(KvBlockId id);
+
+    // K or V rows of one layer inside a block: blockTokens rows of kvDim floats.
+    float *keys(KvBlockId id, std::int32_t layer) { return base(id) + offset(layer, 0); }
+    float *values(KvBlockId id, std::int32_t layer) { return base(id) + offset(layer, 1); }
+    const float *keys(KvBlockId id, std::int32_t layer) const { return base(id) + offset(layer, 0); }
+    const float *values(KvBlockId id, std::int32_t layer) const { return base(id) + offset(layer, 1); }
+    float *payload(KvBlockId id) { return base(id); }
+
+private:
+    float *base(KvBlockId id) const { return m_storage[id.value].get(); }
+    std::size_t offset(std::int32_t layer, int kv) const
+    {
+        return (static_cast<std::size_t>(layer) * 2 + static_cast<std::size_t>(kv)) *
+               static_cast<std::size_t>(m_layout.blockTokens) * static_cast<std::size_t>(m_layout.kvDim);
+    }
+
+    KvLayout m_layout;
+    std::uint32_t m_maxBlocks;
+    std::uint32_t m_used = 0;
+    std::vector<std::unique_ptr<float[]>> m_storage; // index = block id
+    std::vector<KvBlockId> m_free;
+};
+
+// One sequence's view of the pool: its block table and how many positions hold valid KV.
+class KvSequence
+{
+public:
+    explicit KvSequence(KvBlockPool &pool) : m_pool(&pool) {}
+    ~KvSequence(); // releases its blocks
+    KvSequence(const KvSequence &) = delete;
+    KvSequence &operator=(const KvSequence &) = delete;
+
+    KvBlockPool &pool() const { return *m_pool; }
+    std::int32_t nTokens() const { return m_nTokens; }
+    std::int32_t capacity() const
+    {
+        return static_cast<std::int32_t>(m_blocks.size()) * m_pool->layout().blockTokens;
+    }
+    const std::vector<KvBlockId> &blocks() const { return m_blocks; }
+
+    // Makes room for nTokens positions; false when the pool is out of blocks.
+    bool reserve(std::int32_t nTokens);
+    // Marks positions [0, nTokens) valid. Precondition: nTokens <= capacity().
+    void setTokenCount(std::int32_t nTokens);
+    // Drops positions from nTokens on (and blocks no longer needed).
+    void truncate(std::int32_t nTokens);
+
+    // K/V row of a position in a layer. Precondition: pos < capacity().
+    float *keyRow(std::int32_t layer, std::int32_t pos) { return row(layer, pos, true); }
+    float *valueRow(std::int32_t layer, std::int32_t pos) { return row(layer, pos, false); }
+    const float *keyRow(std::int32_t layer, std::int32_t pos) const { return row(layer, pos, true); }
+    const float *valueRow(std::int32_t layer, std::int32_t pos) const { return row(layer, pos, false); }
+
+private:
+    float *row(std::int32_t layer, std::int32_t pos, bool key) const;
+
+    KvBlockPool *m_pool;
+    std::vector<KvBlockId> m_blocks;
+    std::int32_t m_nTokens = 0;
+};
+
+} // namespace kvchat::engine

@@ -17,6 +17,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace kvchat::engine {
@@ -111,6 +112,9 @@ private:
     std::uint64_t m_alignment = 32;
     std::vector<GgufKv> m_kvs;
     std::vector<GgufTensorInfo> m_tensors;
+    // Name -> index into m_kvs / m_tensors; the views point into the mapping, like the entries'.
+    std::unordered_map<std::string_view, std::size_t> m_kvIndex;
+    std::unordered_map<std::string_view, std::size_t> m_tensorIndex;
 };
 
 // Size in bytes of a scalar GGUF value type, or 0 for String/Array/unknown.

@@ -52,6 +52,9 @@ public:
     // byte-level mapping undone (BPE); the raw byte of a byte token; "" for control tokens.
     // Bytes may be an incomplete UTF-8 sequence (see TextStream).
     virtual std::string tokenBytes(TokenId id) const = 0;
+    // True for sentencepiece vocabularies with add_space_prefix: decoded text that starts a
+    // sequence drops the leading space of its first piece (the dummy prefix).
+    virtual bool addsSpacePrefix() const { return false; }
 
     std::int32_t vocabSize() const { return static_cast<std::int32_t>(m_pieces.size()); }
     const std::string &piece(TokenId id) const { return m_pieces.at(static_cast<std::size_t>(id)); }
@@ -91,12 +94,18 @@ Result<std::unique_ptr<Tokenizer>> makeBpeTokenizer(const GgufFile &file);
 class TextStream
 {
 public:
-    explicit TextStream(const Tokenizer &tokenizer) : m_tokenizer(tokenizer) {}
+    // atSequenceStart: the first token decoded starts the text of a sequence (nothing but control
+    // tokens before it), so a dummy-prefix space is dropped as sentencepiece's decoder does.
+    explicit TextStream(const Tokenizer &tokenizer, bool atSequenceStart = false)
+        : m_tokenizer(tokenizer), m_stripSpace(atSequenceStart && tokenizer.addsSpacePrefix())
+    {
+    }
     std::string push(TokenId id);
     std::string finish();
 
 private:
     const Tokenizer &m_tokenizer;
+    bool m_stripSpace;     // drop one leading space from the first non-empty text
     std::string m_pending; // bytes of an incomplete UTF-8 sequence
 };
 

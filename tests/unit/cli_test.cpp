@@ -1,0 +1,158 @@
+// SPDX-License-Identifier: MIT
+// kvchat-cli as scripts use it: the exact command forms, plain and JSON output, and errors as a
+// non-zero status with one line on stderr.
+#include "tests/support/test_paths.h"
+
+#include <QFile>
+#include <QJsonArray>
+#include <QJsonDocument>
+#include <QJsonObject>
+#include <QProcess>
+#include <QTemporaryDir>
+#include <QTest>
+
+#include <filesystem>
+
+using namespace kvchat::testing;
+
+namespace {
+
+struct Run
+{
+    int exitCode = -1;
+    QByteArray out;
+    QByteArray err;
+};
+
+Run runCli(const QStringList &args)
+{
+    QProcess p;
+    p.start(QString::fromStdString(cliPath()), args);
+    if (!p.waitForFinished(120000))
+        qFatal("kvchat-cli did not finish");
+    return Run{p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -1, p.readAllStandardOutput(),
+               p.readAllStandardError()};
+}
+
+QString stories()
+{
+    return QString::fromStdString(sharedModel("stories260K.f32.gguf"));
+}
+
+QJsonObject referenceCase(const char *file, int index)
+{
+    QFile f(QString::fromStdString(sharedReference(file)));
+    if (!f.open(QIODevice::ReadOnly))
+        qFatal("missing %s", file);
+    for (const auto &c : QJsonDocument::fromJson(f.readAll()).object().value("cases").toArray())
+        if (c.toObject().value("index").toInt() == index)
+            return c.toObject();
+    qFatal("no case %d in %s", index, file);
+}
+
+// One line on stderr, ending in a newline, nothing on stdout.
+void verifyOneLineError(const Run &run, const QString &mentions)
+{
+    QVERIFY2(run.exitCode != 0, "expected a non-zero exit status");
+    QVERIFY(run.out.isEmpty());
+    QCOMPARE(run.err.count('\n'), 1);
+    QVERIFY(run.err.endsWith('\n'));
+    QVERIFY2(QString::fromUtf8(run.err).contains(mentions), run.err.constData());
+}
+
+} // namespace
+
+class CliTest : public QObject
+{
+    Q_OBJECT
+
+private slots:
+    void generateJson()
+    {
+        const QJsonObject ref = referenceCase("stories260K_greedy.json", 2);
+        const Run run = runCli({"generate", "-m", stories(), "-p", ref.value("prompt").toString(), "-n", "64",
+                                "--temp", "0", "--threads", "2", "--json"});
+        QCOMPARE(run.exitCode, 0);
+        const QJsonObject out = QJsonDocument::fromJson(run.out).object();
+        for (const char *key : {"text", "tokens", "prompt_tokens", "ttft_ms", "prefill_tokens_per_s",
+                                "decode_tokens_per_s"})
+            QVERIFY2(out.contains(key), key);
+        QCOMPARE(out.value("tokens").toArray(), ref.value("generated_ids").toArray());
+        QCOMPARE(out.value("text").toString(), ref.value("completion_text").toString());
+        QCOMPARE(out.value("prompt_tokens").toInt(), ref.value("prompt_ids").toArray().size());
+        QVERIFY(out.value("ttft_ms").toDouble() > 0.0);
+        QVERIFY(out.value("prefill_tokens_per_s").toDouble() > 0.0);
+        QVERIFY(out.value("decode_tokens_per_s").toDouble() > 0.0);
+    }
+
+    void generatePlainPrintsOnlyTheText()
+    {
+        const QJsonObject ref = referenceCase("stories260K_greedy.json", 4);
+        const Run run =
+            runCli({"generate", "-m", stories(), "-p", ref.value("prompt").toString(), "-n", "64", "--temp", "0"});
+        QCOMPARE(run.exitCode, 0);
+        QCOMPARE(QString::fromUtf8(run.out), ref.value("completion_text").toString() + "\n");
+    }
+
+    void sampledGenerationIsSeeded()
+    {
+        const QStringList args = {"generate", "-m", stories(), "-p", "Once", "-n", "20", "--temp", "0.9",
+                                  "--seed", "7", "--json"};
+        const Run a = runCli(args), b = runCli(args);
+        QCOMPARE(a.exitCode, 0);
+        QCOMPARE(QJsonDocument::fromJson(a.out)["tokens"], QJsonDocument::fromJson(b.out)["tokens"]);
+    }
+
+    void tokenize()
+    {
+        const QJsonObject ref = referenceCase("tok512_encodings.json", 0);
+        const Run json = runCli({"tokenize", "-m", stories(), ref.value("text").toString(), "--json"});
+        QCOMPARE(json.exitCode, 0);
+        QCOMPARE(QJsonDocument::fromJson(json.out).array(), ref.value("ids").toArray());
+        const Run plain = runCli({"tokenize", "-m", stories(), ref.value("text").toString()});
+        QStringList ids;
+        for (const auto &v : ref.value("ids").toArray())
+            ids << QString::number(v.toInt());
+        QCOMPARE(QString::fromUtf8(plain.out), ids.join(' ') + "\n");
+    }
+
+    void info()
+    {
+        const Run run = runCli({"info", "-m", stories()});
+        QCOMPARE(run.exitCode, 0);
+        const QString text = QString::fromUtf8(run.out);
+        for (const char *expected : {"architecture:    llama", "layers:          5", "heads:           8 (kv heads 4",
+                                     "context length:  512", "llama (sentencepiece), 512 tokens", "F32 x48"})
+            QVERIFY2(text.contains(expected), expected);
+    }
+
+    void errorsAreOneLine()
+    {
+        QTemporaryDir dir;
+        verifyOneLineError(runCli({"generate", "-m", dir.filePath("missing.gguf"), "-p", "x"}), "missing.gguf");
+        QFile corrupt(dir.filePath("corrupt.gguf"));
+        QVERIFY(corrupt.open(QIODevice::WriteOnly));
+        corrupt.write(QByteArray("GGUF\x03\x00\x00\x00garbage", 15));
+        corrupt.close();
+        verifyOneLineError(runCli({"info", "-m", corrupt.fileName()}), "corrupt.gguf");
+        verifyOneLineError(runCli({"generate", "-m", stories(), "-p", "x", "--bogus"}), "--bogus");
+        verifyOneLineError(runCli({"generate", "-m", stories()}), "-p");
+        verifyOneLineError(runCli({"generate", "-m", stories(), "-p", "x", "-n", "many"}), "-n");
+        verifyOneLineError(runCli({"frobnicate"}), "frobnicate");
+        // A prompt longer than the context is refused, not truncated silently.
+        verifyOneLineError(runCli({"generate", "-m", stories(), "-p", QString("word ").repeated(600)}), "context");
+    }
+
+    void smollm2WritesSensibleEnglish()
+    {
+        if (!std::filesystem::exists(smollm2Path()))
+            QSKIP("SmolLM2 is not in the model cache: the fetch_smollm2 step could not reach PyPI");
+        const Run run = runCli({"generate", "-m", QString::fromStdString(smollm2Path()), "-p",
+                                "The capital of France is", "-n", "8", "--temp", "0"});
+        QCOMPARE(run.exitCode, 0);
+        QVERIFY2(QString::fromUtf8(run.out).contains("Paris"), run.out.constData());
+    }
+};
+
+QTEST_GUILESS_MAIN(CliTest)
+#include "cli_test.moc"
