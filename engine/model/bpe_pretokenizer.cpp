@@ -15,14 +15,16 @@ namespace {
 constexpr const char *kGpt2Pattern =
     R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
 
-// Llama 3 (tokenizer.json of Meta-Llama-3), with (?i:'s|'t|...) spelled out as in llama.cpp.
+// Llama 3 (tokenizer.json of Meta-Llama-3). The contractions keep HF's (?i:...) with Unicode case
+// folding, so "'ſ" (long s) is a contraction as in HF tokenizers; llama.cpp spells them '[sS]...
+// because std::regex has no inline flags, and differs there.
 constexpr const char *kLlama3Pattern =
-    R"((?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3})"
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3})"
     R"(| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
 // Qwen2: the Llama 3 pattern with single digits.
 constexpr const char *kQwen2Pattern =
-    R"((?:'[sS]|'[tT]|'[rR][eE]|'[vV][eE]|'[mM]|'[lL][lL]|'[dD])|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N})"
+    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N})"
     R"(| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
 
 // SmolLM (and StarCoder-family) tokenizer.json: Digits(individual_digits) then ByteLevel.

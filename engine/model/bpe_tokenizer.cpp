@@ -11,6 +11,13 @@
 // result are a control, unknown or unused token, or are missing from the vocabulary, is dropped
 // when loading: it could never fire on ordinary symbols, and dropping it is what keeps text such
 // as "<|im_start|>" from ever becoming a control id (llama.cpp with parse_special=false).
+// Unparseable merge strings are an error; merges are required.
+//
+// Bytes: encode() keeps the input's bytes, valid UTF-8 or not (see BpePreTokenizer::split), so
+// decode(encode(s)) == s whenever the vocabulary has a token for every byte of s. A byte without
+// one (SmolLM2 lacks a few C0 controls and bytes that never occur in UTF-8) becomes the vocabulary's
+// Unknown-type token if it has one, else is left out, as in HF tokenizers' BPE without unk_token.
+// tokenizer.ggml.unknown_token_id is not used for this: SmolLM2 names <|endoftext|>, a control.
 #include "engine/model/bpe_pretokenizer.h"
 #include "engine/model/gguf_file.h"
 #include "engine/model/tokenizer.h"
@@ -202,8 +209,8 @@ private:
     };
     struct LaterCandidate
     {
-        // std::priority_queue pops the greatest: "greatest" here is the lowest rank, then the
-        // leftmost position.
+        // The heap (std::push_heap/pop_heap) keeps the greatest on top: here the lowest rank,
+        // then the leftmost position, the order HF tokenizers and llama.cpp merge in.
         bool operator()(const Candidate &a, const Candidate &b) const
         {
             return a.rank != b.rank ? a.rank > b.rank : a.left > b.left;
@@ -227,6 +234,7 @@ private:
             return makeError(file.path() + ": tokenizer.ggml.merges is not an array of strings");
         }
         m_merges.reserve(merges->strings.size());
+        std::string joined;
         for (std::size_t rank = 0; rank < merges->strings.size(); ++rank) {
             const std::string_view merge = merges->strings[rank];
             // The separator is the first space after the first character; a byte-level piece never
@@ -241,9 +249,7 @@ private:
             const std::string_view right = merge.substr(space + 1);
             const auto leftId = m_pieceToId.find(left);
             const auto rightId = m_pieceToId.find(right);
-            std::string joined;
-            joined.reserve(left.size() + right.size());
-            joined.append(left).append(right);
+            joined.assign(left).append(right);
             const auto resultId = m_pieceToId.find(joined);
             if (leftId == m_pieceToId.end() || rightId == m_pieceToId.end() || resultId == m_pieceToId.end()) {
                 continue; // unusable (see the top of the file); HF would refuse the file, llama.cpp ignores it

@@ -56,8 +56,7 @@ constexpr std::array<GgmlTypeTraits, 11> kTraits{{
 // to the field size inside a block (blocks of 18 or 22 bytes follow each other).
 inline std::uint16_t loadU16(const std::byte *p)
 {
-    return static_cast<std::uint16_t>(std::to_integer<unsigned>(p[0])
-                                      | (std::to_integer<unsigned>(p[1]) << 8));
+    return static_cast<std::uint16_t>(std::to_integer<unsigned>(p[0]) | (std::to_integer<unsigned>(p[1]) << 8));
 }
 
 inline std::uint32_t loadU32(const std::byte *p)
@@ -242,7 +241,8 @@ void dequantizeQ6_KScalar(const std::byte *src, float *dst, std::int64_t nBlocks
                 const std::uint8_t *low = ql + 32 * (k & 1);
                 const int lowShift = k < 2 ? 0 : 4;
                 for (int l = 0; l < 32; ++l) {
-                    const int q = static_cast<int>(((low[l] >> lowShift) & 0x0F) | (((qh[l] >> (2 * k)) & 3) << 4)) - 32;
+                    const int q =
+                        static_cast<int>(((low[l] >> lowShift) & 0x0F) | (((qh[l] >> (2 * k)) & 3) << 4)) - 32;
                     const float ds = d * static_cast<float>(scales[2 * k + l / 16]);
                     dst[l] = ds * static_cast<float>(q);
                 }
@@ -265,8 +265,7 @@ inline float loadHalfF16c(const std::byte *p)
 }
 
 // Bytes 8k..8k+7 of v as 8 floats (exact).
-template <int k>
-inline __m256 int8GroupToFloat(__m256i v)
+template <int k> inline __m256 int8GroupToFloat(__m256i v)
 {
     const __m128i lane = _mm256_extracti128_si256(v, k / 2);
     const __m128i bytes = (k % 2) ? _mm_unpackhi_epi64(lane, lane) : lane;
@@ -304,10 +303,9 @@ inline __m256i unpackNibbles16(const std::byte *qs)
 // Byte i of the result is 0x10 when bit i of bits is set, else 0.
 inline __m256i fifthBits32(std::uint32_t bits)
 {
-    const __m256i spread = _mm256_shuffle_epi8(
-        _mm256_set1_epi32(static_cast<int>(bits)),
-        _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
-                         2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+    const __m256i spread = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(bits)),
+                                               _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2,
+                                                                2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
     const __m256i bitMask = _mm256_set1_epi64x(static_cast<long long>(0x8040201008040201ULL));
     const __m256i isSet = _mm256_cmpeq_epi8(_mm256_and_si256(spread, bitMask), bitMask);
     return _mm256_and_si256(isSet, _mm256_set1_epi8(0x10));
@@ -393,8 +391,8 @@ void dequantizeQ45_KAvx2(const std::byte *src, float *dst, std::int64_t nBlocks,
         const float dmin = loadHalfF16c(src + 2);
         const std::uint8_t *scales = asU8(src + 4);
         const std::byte *qs = src + (hasHighBits ? 48 : 16);
-        const __m256i qh = hasHighBits ? _mm256_loadu_si256(reinterpret_cast<const __m256i *>(src + 16))
-                                       : _mm256_setzero_si256();
+        const __m256i qh =
+            hasHighBits ? _mm256_loadu_si256(reinterpret_cast<const __m256i *>(src + 16)) : _mm256_setzero_si256();
         for (int c = 0; c < 4; ++c, qs += 32) {
             const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(qs));
             for (int half = 0; half < 2; ++half, dst += 32) {
@@ -493,32 +491,76 @@ void dequantizeRow(GgmlType type, const std::byte *src, float *dst, std::int64_t
     const std::int64_t nBlocks = nElements / ggmlTypeTraits(type).blockElements;
 #if defined(KVCHAT_GGML_AVX2)
     switch (type) {
-    case GgmlType::F32: dequantizeF32(src, dst, nElements); return;
-    case GgmlType::F16: dequantizeF16Avx2(src, dst, nElements); return;
-    case GgmlType::BF16: dequantizeBf16Avx2(src, dst, nElements); return;
-    case GgmlType::Q8_0: dequantizeQ8_0Avx2(src, dst, nBlocks); return;
-    case GgmlType::Q4_0: dequantizeQ4_0Avx2(src, dst, nBlocks); return;
-    case GgmlType::Q4_1: dequantizeQ4_1Avx2(src, dst, nBlocks); return;
-    case GgmlType::Q5_0: dequantizeQ5_0Avx2(src, dst, nBlocks); return;
-    case GgmlType::Q5_1: dequantizeQ5_1Avx2(src, dst, nBlocks); return;
-    case GgmlType::Q4_K: dequantizeQ45_KAvx2(src, dst, nBlocks, false); return;
-    case GgmlType::Q5_K: dequantizeQ45_KAvx2(src, dst, nBlocks, true); return;
-    case GgmlType::Q6_K: dequantizeQ6_KAvx2(src, dst, nBlocks); return;
+    case GgmlType::F32:
+        dequantizeF32(src, dst, nElements);
+        return;
+    case GgmlType::F16:
+        dequantizeF16Avx2(src, dst, nElements);
+        return;
+    case GgmlType::BF16:
+        dequantizeBf16Avx2(src, dst, nElements);
+        return;
+    case GgmlType::Q8_0:
+        dequantizeQ8_0Avx2(src, dst, nBlocks);
+        return;
+    case GgmlType::Q4_0:
+        dequantizeQ4_0Avx2(src, dst, nBlocks);
+        return;
+    case GgmlType::Q4_1:
+        dequantizeQ4_1Avx2(src, dst, nBlocks);
+        return;
+    case GgmlType::Q5_0:
+        dequantizeQ5_0Avx2(src, dst, nBlocks);
+        return;
+    case GgmlType::Q5_1:
+        dequantizeQ5_1Avx2(src, dst, nBlocks);
+        return;
+    case GgmlType::Q4_K:
+        dequantizeQ45_KAvx2(src, dst, nBlocks, false);
+        return;
+    case GgmlType::Q5_K:
+        dequantizeQ45_KAvx2(src, dst, nBlocks, true);
+        return;
+    case GgmlType::Q6_K:
+        dequantizeQ6_KAvx2(src, dst, nBlocks);
+        return;
     }
 #endif
     // Portable path: the whole story without AVX2, unreachable with it (every type returned above).
     switch (type) {
-    case GgmlType::F32: dequantizeF32(src, dst, nElements); return;
-    case GgmlType::F16: dequantizeF16Scalar(src, dst, nElements); return;
-    case GgmlType::BF16: dequantizeBf16Scalar(src, dst, nElements); return;
-    case GgmlType::Q8_0: dequantizeQ8_0Scalar(src, dst, nBlocks); return;
-    case GgmlType::Q4_0: dequantizeQ4_0Scalar(src, dst, nBlocks); return;
-    case GgmlType::Q4_1: dequantizeQ4_1Scalar(src, dst, nBlocks); return;
-    case GgmlType::Q5_0: dequantizeQ5_0Scalar(src, dst, nBlocks); return;
-    case GgmlType::Q5_1: dequantizeQ5_1Scalar(src, dst, nBlocks); return;
-    case GgmlType::Q4_K: dequantizeQ4_KScalar(src, dst, nBlocks); return;
-    case GgmlType::Q5_K: dequantizeQ5_KScalar(src, dst, nBlocks); return;
-    case GgmlType::Q6_K: dequantizeQ6_KScalar(src, dst, nBlocks); return;
+    case GgmlType::F32:
+        dequantizeF32(src, dst, nElements);
+        return;
+    case GgmlType::F16:
+        dequantizeF16Scalar(src, dst, nElements);
+        return;
+    case GgmlType::BF16:
+        dequantizeBf16Scalar(src, dst, nElements);
+        return;
+    case GgmlType::Q8_0:
+        dequantizeQ8_0Scalar(src, dst, nBlocks);
+        return;
+    case GgmlType::Q4_0:
+        dequantizeQ4_0Scalar(src, dst, nBlocks);
+        return;
+    case GgmlType::Q4_1:
+        dequantizeQ4_1Scalar(src, dst, nBlocks);
+        return;
+    case GgmlType::Q5_0:
+        dequantizeQ5_0Scalar(src, dst, nBlocks);
+        return;
+    case GgmlType::Q5_1:
+        dequantizeQ5_1Scalar(src, dst, nBlocks);
+        return;
+    case GgmlType::Q4_K:
+        dequantizeQ4_KScalar(src, dst, nBlocks);
+        return;
+    case GgmlType::Q5_K:
+        dequantizeQ5_KScalar(src, dst, nBlocks);
+        return;
+    case GgmlType::Q6_K:
+        dequantizeQ6_KScalar(src, dst, nBlocks);
+        return;
     }
 }
 
@@ -573,7 +615,7 @@ std::uint16_t floatToHalf(float f)
     // A round-up to 0x400 gives the smallest normal, which is the right encoding.
     const std::uint32_t significand = (a & 0x7FFFFFu) | 0x800000u;
     const int exponent = static_cast<int>(a >> 23) - 127; // -25 .. -15
-    const int shift = -exponent - 1;                       // 14 .. 24
+    const int shift = -exponent - 1;                      // 14 .. 24
     std::uint32_t h = significand >> shift;
     const std::uint32_t rest = significand & ((1u << shift) - 1u);
     const std::uint32_t halfway = 1u << (shift - 1);

@@ -14,17 +14,17 @@
 // reserved, so a hostile count fails at once instead of allocating or looping.
 #include "engine/model/gguf_file.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <bit>
 #include <cerrno>
 #include <limits>
-#include <system_error>
-#include <type_traits>
-
-#include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <unistd.h>
+#include <system_error>
+#include <type_traits>
 
 namespace kvchat::engine {
 
@@ -39,7 +39,7 @@ constexpr std::uint32_t kMaxDims = 4;
 constexpr std::size_t kMaxTensorNameBytes = 256;
 
 // Smallest encodings, used to bound counts by the bytes that are left.
-constexpr std::uint64_t kMinKvBytes = 8 + 4 + 1;               // empty key is rejected, so this is loose
+constexpr std::uint64_t kMinKvBytes = 8 + 4 + 1;                 // empty key is rejected, so this is loose
 constexpr std::uint64_t kMinTensorInfoBytes = 8 + 4 + 8 + 4 + 8; // one dimension
 constexpr std::uint64_t kMinStringBytes = 8;
 constexpr std::uint64_t kMinArrayBytes = 4 + 8;
@@ -80,8 +80,7 @@ public:
 
     bool has(std::uint64_t n) const { return n <= left(); }
 
-    template <typename T>
-    bool read(T &out)
+    template <typename T> bool read(T &out)
     {
         static_assert(std::is_unsigned_v<T>);
         if (!has(sizeof(T)))
@@ -128,12 +127,11 @@ private:
     Error fail(const std::string &what) const { return makeError(m_name + ": " + what); }
     Error truncated(const std::string &what, std::uint64_t need) const
     {
-        return fail("truncated file: " + what + " at offset " + std::to_string(m_cur.pos()) + " needs "
-                    + std::to_string(need) + " bytes but only " + std::to_string(m_cur.left()) + " are left");
+        return fail("truncated file: " + what + " at offset " + std::to_string(m_cur.pos()) + " needs " +
+                    std::to_string(need) + " bytes but only " + std::to_string(m_cur.left()) + " are left");
     }
 
-    template <typename T>
-    Result<void> readInt(T &out, const std::string &what)
+    template <typename T> Result<void> readInt(T &out, const std::string &what)
     {
         if (!m_cur.read(out))
             return truncated(what, sizeof(T));
@@ -141,8 +139,7 @@ private:
     }
     // describe() names the string for an error message; it only runs on failure, which keeps the
     // loops over large string arrays (150k-token vocabularies) free of allocations.
-    template <typename Describe>
-    Result<void> readString(std::string_view &out, const Describe &describe);
+    template <typename Describe> Result<void> readString(std::string_view &out, const Describe &describe);
     Result<void> readString(std::string_view &out, const std::string &what)
     {
         return readString(out, [&] { return what; });
@@ -158,16 +155,15 @@ private:
     const std::string &m_name;
 };
 
-template <typename Describe>
-Result<void> Parser::readString(std::string_view &out, const Describe &describe)
+template <typename Describe> Result<void> Parser::readString(std::string_view &out, const Describe &describe)
 {
     const std::size_t start = m_cur.pos();
     std::uint64_t len = 0;
     if (!m_cur.read(len))
         return truncated("length of " + describe(), sizeof len);
     if (!m_cur.has(len))
-        return fail(describe() + " at offset " + std::to_string(start) + " has length " + std::to_string(len)
-                    + " but only " + std::to_string(m_cur.left()) + " bytes are left in the file");
+        return fail(describe() + " at offset " + std::to_string(start) + " has length " + std::to_string(len) +
+                    " but only " + std::to_string(m_cur.left()) + " bytes are left in the file");
     out = std::string_view(reinterpret_cast<const char *>(m_cur.here()), static_cast<std::size_t>(len));
     m_cur.skip(len);
     return {};
@@ -290,9 +286,9 @@ Result<void> Parser::readArray(GgufKv &kv, const std::string &what)
     if (auto r = readInt(kv.count, "element count of " + what); !r)
         return r;
     const auto tooMany = [&](std::uint64_t minBytes) {
-        return fail(what + " at offset " + std::to_string(countPos) + " claims " + std::to_string(kv.count) + " "
-                    + std::string(ggufValueTypeName(kv.elementType)) + " elements (at least " + std::to_string(minBytes)
-                    + " bytes each) but only " + std::to_string(m_cur.left()) + " bytes are left in the file");
+        return fail(what + " at offset " + std::to_string(countPos) + " claims " + std::to_string(kv.count) + " " +
+                    std::string(ggufValueTypeName(kv.elementType)) + " elements (at least " + std::to_string(minBytes) +
+                    " bytes each) but only " + std::to_string(m_cur.left()) + " bytes are left in the file");
     };
 
     if (const std::size_t size = ggufScalarSize(kv.elementType); size != 0) {
@@ -343,12 +339,12 @@ Result<void> Parser::skipNestedArray(int depth, const std::string &what)
     std::uint64_t count = 0;
     if (auto r = readInt(count, "element count of " + what); !r)
         return r;
-    const std::uint64_t minBytes = ggufScalarSize(type) != 0           ? ggufScalarSize(type)
+    const std::uint64_t minBytes = ggufScalarSize(type) != 0       ? ggufScalarSize(type)
                                    : type == GgufValueType::String ? kMinStringBytes
                                                                    : kMinArrayBytes;
     if (count > m_cur.left() / minBytes)
-        return fail(what + " at offset " + std::to_string(countPos) + " claims " + std::to_string(count)
-                    + " elements but only " + std::to_string(m_cur.left()) + " bytes are left in the file");
+        return fail(what + " at offset " + std::to_string(countPos) + " claims " + std::to_string(count) +
+                    " elements but only " + std::to_string(m_cur.left()) + " bytes are left in the file");
     if (ggufScalarSize(type) != 0) {
         if (type == GgufValueType::Bool) {
             if (auto r = checkBools(m_cur.here(), count, what); !r)
@@ -379,16 +375,16 @@ Result<void> Parser::readTensorInfo(GgufTensorInfo &t, std::uint64_t index, std:
     if (t.name.empty())
         return fail(label + " has an empty name");
     if (t.name.size() > kMaxTensorNameBytes)
-        return fail(label + " has a name of " + std::to_string(t.name.size()) + " bytes (at most "
-                    + std::to_string(kMaxTensorNameBytes) + " allowed): " + quoted(t.name));
+        return fail(label + " has a name of " + std::to_string(t.name.size()) + " bytes (at most " +
+                    std::to_string(kMaxTensorNameBytes) + " allowed): " + quoted(t.name));
     const std::string what = "tensor " + quoted(t.name);
 
     std::uint32_t nDims = 0;
     if (auto r = readInt(nDims, "dimension count of " + what); !r)
         return r;
     if (nDims < 1 || nDims > kMaxDims)
-        return fail(what + " has " + std::to_string(nDims) + " dimensions (must be 1 to " + std::to_string(kMaxDims)
-                    + ")");
+        return fail(what + " has " + std::to_string(nDims) + " dimensions (must be 1 to " + std::to_string(kMaxDims) +
+                    ")");
     t.ne.resize(nDims);
     std::int64_t elements = 1;
     for (std::uint32_t d = 0; d < nDims; ++d) {
@@ -399,8 +395,8 @@ Result<void> Parser::readTensorInfo(GgufTensorInfo &t, std::uint64_t index, std:
             return fail(what + " has dimension " + std::to_string(d) + " of size 0");
         constexpr auto kMax = static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max());
         if (dim > kMax || static_cast<std::uint64_t>(elements) > kMax / dim)
-            return fail(what + " has dimension " + std::to_string(d) + " of size " + std::to_string(dim)
-                        + ", so its element count overflows 64 bits");
+            return fail(what + " has dimension " + std::to_string(d) + " of size " + std::to_string(dim) +
+                        ", so its element count overflows 64 bits");
         t.ne[d] = static_cast<std::int64_t>(dim);
         elements *= t.ne[d];
     }
@@ -410,12 +406,12 @@ Result<void> Parser::readTensorInfo(GgufTensorInfo &t, std::uint64_t index, std:
         return r;
     const std::optional<GgmlTypeTraits> traits = ggmlTypeTraits(rawType);
     if (!traits)
-        return fail(what + " has unknown tensor type " + std::to_string(rawType) + " (supported: "
-                    + std::string(supportedGgmlTypeNames()) + ")");
+        return fail(what + " has unknown tensor type " + std::to_string(rawType) +
+                    " (supported: " + std::string(supportedGgmlTypeNames()) + ")");
     t.type = traits->type;
     if (traits->blockElements <= 0 || t.ne[0] % traits->blockElements != 0)
-        return fail(what + " has rows of " + std::to_string(t.ne[0]) + " elements, not a multiple of the "
-                    + std::string(traits->name) + " block size " + std::to_string(traits->blockElements));
+        return fail(what + " has rows of " + std::to_string(t.ne[0]) + " elements, not a multiple of the " +
+                    std::string(traits->name) + " block size " + std::to_string(traits->blockElements));
     const auto blocks = static_cast<std::uint64_t>(elements / traits->blockElements);
     if (traits->blockBytes != 0 && blocks > std::numeric_limits<std::size_t>::max() / traits->blockBytes)
         return fail(what + " has " + std::to_string(elements) + " elements, whose size in bytes overflows");
@@ -424,8 +420,8 @@ Result<void> Parser::readTensorInfo(GgufTensorInfo &t, std::uint64_t index, std:
     if (auto r = readInt(t.offset, "data offset of " + what); !r)
         return r;
     if (t.offset % alignment != 0)
-        return fail(what + " data offset " + std::to_string(t.offset) + " is not a multiple of the alignment "
-                    + std::to_string(alignment));
+        return fail(what + " data offset " + std::to_string(t.offset) + " is not a multiple of the alignment " +
+                    std::to_string(alignment));
     return {};
 }
 
@@ -446,9 +442,9 @@ Result<void> Parser::run(Parsed &out)
     if (out.version != 2 && out.version != 3) {
         // A big-endian file has its version byte-swapped (e.g. 3 reads as 0x03000000).
         const bool swapped = (out.version & 0xffffu) == 0 && (out.version >> 24) >= 2 && (out.version >> 24) <= 3;
-        return fail("unsupported GGUF version " + std::to_string(out.version)
-                    + (swapped ? " (looks like a big-endian file, which is not supported)"
-                               : " (only versions 2 and 3 are supported)"));
+        return fail("unsupported GGUF version " + std::to_string(out.version) +
+                    (swapped ? " (looks like a big-endian file, which is not supported)"
+                             : " (only versions 2 and 3 are supported)"));
     }
 
     std::uint64_t tensorCount = 0;
@@ -458,13 +454,13 @@ Result<void> Parser::run(Parsed &out)
     if (auto r = readInt(kvCount, "metadata entry count"); !r)
         return r;
     if (kvCount > m_cur.left() / kMinKvBytes)
-        return fail("header claims " + std::to_string(kvCount) + " metadata entries but only "
-                    + std::to_string(m_cur.left()) + " bytes are left (each entry needs at least "
-                    + std::to_string(kMinKvBytes) + ")");
+        return fail("header claims " + std::to_string(kvCount) + " metadata entries but only " +
+                    std::to_string(m_cur.left()) + " bytes are left (each entry needs at least " +
+                    std::to_string(kMinKvBytes) + ")");
     if (tensorCount > (m_cur.left() - kvCount * kMinKvBytes) / kMinTensorInfoBytes)
-        return fail("header claims " + std::to_string(tensorCount) + " tensors but only "
-                    + std::to_string(m_cur.left()) + " bytes are left (each tensor info needs at least "
-                    + std::to_string(kMinTensorInfoBytes) + ")");
+        return fail("header claims " + std::to_string(tensorCount) + " tensors but only " +
+                    std::to_string(m_cur.left()) + " bytes are left (each tensor info needs at least " +
+                    std::to_string(kMinTensorInfoBytes) + ")");
 
     // Entries are appended as they parse, so a file that claims many and holds few costs little.
     constexpr std::uint64_t kReserveCap = 4096;
@@ -495,8 +491,8 @@ Result<void> Parser::run(Parsed &out)
         if (kv.type != GgufValueType::UInt32)
             return fail("metadata 'general.alignment' has type " + typeDescription(kv) + ", expected u32");
         if (kv.u == 0 || (kv.u & (kv.u - 1)) != 0)
-            return fail("metadata 'general.alignment' is " + std::to_string(kv.u)
-                        + ", which is not a nonzero power of two");
+            return fail("metadata 'general.alignment' is " + std::to_string(kv.u) +
+                        ", which is not a nonzero power of two");
         out.alignment = kv.u;
     }
 
@@ -515,13 +511,14 @@ Result<void> Parser::run(Parsed &out)
     const std::uint64_t fileBytes = m_bytes.size();
     const std::uint64_t dataStart = (m_cur.pos() + out.alignment - 1) / out.alignment * out.alignment;
     for (GgufTensorInfo &t : out.tensors) {
-        if (dataStart > fileBytes || t.offset > fileBytes - dataStart || t.sizeBytes > fileBytes - dataStart - t.offset) {
-            std::string where = "data [offset " + std::to_string(t.offset) + ", " + std::to_string(t.sizeBytes)
-                                + " bytes]";
+        if (dataStart > fileBytes || t.offset > fileBytes - dataStart ||
+            t.sizeBytes > fileBytes - dataStart - t.offset) {
+            std::string where =
+                "data [offset " + std::to_string(t.offset) + ", " + std::to_string(t.sizeBytes) + " bytes]";
             if (t.offset <= std::numeric_limits<std::uint64_t>::max() - dataStart)
                 where += " at file offset " + std::to_string(dataStart + t.offset);
-            return fail("tensor " + quoted(t.name) + " " + where + " extends past the end of the file ("
-                        + std::to_string(fileBytes) + " bytes)");
+            return fail("tensor " + quoted(t.name) + " " + where + " extends past the end of the file (" +
+                        std::to_string(fileBytes) + " bytes)");
         }
         t.data = m_bytes.data() + dataStart + t.offset;
     }
@@ -537,9 +534,9 @@ Result<void> Parser::run(Parsed &out)
         const GgufTensorInfo &a = *byOffset[k - 1];
         const GgufTensorInfo &b = *byOffset[k];
         if (a.offset + a.sizeBytes > b.offset)
-            return fail("tensors " + quoted(a.name) + " [offset " + std::to_string(a.offset) + ", "
-                        + std::to_string(a.sizeBytes) + " bytes] and " + quoted(b.name) + " [offset "
-                        + std::to_string(b.offset) + ", " + std::to_string(b.sizeBytes) + " bytes] overlap");
+            return fail("tensors " + quoted(a.name) + " [offset " + std::to_string(a.offset) + ", " +
+                        std::to_string(a.sizeBytes) + " bytes] and " + quoted(b.name) + " [offset " +
+                        std::to_string(b.offset) + ", " + std::to_string(b.sizeBytes) + " bytes] overlap");
     }
     return {};
 }
@@ -645,8 +642,8 @@ Result<std::optional<std::string_view>> GgufFile::getString(std::string_view key
     if (!kv)
         return std::optional<std::string_view>();
     if (kv->type != GgufValueType::String)
-        return makeError(m_path + ": metadata " + quoted(key) + " has type " + typeDescription(*kv)
-                         + ", expected string");
+        return makeError(m_path + ": metadata " + quoted(key) + " has type " + typeDescription(*kv) +
+                         ", expected string");
     return std::optional<std::string_view>(kv->str);
 }
 
@@ -667,12 +664,12 @@ Result<std::optional<std::uint64_t>> GgufFile::getUInt(std::string_view key) con
     case GgufValueType::Int64:
         // Converters write ids and sizes as i32 as often as u32; only the sign matters here.
         if (kv->i < 0)
-            return makeError(m_path + ": metadata " + quoted(key) + " is " + std::to_string(kv->i)
-                             + ", expected a non-negative integer");
+            return makeError(m_path + ": metadata " + quoted(key) + " is " + std::to_string(kv->i) +
+                             ", expected a non-negative integer");
         return std::optional<std::uint64_t>(static_cast<std::uint64_t>(kv->i));
     default:
-        return makeError(m_path + ": metadata " + quoted(key) + " has type " + typeDescription(*kv)
-                         + ", expected an unsigned integer");
+        return makeError(m_path + ": metadata " + quoted(key) + " has type " + typeDescription(*kv) +
+                         ", expected an unsigned integer");
     }
 }
 
@@ -682,8 +679,8 @@ Result<std::optional<double>> GgufFile::getFloat(std::string_view key) const
     if (!kv)
         return std::optional<double>();
     if (kv->type != GgufValueType::Float32 && kv->type != GgufValueType::Float64)
-        return makeError(m_path + ": metadata " + quoted(key) + " has type " + typeDescription(*kv)
-                         + ", expected f32 or f64");
+        return makeError(m_path + ": metadata " + quoted(key) + " has type " + typeDescription(*kv) +
+                         ", expected f32 or f64");
     return std::optional<double>(kv->f);
 }
 
@@ -693,8 +690,8 @@ Result<std::optional<bool>> GgufFile::getBool(std::string_view key) const
     if (!kv)
         return std::optional<bool>();
     if (kv->type != GgufValueType::Bool)
-        return makeError(m_path + ": metadata " + quoted(key) + " has type " + typeDescription(*kv)
-                         + ", expected bool");
+        return makeError(m_path + ": metadata " + quoted(key) + " has type " + typeDescription(*kv) +
+                         ", expected bool");
     return std::optional<bool>(kv->u != 0);
 }
 

@@ -54,7 +54,7 @@ struct GgufKv
     // Array (type == Array):
     GgufValueType elementType = GgufValueType::UInt8;
     std::uint64_t count = 0;
-    const std::byte *raw = nullptr;       // numeric elements, packed, count * elementSize bytes
+    const std::byte *raw = nullptr;        // numeric elements, packed, count * elementSize bytes
     std::vector<std::string_view> strings; // when elementType == String
 };
 
@@ -63,7 +63,7 @@ struct GgufTensorInfo
     std::string_view name;
     std::vector<std::int64_t> ne; // ggml order: ne[0] is the contiguous (row) dimension
     GgmlType type = GgmlType::F32;
-    std::uint64_t offset = 0;     // relative to the data section
+    std::uint64_t offset = 0; // relative to the data section
     std::size_t sizeBytes = 0;
     const std::byte *data = nullptr; // inside the mapping
 

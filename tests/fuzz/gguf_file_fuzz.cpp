@@ -58,8 +58,7 @@ bool namesFile(const kvchat::engine::Error &e)
     return e.message.rfind(std::string(kName) + ": ", 0) == 0;
 }
 
-template <typename R>
-void checkGetter(const R &r)
+template <typename R> void checkGetter(const R &r)
 {
     if (!r)
         check(namesFile(r.error()), "getter error names the file");

@@ -6,8 +6,8 @@
 
 Prints C++ initializers to paste into the test:
   * pre-tokenizer splits for each regex set, made with HF `tokenizers` pre-tokenizers using the
-    patterns exactly as the models' tokenizer.json files write them (with (?i:...), which the C++
-    code spells out), cross-checked against the Python `regex` module;
+    patterns exactly as the models' tokenizer.json files write them, cross-checked against the
+    Python `regex` module;
   * SmolLM2 token ids, made by a HF `tokenizers` BPE model built from the GGUF's own vocabulary
     and merges (read with the `gguf` package) and SmolLM2's pre-tokenization: every digit isolated,
     then ByteLevel (GPT-2 regex, no prefix space). No special tokens are registered, so text that
@@ -57,6 +57,7 @@ SPLIT_STRINGS = [
     "if (x==1) {\r\n  return y;\r\n}",
     "  \n  \n",
     "hello!!! ...?",
+    "it'\u017f K'S \u0130'LL",
 ]
 
 ENCODE_STRINGS = [

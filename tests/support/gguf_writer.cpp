@@ -189,8 +189,8 @@ void GgufWriter::addTensor(std::string name, std::vector<std::int64_t> ne, GgmlT
 {
     const std::int64_t n = product(ne);
     if (ne.empty() || static_cast<std::int64_t>(values.size()) != n)
-        throw std::invalid_argument("GgufWriter::addTensor: " + name + " has " + std::to_string(values.size())
-                                    + " values for " + std::to_string(n) + " elements");
+        throw std::invalid_argument("GgufWriter::addTensor: " + name + " has " + std::to_string(values.size()) +
+                                    " values for " + std::to_string(n) + " elements");
     std::vector<std::uint8_t> bytes;
     if (type == GgmlType::F32) {
         // Plain copy, so F32 models need no quantizer.

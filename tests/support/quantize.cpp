@@ -87,7 +87,7 @@ std::uint16_t encodeBf16(float f)
 {
     const std::uint32_t bits = std::bit_cast<std::uint32_t>(f);
     if ((bits & 0x7FFFFFFFu) > 0x7F800000u)
-        return static_cast<std::uint16_t>((bits >> 16) | 0x0040u); // NaN stays a (quiet) NaN
+        return static_cast<std::uint16_t>((bits >> 16) | 0x0040u);    // NaN stays a (quiet) NaN
     const std::uint32_t roundingBias = 0x7FFFu + ((bits >> 16) & 1u); // to nearest, ties to even
     return static_cast<std::uint16_t>((bits + roundingBias) >> 16);
 }
@@ -134,8 +134,7 @@ void quantizeSymmetric(const float *x, std::uint8_t *block, int bits)
     std::uint32_t qh = 0;
     std::memset(qs, 0, 16);
     for (int i = 0; i < 32; ++i) {
-        const int q = d != 0.0f ? roundClamp(x[i] / d + static_cast<float>(offset), 0, 2 * offset - 1)
-                                : offset;
+        const int q = d != 0.0f ? roundClamp(x[i] / d + static_cast<float>(offset), 0, 2 * offset - 1) : offset;
         qs[i % 16] |= static_cast<std::uint8_t>((q & 0x0F) << (i < 16 ? 0 : 4));
         if (q & 0x10)
             qh |= 1u << i;
@@ -320,8 +319,8 @@ float refQ4_K(const std::uint8_t *block, int e)
     const float dmin = readHalf(block + 2);
     const std::uint8_t *packed = block + 4;
     const std::uint8_t *qs = block + 16;
-    const int s = e / 32;  // sub-block of 32
-    const int l = e % 32;  // position in it
+    const int s = e / 32; // sub-block of 32
+    const int l = e % 32; // position in it
     const std::uint8_t byte = qs[32 * (s / 2) + l];
     const int q = s % 2 == 0 ? byte % 16 : byte / 16;
     const float scale = d * static_cast<float>(sixBitK(packed, s, 0));
@@ -368,8 +367,8 @@ std::int64_t checkedBlocks(GgmlType type, std::int64_t n)
 {
     const engine::GgmlTypeTraits traits = ggmlTypeTraits(type);
     if (n < 0 || n % traits.blockElements != 0) {
-        throw std::invalid_argument(std::to_string(n) + " elements is not a whole number of "
-                                    + std::string(traits.name) + " blocks");
+        throw std::invalid_argument(std::to_string(n) + " elements is not a whole number of " +
+                                    std::string(traits.name) + " blocks");
     }
     return n / traits.blockElements;
 }
@@ -385,17 +384,39 @@ std::vector<std::uint8_t> quantize(GgmlType type, const float *values, std::int6
         const float *x = values + b * traits.blockElements;
         std::uint8_t *block = out.data() + b * static_cast<std::int64_t>(traits.blockBytes);
         switch (type) {
-        case GgmlType::F32: std::memcpy(block, x, 4); break;
-        case GgmlType::F16: putU16(block, floatToHalf(*x)); break;
-        case GgmlType::BF16: putU16(block, encodeBf16(*x)); break;
-        case GgmlType::Q8_0: quantizeQ8_0(x, block); break;
-        case GgmlType::Q4_0: quantizeSymmetric(x, block, 4); break;
-        case GgmlType::Q5_0: quantizeSymmetric(x, block, 5); break;
-        case GgmlType::Q4_1: quantizeAffine(x, block, 4); break;
-        case GgmlType::Q5_1: quantizeAffine(x, block, 5); break;
-        case GgmlType::Q4_K: quantizeK45(x, block, 4); break;
-        case GgmlType::Q5_K: quantizeK45(x, block, 5); break;
-        case GgmlType::Q6_K: quantizeQ6_K(x, block); break;
+        case GgmlType::F32:
+            std::memcpy(block, x, 4);
+            break;
+        case GgmlType::F16:
+            putU16(block, floatToHalf(*x));
+            break;
+        case GgmlType::BF16:
+            putU16(block, encodeBf16(*x));
+            break;
+        case GgmlType::Q8_0:
+            quantizeQ8_0(x, block);
+            break;
+        case GgmlType::Q4_0:
+            quantizeSymmetric(x, block, 4);
+            break;
+        case GgmlType::Q5_0:
+            quantizeSymmetric(x, block, 5);
+            break;
+        case GgmlType::Q4_1:
+            quantizeAffine(x, block, 4);
+            break;
+        case GgmlType::Q5_1:
+            quantizeAffine(x, block, 5);
+            break;
+        case GgmlType::Q4_K:
+            quantizeK45(x, block, 4);
+            break;
+        case GgmlType::Q5_K:
+            quantizeK45(x, block, 5);
+            break;
+        case GgmlType::Q6_K:
+            quantizeQ6_K(x, block);
+            break;
         }
     }
     return out;
@@ -411,17 +432,39 @@ std::vector<float> referenceDequantize(GgmlType type, const std::uint8_t *bytes,
         const int i = static_cast<int>(e % traits.blockElements);
         float v = 0.0f;
         switch (type) {
-        case GgmlType::F32: std::memcpy(&v, block, 4); break;
-        case GgmlType::F16: v = readHalf(block); break;
-        case GgmlType::BF16: v = decodeBf16(getU16(block)); break;
-        case GgmlType::Q8_0: v = refQ8_0(block, i); break;
-        case GgmlType::Q4_0: v = refQ4_0(block, i); break;
-        case GgmlType::Q4_1: v = refQ4_1(block, i); break;
-        case GgmlType::Q5_0: v = refQ5_0(block, i); break;
-        case GgmlType::Q5_1: v = refQ5_1(block, i); break;
-        case GgmlType::Q4_K: v = refQ4_K(block, i); break;
-        case GgmlType::Q5_K: v = refQ5_K(block, i); break;
-        case GgmlType::Q6_K: v = refQ6_K(block, i); break;
+        case GgmlType::F32:
+            std::memcpy(&v, block, 4);
+            break;
+        case GgmlType::F16:
+            v = readHalf(block);
+            break;
+        case GgmlType::BF16:
+            v = decodeBf16(getU16(block));
+            break;
+        case GgmlType::Q8_0:
+            v = refQ8_0(block, i);
+            break;
+        case GgmlType::Q4_0:
+            v = refQ4_0(block, i);
+            break;
+        case GgmlType::Q4_1:
+            v = refQ4_1(block, i);
+            break;
+        case GgmlType::Q5_0:
+            v = refQ5_0(block, i);
+            break;
+        case GgmlType::Q5_1:
+            v = refQ5_1(block, i);
+            break;
+        case GgmlType::Q4_K:
+            v = refQ4_K(block, i);
+            break;
+        case GgmlType::Q5_K:
+            v = refQ5_K(block, i);
+            break;
+        case GgmlType::Q6_K:
+            v = refQ6_K(block, i);
+            break;
         }
         out[static_cast<std::size_t>(e)] = v;
     }

@@ -226,6 +226,7 @@ void BpeTokenizerTest::preTokenizerSplits_data()
     QTest::newRow("gpt2/17") << QString("gpt2") << std::string("if (x==1) {\r\n  return y;\r\n}") << Pieces{"if", " (", "x", "==", "1", ")", " {", "\r\n ", " return", " y", ";", "\r", "\n", "}"};
     QTest::newRow("gpt2/18") << QString("gpt2") << std::string("  \n  \n") << Pieces{"  \n  \n"};
     QTest::newRow("gpt2/19") << QString("gpt2") << std::string("hello!!! ...?") << Pieces{"hello", "!!!", " ...?"};
+    QTest::newRow("gpt2/20") << QString("gpt2") << std::string("it'ſ K'S İ'LL") << Pieces{"it", "'", "ſ", " K", "'", "S", " İ", "'", "LL"};
     // llama-bpe
     QTest::newRow("llama-bpe/0") << QString("llama-bpe") << std::string("Hello world") << Pieces{"Hello", " world"};
     QTest::newRow("llama-bpe/1") << QString("llama-bpe") << std::string("I'm here, you're there; they'll go. It's fine, we've done, I'd say") << Pieces{"I", "'m", " here", ",", " you", "'re", " there", ";", " they", "'ll", " go", ".", " It", "'s", " fine", ",", " we", "'ve", " done", ",", " I", "'d", " say"};
@@ -247,6 +248,7 @@ void BpeTokenizerTest::preTokenizerSplits_data()
     QTest::newRow("llama-bpe/17") << QString("llama-bpe") << std::string("if (x==1) {\r\n  return y;\r\n}") << Pieces{"if", " (", "x", "==", "1", ")", " {\r\n", " ", " return", " y", ";\r\n", "}"};
     QTest::newRow("llama-bpe/18") << QString("llama-bpe") << std::string("  \n  \n") << Pieces{"  \n  \n"};
     QTest::newRow("llama-bpe/19") << QString("llama-bpe") << std::string("hello!!! ...?") << Pieces{"hello", "!!!", " ...?"};
+    QTest::newRow("llama-bpe/20") << QString("llama-bpe") << std::string("it'ſ K'S İ'LL") << Pieces{"it", "'ſ", " K", "'S", " İ", "'LL"};
     // smollm
     QTest::newRow("smollm/0") << QString("smollm") << std::string("Hello world") << Pieces{"Hello", " world"};
     QTest::newRow("smollm/1") << QString("smollm") << std::string("I'm here, you're there; they'll go. It's fine, we've done, I'd say") << Pieces{"I", "'m", " here", ",", " you", "'re", " there", ";", " they", "'ll", " go", ".", " It", "'s", " fine", ",", " we", "'ve", " done", ",", " I", "'d", " say"};
@@ -268,6 +270,7 @@ void BpeTokenizerTest::preTokenizerSplits_data()
     QTest::newRow("smollm/17") << QString("smollm") << std::string("if (x==1) {\r\n  return y;\r\n}") << Pieces{"if", " (", "x", "==", "1", ")", " {", "\r\n ", " return", " y", ";", "\r", "\n", "}"};
     QTest::newRow("smollm/18") << QString("smollm") << std::string("  \n  \n") << Pieces{"  \n  \n"};
     QTest::newRow("smollm/19") << QString("smollm") << std::string("hello!!! ...?") << Pieces{"hello", "!!!", " ...?"};
+    QTest::newRow("smollm/20") << QString("smollm") << std::string("it'ſ K'S İ'LL") << Pieces{"it", "'", "ſ", " K", "'", "S", " İ", "'", "LL"};
     // qwen2
     QTest::newRow("qwen2/0") << QString("qwen2") << std::string("Hello world") << Pieces{"Hello", " world"};
     QTest::newRow("qwen2/1") << QString("qwen2") << std::string("I'm here, you're there; they'll go. It's fine, we've done, I'd say") << Pieces{"I", "'m", " here", ",", " you", "'re", " there", ";", " they", "'ll", " go", ".", " It", "'s", " fine", ",", " we", "'ve", " done", ",", " I", "'d", " say"};
@@ -289,6 +292,7 @@ void BpeTokenizerTest::preTokenizerSplits_data()
     QTest::newRow("qwen2/17") << QString("qwen2") << std::string("if (x==1) {\r\n  return y;\r\n}") << Pieces{"if", " (", "x", "==", "1", ")", " {\r\n", " ", " return", " y", ";\r\n", "}"};
     QTest::newRow("qwen2/18") << QString("qwen2") << std::string("  \n  \n") << Pieces{"  \n  \n"};
     QTest::newRow("qwen2/19") << QString("qwen2") << std::string("hello!!! ...?") << Pieces{"hello", "!!!", " ...?"};
+    QTest::newRow("qwen2/20") << QString("qwen2") << std::string("it'ſ K'S İ'LL") << Pieces{"it", "'ſ", " K", "'S", " İ", "'LL"};
 }
 
 void BpeTokenizerTest::preTokenizerSplits()
@@ -388,6 +392,14 @@ void BpeTokenizerTest::preTokenizerLongRuns()
         }
         QVERIFY(joined == text);
     }
+    // And the runs are still split by the rules, not left as one piece by a hit matching limit.
+    auto gpt2 = BpePreTokenizer::create("gpt2");
+    QVERIFY(gpt2.ok());
+    std::vector<std::size_t> sizes;
+    for (std::string_view fragment : gpt2.value()->split(text)) {
+        sizes.push_back(fragment.size());
+    }
+    QCOMPARE(sizes, (std::vector<std::size_t>{1, 199999, 2, 99999, 1, 100000}));
 }
 
 void BpeTokenizerTest::mergesApplyByRank()

@@ -63,13 +63,17 @@ std::vector<std::size_t> halfScaleOffsets(GgmlType type)
     switch (type) {
     case GgmlType::Q8_0:
     case GgmlType::Q4_0:
-    case GgmlType::Q5_0: return {0};
+    case GgmlType::Q5_0:
+        return {0};
     case GgmlType::Q4_1:
     case GgmlType::Q5_1:
     case GgmlType::Q4_K:
-    case GgmlType::Q5_K: return {0, 2};
-    case GgmlType::Q6_K: return {208};
-    default: return {};
+    case GgmlType::Q5_K:
+        return {0, 2};
+    case GgmlType::Q6_K:
+        return {208};
+    default:
+        return {};
     }
 }
 
@@ -274,8 +278,8 @@ void GgmlTypeTest::unsupportedRawTypes_data()
     QTest::addColumn<quint32>("raw");
     // 4 and 5 were Q4_2/Q4_3 (removed), 9 Q8_1, 10/11 Q2_K/Q3_K, 15 Q8_K, 16-23 IQ types,
     // 24-28 integer and F64 types, 29 IQ1_M, 34/35 TQ types, 39 MXFP4.
-    for (quint32 raw : {4u, 5u, 9u, 10u, 11u, 15u, 16u, 19u, 23u, 24u, 26u, 28u, 29u, 31u, 34u,
-                        35u, 39u, 99u, 0xFFFFFFFFu}) {
+    for (quint32 raw :
+         {4u, 5u, 9u, 10u, 11u, 15u, 16u, 19u, 23u, 24u, 26u, 28u, 29u, 31u, 34u, 35u, 39u, 99u, 0xFFFFFFFFu}) {
         QTest::addRow("%u", raw) << raw;
     }
 }
@@ -474,8 +478,8 @@ void GgmlTypeTest::halfConversionsMatchF16c()
     for (int i = 0; i < (1 << 22); ++i) {
         const std::uint32_t bits = rng();
         if (!check(bits)) {
-            QFAIL(qPrintable(QStringLiteral("floatToHalf(bits 0x%1) differs from F16C")
-                                 .arg(bits, 8, 16, QLatin1Char('0'))));
+            QFAIL(qPrintable(
+                QStringLiteral("floatToHalf(bits 0x%1) differs from F16C").arg(bits, 8, 16, QLatin1Char('0'))));
         }
     }
 #else
@@ -531,8 +535,8 @@ void GgmlTypeTest::dequantizeMatchesReference()
         std::vector<std::uint8_t> shifted(bytes.size() + shift);
         std::memcpy(shifted.data() + shift, bytes.data(), bytes.size());
         std::vector<float> out(static_cast<std::size_t>(nElements) + 2, floatFromBits(kGuard));
-        engine::dequantizeRow(type, reinterpret_cast<const std::byte *>(shifted.data() + shift),
-                              out.data() + 1, nElements);
+        engine::dequantizeRow(type, reinterpret_cast<const std::byte *>(shifted.data() + shift), out.data() + 1,
+                              nElements);
         QCOMPARE(bitsOf(out.front()), kGuard);
         QCOMPARE(bitsOf(out.back()), kGuard);
         const std::vector<float> inner(out.begin() + 1, out.end() - 1);
@@ -566,12 +570,11 @@ void GgmlTypeTest::plainFloatKnownValues()
 void GgmlTypeTest::q4_0KnownBlock()
 {
     // d = 0.5; qs[j] = j | (15 - j) << 4, so elements 0-15 count up and 16-31 count down.
-    const std::vector<std::uint8_t> block{0x00, 0x38, 0xF0, 0xE1, 0xD2, 0xC3, 0xB4, 0xA5, 0x96, 0x87,
-                                          0x78, 0x69, 0x5A, 0x4B, 0x3C, 0x2D, 0x1E, 0x0F};
-    checkBlock(GgmlType::Q4_0, block,
-               {-4.0f, -3.5f, -3.0f, -2.5f, -2.0f, -1.5f, -1.0f, -0.5f, 0.0f,  0.5f,  1.0f,
-                1.5f,  2.0f,  2.5f,  3.0f,  3.5f,  3.5f,  3.0f,  2.5f,  2.0f,  1.5f,  1.0f,
-                0.5f,  0.0f,  -0.5f, -1.0f, -1.5f, -2.0f, -2.5f, -3.0f, -3.5f, -4.0f});
+    const std::vector<std::uint8_t> block{0x00, 0x38, 0xF0, 0xE1, 0xD2, 0xC3, 0xB4, 0xA5, 0x96,
+                                          0x87, 0x78, 0x69, 0x5A, 0x4B, 0x3C, 0x2D, 0x1E, 0x0F};
+    checkBlock(GgmlType::Q4_0, block, {-4.0f, -3.5f, -3.0f, -2.5f, -2.0f, -1.5f, -1.0f, -0.5f, 0.0f,  0.5f, 1.0f,
+                                       1.5f,  2.0f,  2.5f,  3.0f,  3.5f,  3.5f,  3.0f,  2.5f,  2.0f,  1.5f, 1.0f,
+                                       0.5f,  0.0f,  -0.5f, -1.0f, -1.5f, -2.0f, -2.5f, -3.0f, -3.5f, -4.0f});
 }
 
 void GgmlTypeTest::q4_1KnownBlock()
@@ -579,10 +582,9 @@ void GgmlTypeTest::q4_1KnownBlock()
     // d = 0.25, m = -1; same nibbles as the Q4_0 block.
     const std::vector<std::uint8_t> block{0x00, 0x34, 0x00, 0xBC, 0xF0, 0xE1, 0xD2, 0xC3, 0xB4, 0xA5,
                                           0x96, 0x87, 0x78, 0x69, 0x5A, 0x4B, 0x3C, 0x2D, 0x1E, 0x0F};
-    checkBlock(GgmlType::Q4_1, block,
-               {-1.0f, -0.75f, -0.5f, -0.25f, 0.0f,  0.25f, 0.5f,  0.75f, 1.0f,  1.25f, 1.5f,
-                1.75f, 2.0f,   2.25f, 2.5f,   2.75f, 2.75f, 2.5f,  2.25f, 2.0f,  1.75f, 1.5f,
-                1.25f, 1.0f,   0.75f, 0.5f,   0.25f, 0.0f,  -0.25f, -0.5f, -0.75f, -1.0f});
+    checkBlock(GgmlType::Q4_1, block, {-1.0f, -0.75f, -0.5f, -0.25f, 0.0f,  0.25f, 0.5f,   0.75f, 1.0f,   1.25f, 1.5f,
+                                       1.75f, 2.0f,   2.25f, 2.5f,   2.75f, 2.75f, 2.5f,   2.25f, 2.0f,   1.75f, 1.5f,
+                                       1.25f, 1.0f,   0.75f, 0.5f,   0.25f, 0.0f,  -0.25f, -0.5f, -0.75f, -1.0f});
 }
 
 // Q5_0/Q5_1 blocks share quants: qh (little-endian) = 0xC0008001 sets the fifth bit of elements
@@ -628,8 +630,8 @@ void GgmlTypeTest::q8_0KnownBlock()
         block.push_back(static_cast<std::uint8_t>(static_cast<std::int8_t>(8 * i - 128)));
     block.push_back(0x7F);
     checkBlock(GgmlType::Q8_0, block,
-               {-16.0f, -15.0f, -14.0f, -13.0f, -12.0f, -11.0f, -10.0f, -9.0f, -8.0f, -7.0f, -6.0f,
-                -5.0f,  -4.0f,  -3.0f,  -2.0f,  -1.0f,  0.0f,   1.0f,   2.0f,  3.0f,  4.0f,  5.0f,
+               {-16.0f, -15.0f, -14.0f, -13.0f, -12.0f, -11.0f, -10.0f, -9.0f, -8.0f, -7.0f,  -6.0f,
+                -5.0f,  -4.0f,  -3.0f,  -2.0f,  -1.0f,  0.0f,   1.0f,   2.0f,  3.0f,  4.0f,   5.0f,
                 6.0f,   7.0f,   8.0f,   9.0f,   10.0f,  11.0f,  12.0f,  13.0f, 14.0f, 15.875f});
 }
 
@@ -649,8 +651,8 @@ void GgmlTypeTest::q4_KKnownBlock()
     for (int e = 0; e < 256; ++e) {
         const int s = e / 32;
         const int q = s % 2 == 0 ? e % 16 : 15 - e % 16;
-        expected[static_cast<std::size_t>(e)] = static_cast<float>(kScalesK[static_cast<std::size_t>(s)] * q)
-            - 0.5f * static_cast<float>(kMinsK[static_cast<std::size_t>(s)]);
+        expected[static_cast<std::size_t>(e)] = static_cast<float>(kScalesK[static_cast<std::size_t>(s)] * q) -
+                                                0.5f * static_cast<float>(kMinsK[static_cast<std::size_t>(s)]);
     }
     // Spot checks written out: element 0 (s0, q0), 33 (s1, q14), 130 (s4, q2), 255 (s7, q0).
     QCOMPARE(expected[0], -2.5f);
@@ -678,12 +680,12 @@ void GgmlTypeTest::q5_KKnownBlock()
         const int s = e / 32;
         const int l = e % 32;
         const int q = (s % 2 == 0 ? l % 16 : 15 - l % 16) + (l % 8 == s ? 16 : 0);
-        expected[static_cast<std::size_t>(e)] = static_cast<float>(kScalesK[static_cast<std::size_t>(s)] * q)
-            - 0.5f * static_cast<float>(kMinsK[static_cast<std::size_t>(s)]);
+        expected[static_cast<std::size_t>(e)] = static_cast<float>(kScalesK[static_cast<std::size_t>(s)] * q) -
+                                                0.5f * static_cast<float>(kMinsK[static_cast<std::size_t>(s)]);
     }
-    QCOMPARE(expected[0], 13.5f);    // s0, q = 0 + 16: 16 - 2.5
-    QCOMPARE(expected[1], -1.5f);    // s0, q = 1
-    QCOMPARE(expected[33], 57.0f);   // s1, l1: q = 14 + 16: 60 - 3
+    QCOMPARE(expected[0], 13.5f);     // s0, q = 0 + 16: 16 - 2.5
+    QCOMPARE(expected[1], -1.5f);     // s0, q = 1
+    QCOMPARE(expected[33], 57.0f);    // s1, l1: q = 14 + 16: 60 - 3
     QCOMPARE(expected[231], 1481.0f); // s7, l7: q = 8 + 16: 63 * 24 - 31
     checkBlock(GgmlType::Q5_K, block, expected);
 }
@@ -711,15 +713,15 @@ void GgmlTypeTest::q6_KKnownBlock()
     std::vector<float> expected(256);
     for (std::size_t e = 0; e < 256; ++e)
         expected[e] = -16.0f * static_cast<float>(scales[e / 16]);
-    expected[0] = -11.0f;    // 0.5 * 1 * (10 - 32)
-    expected[33] = -37.5f;   // 0.5 * 3 * (7 - 32)
-    expected[34] = -24.0f;   // 0.5 * 3 * (16 - 32)
-    expected[64] = -67.5f;   // 0.5 * 5 * (5 - 32)
-    expected[66] = 0.0f;     // 0.5 * 5 * (32 - 32)
-    expected[97] = -101.5f;  // 0.5 * 7 * (3 - 32)
-    expected[98] = 56.0f;    // 0.5 * 7 * (48 - 32)
-    expected[133] = 76.5f;   // 0.5 * 9 * (49 - 32)
-    expected[197] = -110.5f; // 0.5 * 13 * (15 - 32)
+    expected[0] = -11.0f;             // 0.5 * 1 * (10 - 32)
+    expected[33] = -37.5f;            // 0.5 * 3 * (7 - 32)
+    expected[34] = -24.0f;            // 0.5 * 3 * (16 - 32)
+    expected[64] = -67.5f;            // 0.5 * 5 * (5 - 32)
+    expected[66] = 0.0f;              // 0.5 * 5 * (32 - 32)
+    expected[97] = -101.5f;           // 0.5 * 7 * (3 - 32)
+    expected[98] = 56.0f;             // 0.5 * 7 * (48 - 32)
+    expected[133] = 76.5f;            // 0.5 * 9 * (49 - 32)
+    expected[197] = -110.5f;          // 0.5 * 13 * (15 - 32)
     QCOMPARE(expected[255], 2032.0f); // 0.5 * -127 * -32
     checkBlock(GgmlType::Q6_K, block, expected);
 }
@@ -792,8 +794,8 @@ void GgmlTypeTest::roundTripError()
             }
             worst = std::max(worst, maxErr / maxAbs);
         }
-        qDebug("%s shape %d: worst error %.5f of block max-abs (bound %.5f)", typeName(type), shape,
-               worst, maxRelError);
+        qDebug("%s shape %d: worst error %.5f of block max-abs (bound %.5f)", typeName(type), shape, worst,
+               maxRelError);
         QVERIFY2(worst <= maxRelError,
                  qPrintable(QStringLiteral("shape %1: error %2 > %3").arg(shape).arg(worst).arg(maxRelError)));
     }
@@ -821,16 +823,16 @@ void GgmlTypeTest::exactlyRepresentableValuesSurvive_data()
     QList<float> q4Affine;
     QList<float> q5;
     for (int i = 0; i < 32; ++i) {
-        q8 << static_cast<float>(8 * i - 127) / 16.0f;          // d = 1/16
-        q4 << static_cast<float>(i % 16 - 8) * 0.25f;           // d = 0.25 (extreme -2)
-        q4Affine << static_cast<float>(i % 16) * 0.5f - 3.0f;   // d = 0.5, m = -3
-        q5 << static_cast<float>(i - 16) * 0.125f;              // d = 0.125 (extreme -2)
+        q8 << static_cast<float>(8 * i - 127) / 16.0f;        // d = 1/16
+        q4 << static_cast<float>(i % 16 - 8) * 0.25f;         // d = 0.25 (extreme -2)
+        q4Affine << static_cast<float>(i % 16) * 0.5f - 3.0f; // d = 0.5, m = -3
+        q5 << static_cast<float>(i - 16) * 0.125f;            // d = 0.125 (extreme -2)
     }
     QTest::newRow("Q8_0") << GgmlType::Q8_0 << q8;
     QTest::newRow("Q4_0") << GgmlType::Q4_0 << q4;
     QTest::newRow("Q4_1") << GgmlType::Q4_1 << q4Affine;
     QTest::newRow("Q5_0") << GgmlType::Q5_0 << q5;
-    QTest::newRow("Q5_1") << GgmlType::Q5_1 << q5;                 // d = 3.875 / 31, m = -2
+    QTest::newRow("Q5_1") << GgmlType::Q5_1 << q5; // d = 3.875 / 31, m = -2
 }
 
 void GgmlTypeTest::exactlyRepresentableValuesSurvive()
@@ -849,8 +851,7 @@ void GgmlTypeTest::quantizeRejectsPartialBlocks()
     const std::vector<float> values(300, 1.0f);
     QVERIFY_THROWS_EXCEPTION(std::invalid_argument, quantize(GgmlType::Q4_0, values.data(), 31));
     QVERIFY_THROWS_EXCEPTION(std::invalid_argument, quantize(GgmlType::Q6_K, values.data(), 300));
-    QVERIFY_THROWS_EXCEPTION(std::invalid_argument,
-                             referenceDequantize(GgmlType::Q8_0, nullptr, 33));
+    QVERIFY_THROWS_EXCEPTION(std::invalid_argument, referenceDequantize(GgmlType::Q8_0, nullptr, 33));
 }
 
 QTEST_GUILESS_MAIN(GgmlTypeTest)
