@@ -3,6 +3,7 @@
 
 #include "app/cli/cli_args.h"
 #include "engine/backend/backend.h"
+#include "engine/model/bpe_pretokenizer.h"
 #include "engine/core/thread_pool.h"
 #include "engine/model/llama_model.h"
 #include "engine/model/prompt_tokens.h"
@@ -170,9 +171,16 @@ int runInfo(int argc, char **argv)
     std::printf("embeddings:      %s\n", model->tiedEmbeddings() ? "tied (no output.weight)" : "separate output.weight");
     std::printf("tensors:         %zu (%s), %.1f MiB\n", file.tensors().size(), types.c_str(),
                 static_cast<double>(weightBytes) / (1 << 20));
-    std::printf("vocabulary:      %s, %d tokens, pre-tokenizer %s\n",
-                tok.kind() == VocabKind::Spm ? "llama (sentencepiece)" : "gpt2 (byte-level BPE)", tok.vocabSize(),
-                meta("tokenizer.ggml.pre").c_str());
+    std::string vocabulary = tok.kind() == VocabKind::Spm ? "llama (sentencepiece)" : "gpt2 (byte-level BPE)";
+    vocabulary += ", " + std::to_string(tok.vocabSize()) + " tokens";
+    if (tok.kind() == VocabKind::Bpe) {
+        const std::string requested = meta("tokenizer.ggml.pre");
+        const auto choice = BpePreTokenizer::resolve(requested == "-" ? "" : requested);
+        vocabulary += ", pre-tokenizer " + choice.name;
+        if (choice.isFallback)
+            vocabulary += " (fallback: '" + requested + "' is not supported)";
+    }
+    std::printf("vocabulary:      %s\n", vocabulary.c_str());
     std::printf("special tokens:  bos %s, eos %s, eot %s, add bos %s\n", tokenText(tok.bos()).c_str(),
                 tokenText(tok.eos()).c_str(), tokenText(tok.eot()).c_str(), tok.addBos() ? "yes" : "no");
     std::printf("chat template:   %s%s\n", std::string(tmpl.name()).c_str(),

@@ -15,5 +15,9 @@ struct CommandError
 int runGenerate(int argc, char **argv);
 int runTokenize(int argc, char **argv);
 int runInfo(int argc, char **argv);
+int runChat(int argc, char **argv);     // cli_chat_commands.cpp
+int runReplay(int argc, char **argv);   // cli_chat_commands.cpp
+int runSessions(int argc, char **argv); // cli_store_commands.cpp
+int runLatency(int argc, char **argv);  // cli_store_commands.cpp
 
 } // namespace kvchat::cli

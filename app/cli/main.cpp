@@ -16,7 +16,12 @@ constexpr const char *kUsage =
     "  generate -m MODEL.gguf -p PROMPT [-n N] [--temp T] [--seed S] [--threads K] [--json]\n"
     "           [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--ctx N]\n"
     "  tokenize -m MODEL.gguf TEXT [--json]\n"
-    "  info     -m MODEL.gguf\n";
+    "  info     -m MODEL.gguf\n"
+    "  chat     -m MODEL.gguf --db FILE --session NAME [--system TEXT] --message TEXT [-n N] [--temp T]\n"
+    "           [--seed S] [--no-cache] [--device-mb N] [--host-mb N] [--disk-mb N] [--threads K] [--json]\n"
+    "  replay   -m MODEL.gguf --db FILE SCRIPT.jsonl [--device-mb N] [--host-mb N] [--disk-mb N] [--json]\n"
+    "  sessions --db FILE list | show NAME | delete NAME | export NAME --format md|json\n"
+    "  latency  --db FILE [--session NAME] --format csv|json\n";
 
 } // namespace
 
@@ -35,6 +40,14 @@ int main(int argc, char **argv)
             return runTokenize(argc, argv);
         if (command == "info")
             return runInfo(argc, argv);
+        if (command == "chat")
+            return runChat(argc, argv);
+        if (command == "replay")
+            return runReplay(argc, argv);
+        if (command == "sessions")
+            return runSessions(argc, argv);
+        if (command == "latency")
+            return runLatency(argc, argv);
         std::fprintf(stderr, "kvchat-cli: unknown command '%s' (try --help)\n", command.c_str());
         return 2;
     } catch (const UsageError &e) {

@@ -18,8 +18,14 @@ std::optional<KvBlockId> KvBlockPool::allocate()
         ++m_used;
         return id;
     }
-    if (m_storage.size() >= m_maxBlocks)
-        return std::nullopt;
+    if (m_storage.size() >= m_maxBlocks) {
+        if (!m_reclaimer || !m_reclaimer() || m_free.empty())
+            return std::nullopt;
+        const KvBlockId id = m_free.back();
+        m_free.pop_back();
+        ++m_used;
+        return id;
+    }
     // Zero-initialised so unused rows of a partial block are deterministic.
     m_storage.push_back(std::make_unique<float[]>(m_layout.blockFloats()));
     ++m_used;
@@ -35,8 +41,15 @@ void KvBlockPool::release(KvBlockId id)
 
 KvSequence::~KvSequence()
 {
-    for (KvBlockId id : m_blocks)
-        m_pool->release(id);
+    for (std::size_t i = 0; i < m_blocks.size(); ++i)
+        if (m_owned[i])
+            m_pool->release(m_blocks[i]);
+}
+
+void KvSequence::appendBlock(KvBlockId id, bool owned)
+{
+    m_blocks.push_back(id);
+    m_owned.push_back(owned);
 }
 
 bool KvSequence::reserve(std::int32_t nTokens)
@@ -46,6 +59,7 @@ bool KvSequence::reserve(std::int32_t nTokens)
         if (!id)
             return false;
         m_blocks.push_back(*id);
+        m_owned.push_back(true);
     }
     return true;
 }
@@ -64,8 +78,10 @@ void KvSequence::truncate(std::int32_t nTokens)
     const std::int32_t bt = m_pool->layout().blockTokens;
     const std::size_t keep = static_cast<std::size_t>((m_nTokens + bt - 1) / bt);
     while (m_blocks.size() > keep) {
-        m_pool->release(m_blocks.back());
+        if (m_owned.back())
+            m_pool->release(m_blocks.back());
         m_blocks.pop_back();
+        m_owned.pop_back();
     }
 }
 

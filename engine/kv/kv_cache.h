@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <vector>
@@ -50,8 +51,11 @@ public:
     std::uint32_t maxBlocks() const { return m_maxBlocks; }
     std::uint32_t usedBlocks() const { return m_used; }
 
-    // A free block, or nullopt when maxBlocks are in use.
+    // A free block, or nullopt when maxBlocks are in use and the reclaimer (if any) could not free
+    // one. The reclaimer is asked to release() a block (e.g. by spilling an idle one to a lower
+    // tier) and returns whether it did.
     std::optional<KvBlockId> allocate();
+    void setReclaimer(std::function<bool()> reclaimer) { m_reclaimer = std::move(reclaimer); }
     // Precondition: id was returned by allocate() and not released since.
     void release(KvBlockId id);
 
@@ -61,6 +65,7 @@ public:
     const float *keys(KvBlockId id, std::int32_t layer) const { return base(id) + offset(layer, 0); }
     const float *values(KvBlockId id, std::int32_t layer) const { return base(id) + offset(layer, 1); }
     float *payload(KvBlockId id) { return base(id); }
+    const float *payload(KvBlockId id) const { return base(id); }
 
 private:
     float *base(KvBlockId id) const { return m_storage[id.value].get(); }
@@ -75,14 +80,17 @@ private:
     std::uint32_t m_used = 0;
     std::vector<std::unique_ptr<float[]>> m_storage; // index = block id
     std::vector<KvBlockId> m_free;
+    std::function<bool()> m_reclaimer;
 };
 
-// One sequence's view of the pool: its block table and how many positions hold valid KV.
+// One sequence's view of the pool: its block table and how many positions hold valid KV. A block
+// in the table is either owned (private to this sequence, released with it) or borrowed (a shared
+// block of the session cache, which only reads it: positions before nTokens() are never rewritten).
 class KvSequence
 {
 public:
     explicit KvSequence(KvBlockPool &pool) : m_pool(&pool) {}
-    ~KvSequence(); // releases its blocks
+    ~KvSequence(); // releases the blocks it owns
     KvSequence(const KvSequence &) = delete;
     KvSequence &operator=(const KvSequence &) = delete;
 
@@ -93,6 +101,13 @@ public:
         return static_cast<std::int32_t>(m_blocks.size()) * m_pool->layout().blockTokens;
     }
     const std::vector<KvBlockId> &blocks() const { return m_blocks; }
+    bool ownsBlock(std::size_t index) const { return m_owned[index]; }
+
+    // Appends a block to the table while the sequence is being assembled from cached blocks;
+    // setTokenCount() then says how many positions are valid.
+    void appendBlock(KvBlockId id, bool owned);
+    // Hands ownership of block `index` to the caller (the cache now keeps it alive).
+    void disownBlock(std::size_t index) { m_owned[index] = false; }
 
     // Makes room for nTokens positions; false when the pool is out of blocks.
     bool reserve(std::int32_t nTokens);
@@ -112,6 +127,7 @@ private:
 
     KvBlockPool *m_pool;
     std::vector<KvBlockId> m_blocks;
+    std::vector<bool> m_owned; // parallel to m_blocks
     std::int32_t m_nTokens = 0;
 };
 

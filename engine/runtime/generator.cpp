@@ -50,6 +50,8 @@ Result<GenerationResult> Generator::generate(const GenerationRequest &request, K
         return ok.error();
     const Clock::time_point prefilled = Clock::now();
     m.prefill = prefilled - started;
+    if (request.firstLogits)
+        *request.firstLogits = m_logits;
 
     // History for the repetition penalty: the new prompt tokens plus what is generated.
     std::vector<TokenId> history(request.newTokens.begin(), request.newTokens.end());

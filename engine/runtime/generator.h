@@ -53,6 +53,8 @@ struct GenerationRequest
     Clock::time_point submitted = Clock::now();
     // Called with each new piece of text as soon as it is complete UTF-8; return false to stop.
     std::function<bool(std::string_view)> onText;
+    // When set, receives the logits the first token was sampled from (exactness tests).
+    std::vector<float> *firstLogits = nullptr;
 };
 
 class Generator

@@ -1,0 +1,497 @@
+// SPDX-License-Identifier: MIT
+#include "engine/kv/tiered_kv_cache.h"
+
+#include "engine/store/session_store.h"
+
+#include <sys/statvfs.h>
+
+#include <algorithm>
+#include <cassert>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <unordered_set>
+
+namespace kvchat::engine {
+
+using Ms = std::chrono::duration<double, std::milli>;
+using SteadyClock = std::chrono::steady_clock;
+
+struct TieredKvCache::Entry
+{
+    KvBlockKey key;
+    std::int32_t nTokens = 0; // blockTokens for a full block, fewer for a sequence's partial tail
+    std::optional<KvBlockId> device;
+    std::unique_ptr<float[]> host;
+    bool onDisk = false;      // a row exists in the store (as far as this process knows)
+    std::uint32_t pinCount = 0;
+    std::uint64_t lastUsed = 0;
+    std::list<KvBlockKey>::iterator deviceLruPos;
+    std::list<KvBlockKey>::iterator hostLruPos;
+};
+
+namespace {
+
+std::size_t availableRamBytes()
+{
+    std::ifstream meminfo("/proc/meminfo");
+    std::string key;
+    std::size_t kb = 0;
+    std::string unit;
+    while (meminfo >> key >> kb >> unit)
+        if (key == "MemAvailable:")
+            return kb * 1024;
+    return std::size_t(4) << 30;
+}
+
+} // namespace
+
+KvBudgets KvBudgets::machineDefaults(const std::string &databasePath)
+{
+    KvBudgets b;
+    const std::size_t ram = availableRamBytes();
+    b.deviceBytes = std::min(ram / 4, std::size_t(2) << 30);
+    b.hostBytes = std::min(ram / 4, std::size_t(4) << 30);
+    struct statvfs fs{};
+    std::filesystem::path dir = std::filesystem::absolute(databasePath).parent_path();
+    std::size_t freeBytes = std::size_t(10) << 30;
+    if (statvfs(dir.c_str(), &fs) == 0)
+        freeBytes = static_cast<std::size_t>(fs.f_bavail) * fs.f_frsize;
+    b.diskBytes = std::min(freeBytes / 4, std::size_t(10) << 30);
+    return b;
+}
+
+TieredKvCache::TieredKvCache(KvLayout layout, ModelFingerprint fingerprint, KvBudgets budgets, SessionStore *store)
+    : m_layout(layout), m_fingerprint(fingerprint), m_budgets(budgets), m_store(store),
+      m_diskEnabled(store != nullptr && budgets.diskBytes > 0),
+      m_devicePool(layout, static_cast<std::uint32_t>(budgets.deviceBytes / layout.blockBytes())),
+      m_maxHostBlocks(static_cast<std::uint32_t>(budgets.hostBytes / layout.blockBytes()))
+{
+    if (!store)
+        m_diskDisabledReason = "no database";
+    else if (budgets.diskBytes == 0)
+        m_diskDisabledReason = "disk budget is 0";
+    else if (!store->kvWritable())
+        disableDisk("the database is read-only");
+    m_devicePool.setReclaimer([this] { return reclaimDeviceBlock(); });
+}
+
+TieredKvCache::~TieredKvCache()
+{
+    // Cached device blocks go back to the pool before the pool itself is destroyed (it is a
+    // member declared earlier, so it outlives this body).
+    for (auto &[key, e] : m_entries)
+        if (e->device)
+            m_devicePool.release(*e->device);
+}
+
+void TieredKvCache::disableDisk(const std::string &reason)
+{
+    if (!m_diskEnabled)
+        return;
+    m_diskEnabled = false;
+    m_diskDisabledReason = reason;
+}
+
+void TieredKvCache::touch(Entry &e)
+{
+    e.lastUsed = ++m_tick;
+    if (e.device)
+        m_deviceLru.splice(m_deviceLru.begin(), m_deviceLru, e.deviceLruPos);
+    if (e.host)
+        m_hostLru.splice(m_hostLru.begin(), m_hostLru, e.hostLruPos);
+}
+
+TieredKvCache::Entry &TieredKvCache::entry(const KvBlockKey &key, std::int32_t nTokens)
+{
+    auto &slot = m_entries[key];
+    if (!slot) {
+        slot = std::make_unique<Entry>();
+        slot->key = key;
+        slot->nTokens = nTokens;
+    }
+    return *slot;
+}
+
+std::optional<Tier> TieredKvCache::locate(const KvBlockKey &key)
+{
+    if (auto it = m_entries.find(key); it != m_entries.end()) {
+        if (it->second->device)
+            return Tier::Device;
+        if (it->second->host)
+            return Tier::Host;
+        if (it->second->onDisk && m_diskEnabled)
+            return Tier::Disk;
+    }
+    if (m_store && m_diskEnabled) {
+        auto found = m_store->hasKvBlock(key, m_fingerprint);
+        if (found.ok() && *found)
+            return Tier::Disk;
+    }
+    return std::nullopt;
+}
+
+std::vector<TieredKvCache::PlannedBlock> TieredKvCache::planPrefix(std::span<const std::int32_t> tokens)
+{
+    std::vector<PlannedBlock> plan;
+    const std::int32_t bt = m_layout.blockTokens;
+    // The last token is always computed: its logits start the reply.
+    const std::int32_t reusable = static_cast<std::int32_t>(tokens.size()) - 1;
+    KvBlockKey parent{};
+    std::int32_t pos = 0;
+    while (pos + bt <= reusable) {
+        const KvBlockKey key = kvBlockKey(parent, tokens.subspan(static_cast<std::size_t>(pos), static_cast<std::size_t>(bt)), m_fingerprint);
+        const auto tier = locate(key);
+        if (!tier)
+            break;
+        plan.push_back({key, bt, *tier});
+        parent = key;
+        pos += bt;
+    }
+    // A partial tail block cached by an earlier turn of this conversation: longest first.
+    for (std::int32_t k = std::min(bt - 1, reusable - pos); k >= 1; --k) {
+        const KvBlockKey key = kvBlockKey(parent, tokens.subspan(static_cast<std::size_t>(pos), static_cast<std::size_t>(k)), m_fingerprint);
+        if (const auto tier = locate(key)) {
+            plan.push_back({key, k, *tier});
+            break;
+        }
+    }
+    // Restore or recompute: from the first disk block on, keep restoring only while reading is
+    // cheaper than computing (a fast accelerator with a slow disk would rather recompute).
+    std::int32_t diskTokens = 0;
+    for (std::size_t i = 0; i < plan.size(); ++i) {
+        if (plan[i].tier != Tier::Disk)
+            continue;
+        diskTokens += plan[i].nTokens;
+        if (!shouldRestoreFromDisk(plan[i].nTokens)) {
+            plan.resize(i);
+            break;
+        }
+    }
+    return plan;
+}
+
+bool TieredKvCache::shouldRestoreFromDisk(std::int32_t nTokens) const
+{
+    // Until both rates are measured, restore: on every backend we have, reading a block is far
+    // cheaper than recomputing it, and the first restore supplies the measurement.
+    if (m_prefillTokensPerSecond <= 0.0 || m_diskBytesPerSecond <= 0.0)
+        return true;
+    const double restoreSeconds = static_cast<double>(blockBytes()) / m_diskBytesPerSecond;
+    const double recomputeSeconds = nTokens / m_prefillTokensPerSecond;
+    return restoreSeconds <= recomputeSeconds;
+}
+
+void TieredKvCache::recordPrefill(std::int32_t nTokens, std::chrono::duration<double> elapsed)
+{
+    if (nTokens < 8 || elapsed.count() <= 0.0)
+        return; // tiny batches say little about batched prefill speed
+    const double rate = nTokens / elapsed.count();
+    m_prefillTokensPerSecond = m_prefillTokensPerSecond <= 0.0 ? rate : 0.7 * m_prefillTokensPerSecond + 0.3 * rate;
+}
+
+bool TieredKvCache::makeHostRoom()
+{
+    while (m_hostBlocks >= m_maxHostBlocks) {
+        if (m_hostLru.empty())
+            return false;
+        const KvBlockKey victim = m_hostLru.back();
+        Entry &e = *m_entries.at(victim);
+        if (!e.onDisk && m_diskEnabled) {
+            const std::span<const std::byte> payload(reinterpret_cast<const std::byte *>(e.host.get()), blockBytes());
+            auto written = m_store->putKvBlock(e.key, m_fingerprint, e.nTokens, payload);
+            if (written.ok())
+                e.onDisk = true;
+            else
+                disableDisk(written.error().message);
+        }
+        m_hostLru.erase(e.hostLruPos);
+        e.host.reset();
+        --m_hostBlocks;
+        dropEntryIfEmpty(victim);
+    }
+    return true;
+}
+
+bool TieredKvCache::reclaimDeviceBlock()
+{
+    // The least recently used unpinned device block moves down a tier.
+    for (auto it = m_deviceLru.rbegin(); it != m_deviceLru.rend(); ++it) {
+        Entry &e = *m_entries.at(*it);
+        if (e.pinCount > 0)
+            continue;
+        if (!e.host && (!e.onDisk || !m_diskEnabled) && m_maxHostBlocks > 0 && makeHostRoom()) {
+            e.host = std::make_unique<float[]>(m_layout.blockFloats());
+            std::memcpy(e.host.get(), m_devicePool.payload(*e.device), blockBytes());
+            m_hostLru.push_front(e.key);
+            e.hostLruPos = m_hostLru.begin();
+            ++m_hostBlocks;
+        } else if (!e.host && !e.onDisk && m_diskEnabled) {
+            const std::span<const std::byte> payload(reinterpret_cast<const std::byte *>(m_devicePool.payload(*e.device)),
+                                                     blockBytes());
+            auto written = m_store->putKvBlock(e.key, m_fingerprint, e.nTokens, payload);
+            if (written.ok())
+                e.onDisk = true;
+            else
+                disableDisk(written.error().message);
+        }
+        const KvBlockKey key = e.key;
+        m_devicePool.release(*e.device);
+        e.device.reset();
+        m_deviceLru.erase(std::next(it).base());
+        dropEntryIfEmpty(key);
+        return true;
+    }
+    return false;
+}
+
+void TieredKvCache::dropEntryIfEmpty(const KvBlockKey &key)
+{
+    auto it = m_entries.find(key);
+    if (it == m_entries.end())
+        return;
+    const Entry &e = *it->second;
+    if (!e.device && !e.host && !e.onDisk && e.pinCount == 0)
+        m_entries.erase(it);
+}
+
+Result<bool> TieredKvCache::bringToDevice(Entry &e, Tier from, RestoreReport &report)
+{
+    const auto start = SteadyClock::now();
+    if (from == Tier::Disk) {
+        std::vector<std::byte> payload;
+        auto lookup = m_store->getKvBlock(e.key, m_fingerprint, payload);
+        if (!lookup.ok()) {
+            disableDisk(lookup.error().message);
+            return false;
+        }
+        if (*lookup != KvBlockLookup::Found || payload.size() != blockBytes()) {
+            if (*lookup == KvBlockLookup::Corrupt || *lookup == KvBlockLookup::Mismatched)
+                ++report.nDroppedCorrupt;
+            e.onDisk = false;
+            return false;
+        }
+        e.onDisk = true;
+        auto id = m_devicePool.allocate();
+        if (!id)
+            return false;
+        std::memcpy(m_devicePool.payload(*id), payload.data(), blockBytes());
+        e.device = *id;
+        const std::chrono::duration<double> elapsed = SteadyClock::now() - start;
+        if (elapsed.count() > 0) {
+            const double rate = static_cast<double>(blockBytes()) / elapsed.count();
+            m_diskBytesPerSecond = m_diskBytesPerSecond <= 0.0 ? rate : 0.8 * m_diskBytesPerSecond + 0.2 * rate;
+        }
+    } else {
+        assert(from == Tier::Host && e.host);
+        auto id = m_devicePool.allocate();
+        if (!id)
+            return false;
+        std::memcpy(m_devicePool.payload(*id), e.host.get(), blockBytes());
+        e.device = *id;
+    }
+    m_deviceLru.push_front(e.key);
+    e.deviceLruPos = m_deviceLru.begin();
+    const Ms elapsed = SteadyClock::now() - start;
+    (from == Tier::Disk ? report.disk : report.host) += elapsed;
+    return true;
+}
+
+Result<RestoreReport> TieredKvCache::restorePrefix(std::span<const std::int32_t> tokens, KvSequence &seq)
+{
+    assert(seq.nTokens() == 0 && seq.blocks().empty() && &seq.pool() == &m_devicePool);
+    RestoreReport report;
+    m_lookupTokens += tokens.size();
+    const std::vector<PlannedBlock> plan = planPrefix(tokens);
+    std::vector<KvBlockKey> &pinned = m_pinnedBy[&seq];
+    std::int32_t matched = 0;
+    for (const PlannedBlock &block : plan) {
+        Entry &e = entry(block.key, block.nTokens);
+        ++e.pinCount; // before any allocation below can reclaim it
+        pinned.push_back(block.key);
+        Tier tier = e.device ? Tier::Device : e.host ? Tier::Host : Tier::Disk;
+        if (tier != Tier::Device) {
+            auto brought = bringToDevice(e, tier, report);
+            if (!brought.ok() || !*brought) {
+                --e.pinCount;
+                pinned.pop_back();
+                dropEntryIfEmpty(block.key);
+                break; // the rest is recomputed
+            }
+        }
+        const auto start = SteadyClock::now();
+        if (block.nTokens == m_layout.blockTokens) {
+            seq.appendBlock(*e.device, false);
+        } else {
+            // The partial tail is copied: the sequence appends to it, the cached block stays as it is.
+            auto copy = m_devicePool.allocate();
+            if (!copy) {
+                --e.pinCount;
+                pinned.pop_back();
+                break;
+            }
+            std::memcpy(m_devicePool.payload(*copy), m_devicePool.payload(*e.device), blockBytes());
+            seq.appendBlock(*copy, true);
+        }
+        touch(e);
+        if (tier == Tier::Device)
+            report.device += Ms(SteadyClock::now() - start);
+        (tier == Tier::Device ? report.nDevice : tier == Tier::Host ? report.nHost : report.nDisk) += block.nTokens;
+        matched += block.nTokens;
+    }
+    seq.setTokenCount(matched);
+    m_hitDevice += static_cast<std::uint64_t>(report.nDevice);
+    m_hitHost += static_cast<std::uint64_t>(report.nHost);
+    m_hitDisk += static_cast<std::uint64_t>(report.nDisk);
+    if (report.nDisk > 0 && m_store) {
+        std::vector<KvBlockKey> diskKeys;
+        for (std::size_t i = 0; i < pinned.size(); ++i)
+            diskKeys.push_back(pinned[i]);
+        (void)m_store->touchKvBlocks(diskKeys);
+    }
+    return report;
+}
+
+Result<RestoreReport> TieredKvCache::prefetch(std::span<const std::int32_t> tokens)
+{
+    KvSequence seq(m_devicePool);
+    auto report = restorePrefix(tokens, seq);
+    releaseSequence(seq);
+    return report;
+}
+
+void TieredKvCache::commitSequence(std::int64_t conversationId, std::span<const std::int32_t> tokens, KvSequence &seq)
+{
+    const std::int32_t bt = m_layout.blockTokens;
+    const std::int32_t n = seq.nTokens();
+    assert(static_cast<std::int32_t>(tokens.size()) >= n);
+    std::vector<KvBlockKey> used;
+    KvBlockKey parent{};
+    for (std::size_t i = 0; static_cast<std::int32_t>(i) * bt < n; ++i) {
+        const std::int32_t begin = static_cast<std::int32_t>(i) * bt;
+        const std::int32_t count = std::min(bt, n - begin);
+        const KvBlockKey key = kvBlockKey(parent, tokens.subspan(static_cast<std::size_t>(begin), static_cast<std::size_t>(count)), m_fingerprint);
+        Entry &e = entry(key, count);
+        if (!e.device && seq.ownsBlock(i)) {
+            // The sequence's own block becomes the cached device copy.
+            seq.disownBlock(i);
+            e.device = seq.blocks()[i];
+            m_deviceLru.push_front(key);
+            e.deviceLruPos = m_deviceLru.begin();
+        }
+        touch(e);
+        used.push_back(key);
+        parent = key;
+    }
+    m_conversationBlocks[conversationId] = std::move(used);
+    releaseSequence(seq);
+}
+
+void TieredKvCache::releaseSequence(KvSequence &seq)
+{
+    auto it = m_pinnedBy.find(&seq);
+    if (it == m_pinnedBy.end())
+        return;
+    for (const KvBlockKey &key : it->second) {
+        auto e = m_entries.find(key);
+        if (e != m_entries.end() && e->second->pinCount > 0) {
+            --e->second->pinCount;
+            dropEntryIfEmpty(key);
+        }
+    }
+    m_pinnedBy.erase(it);
+}
+
+void TieredKvCache::forgetConversation(std::int64_t conversationId)
+{
+    m_conversationBlocks.erase(conversationId);
+}
+
+Result<void> TieredKvCache::persist()
+{
+    if (!m_diskEnabled)
+        return {};
+    for (auto &[key, e] : m_entries) {
+        if (e->onDisk || (!e->device && !e->host))
+            continue;
+        const float *data = e->device ? m_devicePool.payload(*e->device) : e->host.get();
+        const std::span<const std::byte> payload(reinterpret_cast<const std::byte *>(data), blockBytes());
+        auto written = m_store->putKvBlock(key, m_fingerprint, e->nTokens, payload);
+        if (!written.ok()) {
+            disableDisk(written.error().message);
+            return written.error();
+        }
+        e->onDisk = true;
+    }
+    // The disk budget: the least recently used rows go.
+    auto bytes = m_store->kvBytes();
+    while (bytes.ok() && *bytes > m_budgets.diskBytes) {
+        auto victims = m_store->leastRecentlyUsedKvBlocks(16);
+        if (!victims.ok() || victims->empty())
+            break;
+        for (const KvBlockKey &key : *victims) {
+            if (!m_store->deleteKvBlock(key).ok())
+                break;
+            if (auto it = m_entries.find(key); it != m_entries.end()) {
+                it->second->onDisk = false;
+                dropEntryIfEmpty(key);
+            }
+        }
+        bytes = m_store->kvBytes();
+    }
+    return {};
+}
+
+KvCacheStats TieredKvCache::stats() const
+{
+    KvCacheStats s;
+    s.device = {static_cast<std::size_t>(m_devicePool.usedBlocks()) * blockBytes(), m_budgets.deviceBytes,
+                m_devicePool.usedBlocks()};
+    s.host = {static_cast<std::size_t>(m_hostBlocks) * blockBytes(), m_budgets.hostBytes, m_hostBlocks};
+    s.disk.budgetBytes = m_budgets.diskBytes;
+    if (m_store) {
+        if (auto bytes = m_store->kvBytes(); bytes.ok()) {
+            s.disk.usedBytes = static_cast<std::size_t>(*bytes);
+            s.disk.blocks = static_cast<std::uint32_t>(*bytes / std::max<std::size_t>(1, blockBytes()));
+        }
+    }
+    std::unordered_map<KvBlockKey, int, KvBlockKeyHash> users;
+    for (const auto &[conversation, keys] : m_conversationBlocks)
+        for (const KvBlockKey &key : std::unordered_set<KvBlockKey, KvBlockKeyHash>(keys.begin(), keys.end()))
+            ++users[key];
+    for (const auto &[key, count] : users)
+        s.sharedBlocks += count > 1 ? 1 : 0;
+    s.lookupTokens = m_lookupTokens;
+    s.hitTokensDevice = m_hitDevice;
+    s.hitTokensHost = m_hitHost;
+    s.hitTokensDisk = m_hitDisk;
+    s.diskEnabled = m_diskEnabled;
+    s.diskDisabledReason = m_diskDisabledReason;
+    return s;
+}
+
+std::string TieredKvCache::checkInvariants() const
+{
+    std::size_t device = 0, host = 0;
+    for (const auto &[key, e] : m_entries) {
+        device += e->device ? 1 : 0;
+        host += e->host ? 1 : 0;
+    }
+    if (device != m_deviceLru.size())
+        return "device LRU has " + std::to_string(m_deviceLru.size()) + " entries for " + std::to_string(device) +
+               " cached device blocks";
+    if (host != m_hostLru.size() || host != m_hostBlocks)
+        return "host accounting: " + std::to_string(host) + " copies, LRU " + std::to_string(m_hostLru.size()) +
+               ", counter " + std::to_string(m_hostBlocks);
+    if (m_devicePool.usedBlocks() > m_devicePool.maxBlocks())
+        return "device pool over its block budget";
+    if (static_cast<std::size_t>(m_devicePool.usedBlocks()) * blockBytes() > m_budgets.deviceBytes)
+        return "device bytes over budget";
+    if (static_cast<std::size_t>(m_hostBlocks) * blockBytes() > m_budgets.hostBytes)
+        return "host bytes over budget";
+    if (m_devicePool.usedBlocks() < device)
+        return "pool reports fewer used blocks than the cache holds";
+    return {};
+}
+
+} // namespace kvchat::engine

@@ -1,0 +1,361 @@
+// SPDX-License-Identifier: MIT
+#include "engine/runtime/chat_engine.h"
+
+#include "engine/model/model_fingerprint.h"
+#include "engine/model/prompt_tokens.h"
+
+#include <chrono>
+
+namespace kvchat::engine {
+
+namespace {
+
+using Ms = std::chrono::duration<double, std::milli>;
+
+// How often a streaming reply's progress is committed, so a crash loses at most this much text.
+constexpr auto kProgressInterval = std::chrono::milliseconds(500);
+
+std::int64_t nowMs()
+{
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+} // namespace
+
+ChatEngine::~ChatEngine()
+{
+    // Order: the cache returns its blocks to its pool and may write to the store, so it goes
+    // before the store; the backend reads the model's mapped weights, so it goes before the model.
+    m_cache.reset();
+    m_privatePool.reset();
+    m_store.reset();
+    m_backend.reset();
+    m_model.reset();
+}
+
+Result<std::unique_ptr<ChatEngine>> ChatEngine::create(const std::string &modelPath, const std::string &databasePath,
+                                                       const ChatEngineOptions &options)
+{
+    std::unique_ptr<ChatEngine> engine(new ChatEngine());
+    engine->m_options = options;
+    auto model = LlamaModel::load(modelPath);
+    if (!model)
+        return model.error();
+    engine->m_model = std::move(model).value();
+    engine->m_template = engine->m_model->chatTemplate();
+    if (!options.templateName.empty()) {
+        auto chosen = ChatTemplate::byName(options.templateName);
+        if (!chosen)
+            return makeError("unknown chat template '" + options.templateName + "'");
+        engine->m_template = *chosen;
+    }
+    auto store = SessionStore::open(databasePath, options.storeOptions);
+    if (!store)
+        return store.error();
+    engine->m_store = std::move(store).value();
+    engine->m_backend = makeCpuBackend(*engine->m_model, options.threads, options.kvBlockTokens);
+    const KvLayout layout = engine->m_backend->kvLayout();
+    engine->m_fingerprint = computeModelFingerprint(*engine->m_model, layout, "f32");
+    engine->m_contextLimit = options.contextLimit > 0 ? std::min(options.contextLimit, engine->m_model->config().nCtxTrain)
+                                                      : engine->m_model->config().nCtxTrain;
+    const std::uint32_t contextBlocks =
+        static_cast<std::uint32_t>((engine->m_contextLimit + layout.blockTokens - 1) / layout.blockTokens) + 1;
+    if (options.useCache) {
+        const KvBudgets budgets = options.budgets.value_or(KvBudgets::machineDefaults(databasePath));
+        if (budgets.deviceBytes / layout.blockBytes() < 2)
+            return makeError("the device KV budget (" + std::to_string(budgets.deviceBytes >> 20) +
+                             " MiB) is smaller than two KV blocks of this model (" +
+                             std::to_string(layout.blockBytes() >> 10) + " KiB each)");
+        engine->m_cache = std::make_unique<TieredKvCache>(layout, engine->m_fingerprint, budgets, engine->m_store.get());
+    } else {
+        engine->m_privatePool = std::make_unique<KvBlockPool>(layout, contextBlocks);
+    }
+    return engine;
+}
+
+std::vector<TokenId> ChatEngine::renderTokens(const ChatMessage &message, std::size_t index, bool hasSystem,
+                                              bool atSequenceStart) const
+{
+    const std::vector<PromptPiece> pieces = m_template.renderMessage(message, index, hasSystem);
+    return tokenizePieces(m_model->tokenizer(), pieces, atSequenceStart);
+}
+
+Result<ConversationRecord> ChatEngine::openConversation(const TurnRequest &request)
+{
+    auto found = m_store->findConversation(request.conversation);
+    if (!found)
+        return found.error();
+    if (found->has_value())
+        return **found;
+    // A new conversation: the given system prompt, else the one the model's template would insert.
+    const std::string system = request.systemPrompt.value_or(m_template.defaultSystemPrompt());
+    return m_store->createConversation(request.conversation, system);
+}
+
+Result<void> ChatEngine::ensureTokenized(ConversationRecord &conversation, std::vector<MessageRecord> &messages)
+{
+    const std::string fingerprint = m_fingerprint.hex();
+    if (conversation.tokensFingerprint == fingerprint)
+        return {};
+    // Tokens from another model (or none yet): tokenize every message once, for this model.
+    const bool hasSystem = !conversation.systemPrompt.empty();
+    conversation.systemTokens =
+        hasSystem ? renderTokens({"system", conversation.systemPrompt}, 0, true, true) : std::vector<TokenId>{};
+    std::vector<std::pair<std::int64_t, std::vector<std::int32_t>>> updates;
+    for (MessageRecord &m : messages) {
+        const std::size_t index = static_cast<std::size_t>(m.index) + (hasSystem ? 1 : 0);
+        // An assistant message renders as generation prompt + content + closing suffix: its stored form.
+        std::vector<TokenId> tokens = renderTokens({m.role, m.content}, index, hasSystem, !hasSystem && m.index == 0);
+        m.tokens = tokens;
+        updates.emplace_back(m.id, std::move(tokens));
+    }
+    if (auto ok = m_store->setMessageTokens(updates); !ok)
+        return ok;
+    conversation.tokensFingerprint = fingerprint;
+    conversation.windowStart = 0;
+    return m_store->setConversationTokens(conversation.id, conversation.systemTokens, fingerprint, 0);
+}
+
+Result<void> ChatEngine::repairInterruptedReplies(const ConversationRecord &conversation,
+                                                 std::vector<MessageRecord> &messages)
+{
+    // A reply cut off by a crash holds the text saved so far but only its generation prompt as
+    // tokens. Close it as the template would (prompt + text + suffix) so the next turn's sequence
+    // is well formed; it stays marked incomplete.
+    const bool hasSystem = !conversation.systemPrompt.empty();
+    std::vector<std::pair<std::int64_t, std::vector<std::int32_t>>> updates;
+    for (MessageRecord &m : messages) {
+        if (m.complete || m.role != "assistant")
+            continue;
+        const std::size_t index = static_cast<std::size_t>(m.index) + (hasSystem ? 1 : 0);
+        std::vector<TokenId> tokens = renderTokens({m.role, m.content}, index, hasSystem, false);
+        if (tokens == m.tokens)
+            continue;
+        m.tokens = tokens;
+        updates.emplace_back(m.id, std::move(tokens));
+    }
+    if (updates.empty())
+        return {};
+    return m_store->setMessageTokens(updates);
+}
+
+std::vector<TokenId> ChatEngine::sequenceOf(const ConversationRecord &conversation,
+                                            const std::vector<MessageRecord> &messages) const
+{
+    std::vector<TokenId> sequence = conversation.systemTokens;
+    for (const MessageRecord &m : messages)
+        if (m.index >= conversation.windowStart)
+            sequence.insert(sequence.end(), m.tokens.begin(), m.tokens.end());
+    return sequence;
+}
+
+Result<TurnResult> ChatEngine::runTurn(const TurnRequest &request)
+{
+    const Clock::time_point pickedUp = Clock::now();
+    const Tokenizer &tokenizer = m_model->tokenizer();
+    TurnResult result;
+
+    auto conversation = openConversation(request);
+    if (!conversation)
+        return conversation.error();
+    ConversationRecord &conv = *conversation;
+    result.conversationId = conv.id;
+    auto loaded = m_store->messages(conv.id);
+    if (!loaded)
+        return loaded.error();
+    std::vector<MessageRecord> &messages = *loaded;
+    if (auto ok = ensureTokenized(conv, messages); !ok)
+        return ok.error();
+    const bool hasSystem = !conv.systemPrompt.empty();
+    if (auto ok = repairInterruptedReplies(conv, messages); !ok)
+        return ok.error();
+
+    if (request.userText) {
+        // The user's text is committed before anything can fail in generation.
+        const std::size_t index = messages.size() + (hasSystem ? 1 : 0);
+        const bool atStart = !hasSystem && messages.empty();
+        std::vector<TokenId> tokens = renderTokens({"user", *request.userText}, index, hasSystem, atStart);
+        auto saved = m_store->appendMessage(conv.id, "user", *request.userText, true, tokens);
+        if (!saved)
+            return saved.error();
+        messages.push_back(std::move(saved).value());
+    } else if (messages.empty() || messages.back().role != "user") {
+        return makeError("conversation '" + request.conversation + "' has no user message to reply to");
+    }
+
+    const std::vector<TokenId> assistantPrefix = tokenizePieces(tokenizer, m_template.assistantPrefix(), false);
+    std::vector<TokenId> sequence = sequenceOf(conv, messages);
+    sequence.insert(sequence.end(), assistantPrefix.begin(), assistantPrefix.end());
+
+    // Context full: keep the system prompt and as many recent messages as fit (starting at a user
+    // message); the system prompt's KV is still exact, the kept messages move and are recomputed.
+    const std::int32_t reserve = std::min(request.maxNewTokens, m_contextLimit / 4);
+    const std::int32_t windowBefore = conv.windowStart;
+    while (static_cast<std::int32_t>(sequence.size()) + reserve > m_contextLimit &&
+           conv.windowStart < messages.back().index) {
+        ++conv.windowStart;
+        while (conv.windowStart < messages.back().index &&
+               messages[static_cast<std::size_t>(conv.windowStart)].role != "user")
+            ++conv.windowStart;
+        sequence = sequenceOf(conv, messages);
+        sequence.insert(sequence.end(), assistantPrefix.begin(), assistantPrefix.end());
+    }
+    if (static_cast<std::int32_t>(sequence.size()) >= m_contextLimit)
+        return makeError("the message needs " + std::to_string(sequence.size()) + " tokens with the system prompt; the context holds " +
+                         std::to_string(m_contextLimit));
+    if (conv.windowStart != windowBefore)
+        if (auto ok = m_store->setConversationTokens(conv.id, conv.systemTokens, conv.tokensFingerprint, conv.windowStart); !ok)
+            return ok.error();
+
+    auto assistant = m_store->appendMessage(conv.id, "assistant", "", false, assistantPrefix);
+    if (!assistant)
+        return assistant.error();
+    result.assistantMessageId = assistant->id;
+
+    // Restore the cached prefix.
+    KvSequence seq(m_cache ? m_cache->devicePool() : *m_privatePool);
+    RestoreReport restore;
+    const Clock::time_point restoreStart = Clock::now();
+    if (m_cache) {
+        auto restored = m_cache->restorePrefix(sequence, seq);
+        if (!restored)
+            return restored.error();
+        restore = *restored;
+    }
+    const Clock::time_point restored = Clock::now();
+
+    // Generate, committing progress now and then so a crash keeps what was already shown.
+    GenerationRequest gen;
+    gen.newTokens.assign(sequence.begin() + seq.nTokens(), sequence.end());
+    gen.maxNewTokens = request.maxNewTokens;
+    gen.contextLimit = m_contextLimit;
+    gen.sampling = request.sampling;
+    gen.submitted = restored;
+    gen.firstLogits = request.firstLogits;
+    std::string textSoFar;
+    Clock::time_point lastSave = Clock::now();
+    gen.onText = [&](std::string_view text) {
+        textSoFar += text;
+        if (Clock::now() - lastSave >= kProgressInterval) {
+            (void)m_store->updateMessage(result.assistantMessageId, textSoFar, false, assistantPrefix);
+            lastSave = Clock::now();
+        }
+        return request.onText ? request.onText(text) : true;
+    };
+    Generator generator(*m_model, *m_backend);
+    auto generated = generator.generate(gen, seq);
+    if (!generated) {
+        if (m_cache)
+            m_cache->releaseSequence(seq);
+        (void)m_store->updateMessage(result.assistantMessageId, textSoFar, true, assistantPrefix);
+        return generated.error();
+    }
+    const GenerationMetrics &gm = generated->metrics;
+
+    // The assistant message as stored: generation prompt, generated tokens, closing suffix (its
+    // first token is skipped when generation already produced it).
+    std::vector<TokenId> assistantTokens = assistantPrefix;
+    assistantTokens.insert(assistantTokens.end(), generated->tokens.begin(), generated->tokens.end());
+    const std::vector<TokenId> suffix = tokenizePieces(tokenizer, m_template.assistantSuffix(), false);
+    std::size_t skip = 0;
+    if (!suffix.empty() && !generated->tokens.empty() && suffix.front() == generated->tokens.back())
+        skip = 1;
+    else if (!generated->tokens.empty() && tokenizer.isEndOfGeneration(generated->tokens.back()) && !suffix.empty() &&
+             tokenizer.isEndOfGeneration(suffix.front()))
+        skip = 1; // ended with another end-of-turn token: do not close the turn twice
+    assistantTokens.insert(assistantTokens.end(), suffix.begin() + static_cast<std::ptrdiff_t>(skip), suffix.end());
+
+    TurnRecord &rec = result.record;
+    rec.conversationId = conv.id;
+    rec.messageId = result.assistantMessageId;
+    rec.createdAtMs = nowMs();
+    rec.queueMs = Ms(pickedUp - request.submitted).count();
+    const Ms restoreTotal = restored - restoreStart;
+    rec.restoreDeviceMs = restore.device.count();
+    rec.restoreHostMs = restore.host.count();
+    rec.restoreDiskMs = restore.disk.count();
+    // Preparation: loading and saving messages, tokenizing, planning the prefix, and the gap
+    // before the prefill starts; what remains of the restore time beyond the per-tier copies.
+    rec.prepareMs = Ms(restoreStart - pickedUp).count() +
+                    (restoreTotal.count() - rec.restoreDeviceMs - rec.restoreHostMs - rec.restoreDiskMs) +
+                    gm.queue.count();
+    rec.prefillMs = gm.prefill.count();
+    rec.firstDecodeMs = gm.firstSample.count();
+    rec.ttftMs = Ms(restored - request.submitted).count() + gm.ttft.count();
+    rec.decodeMs = gm.decode.count();
+    rec.promptTokens = static_cast<std::int32_t>(sequence.size());
+    rec.reusedDevice = restore.nDevice;
+    rec.reusedHost = restore.nHost;
+    rec.reusedDisk = restore.nDisk;
+    rec.recomputed = static_cast<std::int32_t>(gen.newTokens.size());
+    rec.decodeTokens = gm.nDecodeTokens;
+    rec.stopReason = std::string(stopReasonName(generated->stopReason));
+
+    auto turnId = m_store->finishTurn(result.assistantMessageId, generated->text, true, assistantTokens, rec);
+    if (!turnId)
+        return turnId.error();
+    rec.id = *turnId;
+
+    if (m_cache) {
+        m_cache->recordPrefill(rec.recomputed, gm.prefill);
+        // The sequence's KV covers the prompt and every generated token but the last.
+        std::vector<TokenId> fed = sequence;
+        fed.insert(fed.end(), generated->tokens.begin(), generated->tokens.end() - 1);
+        m_cache->commitSequence(conv.id, fed, seq);
+        if (auto persisted = m_cache->persist(); !persisted)
+            result.warning = "the disk KV tier is off: " + persisted.error().message;
+    }
+    result.reply = generated->text;
+    result.generated = generated->tokens;
+    result.stopReason = generated->stopReason;
+    return result;
+}
+
+Result<RestoreReport> ChatEngine::prefetch(std::string_view name)
+{
+    if (!m_cache)
+        return RestoreReport{};
+    auto found = m_store->findConversation(name);
+    if (!found)
+        return found.error();
+    if (!found->has_value())
+        return makeError("no conversation named '" + std::string(name) + "'");
+    ConversationRecord conv = **found;
+    auto messages = m_store->messages(conv.id);
+    if (!messages)
+        return messages.error();
+    if (auto ok = ensureTokenized(conv, *messages); !ok)
+        return ok.error();
+    const std::vector<TokenId> sequence = sequenceOf(conv, *messages);
+    if (sequence.size() < 2)
+        return RestoreReport{};
+    return m_cache->prefetch(sequence);
+}
+
+Result<void> ChatEngine::truncate(std::string_view name, std::int32_t fromIndex)
+{
+    auto found = m_store->findConversation(name);
+    if (!found)
+        return found.error();
+    if (!found->has_value())
+        return makeError("no conversation named '" + std::string(name) + "'");
+    const ConversationRecord &conv = **found;
+    if (auto ok = m_store->truncateMessages(conv.id, fromIndex); !ok)
+        return ok;
+    if (conv.windowStart > fromIndex)
+        return m_store->setConversationTokens(conv.id, conv.systemTokens, conv.tokensFingerprint, 0);
+    return {};
+}
+
+KvCacheStats ChatEngine::cacheStats() const
+{
+    return m_cache ? m_cache->stats() : KvCacheStats{};
+}
+
+std::string ChatEngine::checkCacheInvariants() const
+{
+    return m_cache ? m_cache->checkInvariants() : std::string();
+}
+
+} // namespace kvchat::engine

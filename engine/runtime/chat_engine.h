@@ -1,0 +1,100 @@
+// SPDX-License-Identifier: MIT
+// Conversations with a cached KV: the runtime behind `kvchat-cli chat/replay` and the desktop app's
+// engine thread. It owns the model, the backend, the session store and the tiered KV cache.
+//
+// A turn: save the user's message (durably, before anything else), append its templated tokens to
+// the conversation's token sequence (never re-tokenizing the history), restore the longest cached
+// prefix of that sequence, prefill the rest, stream the reply (saving progress as it goes), then
+// commit the reply, the turn's TTFT record and the new KV blocks.
+//
+// Thread-safety: none. One thread (the engine thread) makes every call.
+#pragma once
+
+#include "engine/backend/backend.h"
+#include "engine/kv/tiered_kv_cache.h"
+#include "engine/model/llama_model.h"
+#include "engine/runtime/generator.h"
+#include "engine/store/session_store.h"
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace kvchat::engine {
+
+struct ChatEngineOptions
+{
+    int threads = 0;                  // 0: one per hardware thread
+    std::int32_t kvBlockTokens = 16;
+    std::optional<KvBudgets> budgets; // unset: KvBudgets::machineDefaults
+    bool useCache = true;             // false: recompute everything, cache nothing (the exactness reference)
+    std::int32_t contextLimit = 0;    // 0: the model's context length
+    std::string templateName;         // "": the model's own template; else a ChatTemplate::names() entry
+    SessionStoreOptions storeOptions;
+};
+
+struct TurnRequest
+{
+    std::string conversation;                // name; created on first use
+    std::optional<std::string> systemPrompt; // used only when the conversation is created
+    std::optional<std::string> userText;     // nullopt: reply again to the last user message
+    std::int32_t maxNewTokens = 512;
+    SamplingParams sampling;
+    Clock::time_point submitted = Clock::now();
+    std::function<bool(std::string_view)> onText; // streaming; return false to stop
+    std::vector<float> *firstLogits = nullptr;    // exactness tests
+};
+
+struct TurnResult
+{
+    std::int64_t conversationId = 0;
+    std::int64_t assistantMessageId = 0;
+    std::string reply;
+    std::vector<TokenId> generated;
+    StopReason stopReason = StopReason::MaxTokens;
+    TurnRecord record;          // what was stored for this turn (TTFT and its parts)
+    std::string warning;        // e.g. the disk tier was switched off during this turn
+};
+
+class ChatEngine
+{
+public:
+    static Result<std::unique_ptr<ChatEngine>> create(const std::string &modelPath, const std::string &databasePath,
+                                                      const ChatEngineOptions &options);
+    ~ChatEngine();
+
+    Result<TurnResult> runTurn(const TurnRequest &request);
+    // Starts bringing a conversation's cached KV to the device before its next turn.
+    Result<RestoreReport> prefetch(std::string_view conversation);
+    // Deletes messages from fromIndex on (edit or regenerate continues from there).
+    Result<void> truncate(std::string_view conversation, std::int32_t fromIndex);
+
+    const LlamaModel &model() const { return *m_model; }
+    SessionStore &store() { return *m_store; }
+    const ChatTemplate &chatTemplate() const { return m_template; }
+    KvCacheStats cacheStats() const;
+    std::string checkCacheInvariants() const;
+
+private:
+    ChatEngine() = default;
+    Result<ConversationRecord> openConversation(const TurnRequest &request);
+    Result<void> ensureTokenized(ConversationRecord &conversation, std::vector<MessageRecord> &messages);
+    Result<void> repairInterruptedReplies(const ConversationRecord &conversation, std::vector<MessageRecord> &messages);
+    std::vector<TokenId> renderTokens(const ChatMessage &message, std::size_t index, bool hasSystem,
+                                      bool atSequenceStart) const;
+    std::vector<TokenId> sequenceOf(const ConversationRecord &conversation,
+                                    const std::vector<MessageRecord> &messages) const;
+
+    std::unique_ptr<LlamaModel> m_model;
+    std::unique_ptr<Backend> m_backend;
+    std::unique_ptr<SessionStore> m_store;
+    std::unique_ptr<TieredKvCache> m_cache;   // null with useCache = false
+    std::unique_ptr<KvBlockPool> m_privatePool; // used with useCache = false
+    ChatTemplate m_template = ChatTemplate::detect({});
+    ModelFingerprint m_fingerprint;
+    ChatEngineOptions m_options;
+    std::int32_t m_contextLimit = 0;
+};
+
+} // namespace kvchat::engine
