@@ -131,7 +131,8 @@ std::optional<Tier> TieredKvCache::locate(const KvBlockKey &key)
     return std::nullopt;
 }
 
-std::vector<TieredKvCache::PlannedBlock> TieredKvCache::planPrefix(std::span<const std::int32_t> tokens)
+std::vector<TieredKvCache::PlannedBlock> TieredKvCache::planPrefix(std::span<const std::int32_t> tokens,
+                                                                   bool decideRecompute)
 {
     std::vector<PlannedBlock> plan;
     const std::int32_t bt = m_layout.blockTokens;
@@ -158,11 +159,9 @@ std::vector<TieredKvCache::PlannedBlock> TieredKvCache::planPrefix(std::span<con
     }
     // Restore or recompute: from the first disk block on, keep restoring only while reading is
     // cheaper than computing (a fast accelerator with a slow disk would rather recompute).
-    std::int32_t diskTokens = 0;
-    for (std::size_t i = 0; i < plan.size(); ++i) {
+    for (std::size_t i = 0; decideRecompute && i < plan.size(); ++i) {
         if (plan[i].tier != Tier::Disk)
             continue;
-        diskTokens += plan[i].nTokens;
         if (!shouldRestoreFromDisk(plan[i].nTokens)) {
             plan.resize(i);
             break;
@@ -358,6 +357,17 @@ Result<RestoreReport> TieredKvCache::prefetch(std::span<const std::int32_t> toke
     auto report = restorePrefix(tokens, seq);
     releaseSequence(seq);
     return report;
+}
+
+KvResidency TieredKvCache::residency(std::span<const std::int32_t> tokens)
+{
+    KvResidency r;
+    r.total = static_cast<std::int32_t>(tokens.size());
+    if (tokens.size() < 2)
+        return r;
+    for (const PlannedBlock &block : planPrefix(tokens, false))
+        (block.tier == Tier::Device ? r.device : block.tier == Tier::Host ? r.host : r.disk) += block.nTokens;
+    return r;
 }
 
 void TieredKvCache::commitSequence(std::int64_t conversationId, std::span<const std::int32_t> tokens, KvSequence &seq)

@@ -68,6 +68,24 @@ struct KvCacheStats
     std::string diskDisabledReason;      // why the disk tier is off, "" when on
 };
 
+// Where a token sequence's cached KV is now: tokens of its longest cached prefix per tier.
+struct KvResidency
+{
+    std::int32_t device = 0, host = 0, disk = 0;
+    std::int32_t total = 0; // tokens in the sequence
+    // The slowest tier a restore would read from; nullopt when nothing is cached.
+    std::optional<Tier> slowestTier() const
+    {
+        if (disk > 0)
+            return Tier::Disk;
+        if (host > 0)
+            return Tier::Host;
+        if (device > 0)
+            return Tier::Device;
+        return std::nullopt;
+    }
+};
+
 // What restorePrefix brought back, and how long each tier took.
 struct RestoreReport
 {
@@ -102,6 +120,9 @@ public:
     // Forgets which blocks a deleted conversation used (the blocks stay cached until evicted).
     void forgetConversation(std::int64_t conversationId);
 
+    // Where the cached prefix of tokens lives (no data moves).
+    KvResidency residency(std::span<const std::int32_t> tokens);
+
     // Writes blocks without a disk copy to the store; enforces the disk budget.
     Result<void> persist();
 
@@ -122,7 +143,7 @@ private:
         Tier tier;
     };
 
-    std::vector<PlannedBlock> planPrefix(std::span<const std::int32_t> tokens);
+    std::vector<PlannedBlock> planPrefix(std::span<const std::int32_t> tokens, bool decideRecompute = true);
     std::optional<Tier> locate(const KvBlockKey &key);
     Entry &entry(const KvBlockKey &key, std::int32_t nTokens);
     void touch(Entry &e);

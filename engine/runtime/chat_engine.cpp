@@ -212,6 +212,8 @@ Result<TurnResult> ChatEngine::runTurn(const TurnRequest &request)
     if (!assistant)
         return assistant.error();
     result.assistantMessageId = assistant->id;
+    if (request.onMessagesSaved)
+        request.onMessagesSaved(conv, request.userText ? &messages.back() : nullptr, assistant->id);
 
     // Restore the cached prefix.
     KvSequence seq(m_cache ? m_cache->devicePool() : *m_privatePool);
@@ -243,6 +245,36 @@ Result<TurnResult> ChatEngine::runTurn(const TurnRequest &request)
         }
         return request.onText ? request.onText(text) : true;
     };
+    // The TTFT record: every part is the difference of two measured instants, so they add up.
+    auto fillTtft = [&](const GenerationMetrics &gm) {
+        TurnRecord &rec = result.record;
+        rec.conversationId = conv.id;
+        rec.messageId = result.assistantMessageId;
+        rec.createdAtMs = nowMs();
+        rec.queueMs = Ms(pickedUp - request.submitted).count();
+        const Ms restoreTotal = restored - restoreStart;
+        rec.restoreDeviceMs = restore.device.count();
+        rec.restoreHostMs = restore.host.count();
+        rec.restoreDiskMs = restore.disk.count();
+        // Preparation: loading and saving messages, tokenizing, planning the prefix, and the gap
+        // before the prefill starts; what remains of the restore time beyond the per-tier copies.
+        rec.prepareMs = Ms(restoreStart - pickedUp).count() +
+                        (restoreTotal.count() - rec.restoreDeviceMs - rec.restoreHostMs - rec.restoreDiskMs) +
+                        gm.queue.count();
+        rec.prefillMs = gm.prefill.count();
+        rec.firstDecodeMs = gm.firstSample.count();
+        rec.ttftMs = Ms(restored - request.submitted).count() + gm.ttft.count();
+        rec.promptTokens = static_cast<std::int32_t>(sequence.size());
+        rec.reusedDevice = restore.nDevice;
+        rec.reusedHost = restore.nHost;
+        rec.reusedDisk = restore.nDisk;
+        rec.recomputed = static_cast<std::int32_t>(gen.newTokens.size());
+    };
+    gen.onFirstToken = [&](const GenerationMetrics &gm) {
+        fillTtft(gm);
+        if (request.onFirstToken)
+            request.onFirstToken(result.record);
+    };
     Generator generator(*m_model, *m_backend);
     auto generated = generator.generate(gen, seq);
     if (!generated) {
@@ -267,28 +299,8 @@ Result<TurnResult> ChatEngine::runTurn(const TurnRequest &request)
     assistantTokens.insert(assistantTokens.end(), suffix.begin() + static_cast<std::ptrdiff_t>(skip), suffix.end());
 
     TurnRecord &rec = result.record;
-    rec.conversationId = conv.id;
-    rec.messageId = result.assistantMessageId;
-    rec.createdAtMs = nowMs();
-    rec.queueMs = Ms(pickedUp - request.submitted).count();
-    const Ms restoreTotal = restored - restoreStart;
-    rec.restoreDeviceMs = restore.device.count();
-    rec.restoreHostMs = restore.host.count();
-    rec.restoreDiskMs = restore.disk.count();
-    // Preparation: loading and saving messages, tokenizing, planning the prefix, and the gap
-    // before the prefill starts; what remains of the restore time beyond the per-tier copies.
-    rec.prepareMs = Ms(restoreStart - pickedUp).count() +
-                    (restoreTotal.count() - rec.restoreDeviceMs - rec.restoreHostMs - rec.restoreDiskMs) +
-                    gm.queue.count();
-    rec.prefillMs = gm.prefill.count();
-    rec.firstDecodeMs = gm.firstSample.count();
-    rec.ttftMs = Ms(restored - request.submitted).count() + gm.ttft.count();
+    fillTtft(gm);
     rec.decodeMs = gm.decode.count();
-    rec.promptTokens = static_cast<std::int32_t>(sequence.size());
-    rec.reusedDevice = restore.nDevice;
-    rec.reusedHost = restore.nHost;
-    rec.reusedDisk = restore.nDisk;
-    rec.recomputed = static_cast<std::int32_t>(gen.newTokens.size());
     rec.decodeTokens = gm.nDecodeTokens;
     rec.stopReason = std::string(stopReasonName(generated->stopReason));
 
@@ -346,6 +358,23 @@ Result<void> ChatEngine::truncate(std::string_view name, std::int32_t fromIndex)
     if (conv.windowStart > fromIndex)
         return m_store->setConversationTokens(conv.id, conv.systemTokens, conv.tokensFingerprint, 0);
     return {};
+}
+
+Result<KvResidency> ChatEngine::residency(std::int64_t conversationId)
+{
+    if (!m_cache)
+        return KvResidency{};
+    auto conv = m_store->conversation(conversationId);
+    if (!conv)
+        return conv.error();
+    if (!conv->has_value())
+        return makeError("no conversation with id " + std::to_string(conversationId));
+    if ((*conv)->tokensFingerprint != m_fingerprint.hex())
+        return KvResidency{}; // tokenized for another model: nothing of it can be cached for this one
+    auto messages = m_store->messages(conversationId);
+    if (!messages)
+        return messages.error();
+    return m_cache->residency(sequenceOf(**conv, *messages));
 }
 
 KvCacheStats ChatEngine::cacheStats() const

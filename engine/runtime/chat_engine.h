@@ -43,6 +43,11 @@ struct TurnRequest
     SamplingParams sampling;
     Clock::time_point submitted = Clock::now();
     std::function<bool(std::string_view)> onText; // streaming; return false to stop
+    // Called once the user's message and the empty assistant message are committed.
+    std::function<void(const ConversationRecord &, const MessageRecord *user, std::int64_t assistantMessageId)>
+        onMessagesSaved;
+    // Called when the first token's text is available, with the TTFT and its parts filled in.
+    std::function<void(const TurnRecord &)> onFirstToken;
     std::vector<float> *firstLogits = nullptr;    // exactness tests
 };
 
@@ -69,6 +74,8 @@ public:
     Result<RestoreReport> prefetch(std::string_view conversation);
     // Deletes messages from fromIndex on (edit or regenerate continues from there).
     Result<void> truncate(std::string_view conversation, std::int32_t fromIndex);
+    // Where a conversation's KV is now (nothing moves).
+    Result<KvResidency> residency(std::int64_t conversationId);
 
     const LlamaModel &model() const { return *m_model; }
     SessionStore &store() { return *m_store; }

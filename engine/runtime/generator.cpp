@@ -75,6 +75,8 @@ Result<GenerationResult> Generator::generate(const GenerationRequest &request, K
             firstTokenAt = Clock::now();
             m.firstSample = firstTokenAt - prefilled;
             m.ttft = firstTokenAt - request.submitted;
+            if (request.onFirstToken)
+                request.onFirstToken(m);
         }
         if (!piece.empty()) {
             result.text += piece;

@@ -53,6 +53,9 @@ struct GenerationRequest
     Clock::time_point submitted = Clock::now();
     // Called with each new piece of text as soon as it is complete UTF-8; return false to stop.
     std::function<bool(std::string_view)> onText;
+    // Called once, when the first token's text is available, with the metrics up to that moment
+    // (before onText receives that text).
+    std::function<void(const GenerationMetrics &)> onFirstToken;
     // When set, receives the logits the first token was sampled from (exactness tests).
     std::vector<float> *firstLogits = nullptr;
 };

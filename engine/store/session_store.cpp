@@ -274,6 +274,23 @@ Result<std::vector<ConversationRecord>> SessionStore::listConversations()
     });
 }
 
+Result<std::vector<std::int64_t>> SessionStore::searchConversations(std::string_view text)
+{
+    return guarded(m_path, "searching conversations", [&] {
+        // instr() on lower(): a plain substring match (LIKE would treat % and _ in the text as wildcards).
+        Statement q = m_connection->query(
+            "SELECT c.id FROM conversations c WHERE instr(lower(c.title), lower(?1)) > 0 "
+            "OR instr(lower(c.name), lower(?1)) > 0 OR EXISTS (SELECT 1 FROM messages m WHERE "
+            "m.conversation_id = c.id AND instr(lower(m.content), lower(?1)) > 0) "
+            "ORDER BY c.updated_at_ms DESC, c.id DESC");
+        q.bindText(1, text);
+        std::vector<std::int64_t> out;
+        while (q.step())
+            out.push_back(q.integer(0));
+        return out;
+    });
+}
+
 Result<void> SessionStore::renameConversation(std::int64_t id, std::string_view title)
 {
     return guarded(m_path, "renaming conversation " + std::to_string(id), [&] {

@@ -112,6 +112,9 @@ public:
     Result<std::optional<ConversationRecord>> conversation(std::int64_t id);
     Result<ConversationRecord> createConversation(std::string_view name, std::string_view systemPrompt);
     Result<std::vector<ConversationRecord>> listConversations(); // most recently updated first
+    // Ids of conversations whose title, name or any message contains text (case-insensitive for
+    // ASCII), most recently updated first.
+    Result<std::vector<std::int64_t>> searchConversations(std::string_view text);
     Result<void> renameConversation(std::int64_t id, std::string_view title);
     // Deletes the conversation, its messages, tokens and turns (KV blocks are shared; they age out).
     Result<void> deleteConversation(std::int64_t id);
