@@ -35,28 +35,27 @@ TurnId EngineBridge::sendMessage(const QString &conversation, const QString &tex
                                  std::chrono::steady_clock::time_point submitted)
 {
     StartTurn turn;
-    turn.turn = m_nextTurn++;
-    turn.conversation = conversation.toStdString();
     if (systemPrompt)
         turn.systemPrompt = systemPrompt->toStdString();
     turn.userText = text.toStdString();
-    turn.maxNewTokens = settings.maxNewTokens;
-    turn.sampling = settings.sampling;
-    turn.submitted = submitted;
-    const TurnId id = turn.turn;
-    m_loop->submit(std::move(turn));
-    return id;
+    return startTurn(std::move(turn), conversation, settings, submitted);
 }
 
 TurnId EngineBridge::resendFrom(const QString &conversation, std::int32_t fromIndex, const std::optional<QString> &text,
                                 const GenerationSettings &settings, std::chrono::steady_clock::time_point submitted)
 {
     StartTurn turn;
-    turn.turn = m_nextTurn++;
-    turn.conversation = conversation.toStdString();
     turn.truncateFrom = fromIndex;
     if (text)
         turn.userText = text->toStdString();
+    return startTurn(std::move(turn), conversation, settings, submitted);
+}
+
+TurnId EngineBridge::startTurn(StartTurn turn, const QString &conversation, const GenerationSettings &settings,
+                               std::chrono::steady_clock::time_point submitted)
+{
+    turn.turn = m_nextTurn++;
+    turn.conversation = conversation.toStdString();
     turn.maxNewTokens = settings.maxNewTokens;
     turn.sampling = settings.sampling;
     turn.submitted = submitted;

@@ -87,6 +87,8 @@ signals:
     void engineError(const QString &message);
 
 private:
+    engine::TurnId startTurn(engine::StartTurn turn, const QString &conversation, const GenerationSettings &settings,
+                             std::chrono::steady_clock::time_point submitted);
     void onEngineEvent(engine::Event event); // engine thread
     void deliver(engine::Event event);       // UI thread
     void flushTokens();                      // UI thread

@@ -1,9 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "engine/kv/kv_block_key.h"
 
-#include <xxhash.h>
-
-#include <cstring>
+#include "engine/core/hash128.h"
 
 namespace kvchat::engine {
 
@@ -36,17 +34,12 @@ KvBlockKey kvBlockKey(const KvBlockKey &parent, std::span<const std::int32_t> to
 {
     // XXH3-128 over parent key, fingerprint and the token ids (little-endian int32). The token
     // count is implied by the input length, so a partial block never collides with a full one.
-    XXH3_state_t *state = XXH3_createState();
-    XXH3_128bits_reset(state);
-    XXH3_128bits_update(state, parent.bytes.data(), parent.bytes.size());
-    XXH3_128bits_update(state, fingerprint.bytes.data(), fingerprint.bytes.size());
-    XXH3_128bits_update(state, tokens.data(), tokens.size_bytes());
-    const XXH128_hash_t hash = XXH3_128bits_digest(state);
-    XXH3_freeState(state);
-    XXH128_canonical_t canonical;
-    XXH128_canonicalFromHash(&canonical, hash);
+    Hasher128 hasher;
+    hasher.add(parent.bytes.data(), parent.bytes.size());
+    hasher.add(fingerprint.bytes.data(), fingerprint.bytes.size());
+    hasher.add(tokens.data(), tokens.size_bytes());
     KvBlockKey key;
-    std::memcpy(key.bytes.data(), canonical.digest, key.bytes.size());
+    key.bytes = hasher.digest();
     return key;
 }
 

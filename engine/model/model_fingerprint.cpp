@@ -3,10 +3,9 @@
 
 #include "engine/model/llama_model.h"
 
-#include <xxhash.h>
+#include "engine/core/hash128.h"
 
 #include <algorithm>
-#include <cstring>
 
 namespace kvchat::engine {
 
@@ -15,14 +14,9 @@ ModelFingerprint computeModelFingerprint(const LlamaModel &model, const KvLayout
     // Hashing every weight byte would cost a second per GiB at every start. Instead: all metadata
     // and tensor descriptions, plus the first and last 4 KiB of every tensor's data, which changes
     // with any re-quantization or fine-tune while costing microseconds.
-    XXH3_state_t *state = XXH3_createState();
-    XXH3_128bits_reset(state);
-    auto add = [&](const void *data, std::size_t size) { XXH3_128bits_update(state, data, size); };
-    auto addString = [&](std::string_view s) {
-        const std::uint64_t n = s.size();
-        add(&n, sizeof n);
-        add(s.data(), s.size());
-    };
+    Hasher128 hasher;
+    auto add = [&](const void *data, std::size_t size) { hasher.add(data, size); };
+    auto addString = [&](std::string_view s) { hasher.addString(s); };
     addString("kvchat-kv");
     add(&kKvFormatVersion, sizeof kKvFormatVersion);
     addString(kvDtype);
@@ -57,12 +51,8 @@ ModelFingerprint computeModelFingerprint(const LlamaModel &model, const KvLayout
         if (t.sizeBytes > kSample)
             add(t.data + t.sizeBytes - kSample, kSample);
     }
-    const XXH128_hash_t hash = XXH3_128bits_digest(state);
-    XXH3_freeState(state);
-    XXH128_canonical_t canonical;
-    XXH128_canonicalFromHash(&canonical, hash);
     ModelFingerprint fp;
-    std::memcpy(fp.bytes.data(), canonical.digest, fp.bytes.size());
+    fp.bytes = hasher.digest();
     return fp;
 }
 
