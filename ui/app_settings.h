@@ -50,10 +50,10 @@ public:
     void sync();              // flushes to disk now
 
     // --- model ---
-    QString lastModelPath() const;             // "" when none was opened yet
+    QString lastModelPath() const;              // "" when none was opened yet
     void setLastModelPath(const QString &path); // also moves path to the front of recentModels()
-    QStringList recentModels() const;          // most recent first, no duplicates, <= kMaxRecentModels
-    void addRecentModel(const QString &path);  // to the front; an existing entry moves, the oldest drops
+    QStringList recentModels() const;           // most recent first, no duplicates, <= kMaxRecentModels
+    void addRecentModel(const QString &path);   // to the front; an existing entry moves, the oldest drops
     void clearRecentModels();
 
     // --- engine (a change needs the model reopened) ---
@@ -61,7 +61,7 @@ public:
     void setThreads(int threads);
     QString backend() const; // "cpu" (default) or "cuda"; an unavailable stored value reads as "cpu"
     void setBackend(const QString &backend);
-    static QStringList backends();                         // every backend name, "cpu" first
+    static QStringList backends();                          // every backend name, "cpu" first
     static bool isBackendAvailable(const QString &backend); // built into this binary ("cuda": KVCHAT_HAS_CUDA)
     // KV budgets per tier in MiB; 0 (default) means the machine default (KvBudgets::machineDefaults).
     int deviceBudgetMiB() const;
@@ -76,6 +76,8 @@ public:
     // --- generation ---
     // Defaults: temperature 0.7, top-k 40, top-p 0.95, min-p 0.05, repetition penalty 1.1 over the
     // last 64 tokens, seed 0 (a new random seed for each turn).
+    static engine::SamplingParams defaultSampling();
+    static constexpr int kDefaultMaxNewTokens = 512;
     engine::SamplingParams sampling() const;
     void setSampling(const engine::SamplingParams &sampling);
     int maxNewTokens() const; // default 512
@@ -93,7 +95,8 @@ public:
 
     // --- engine-side structs ---
     // Options for OpenModel. Budgets: all three 0 → unset (the engine uses machine defaults); any
-    // set → KvBudgets::machineDefaults(databasePath) with the set tiers overridden.
+    // set → KvBudgets::machineDefaults(databasePath) with the set tiers overridden (databasePath "":
+    // the current directory; the disk default comes from the free space there).
     engine::ChatEngineOptions engineOptions(const QString &databasePath = QString()) const;
     // Sampling and length for one turn; a stored seed of 0 becomes a fresh random (non-zero) seed.
     bridge::GenerationSettings generationSettings() const;

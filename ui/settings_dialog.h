@@ -7,14 +7,14 @@
 // exec() returns Accepted, engineSettingsChanged() tells the caller whether the model must be
 // reopened (model path, backend, threads, budgets or template changed).
 //
-// Widgets carry object names (e.g. "modelPathEdit", "threadsSpin") so tests can drive them.
+// Widgets carry object names (e.g. "modelPathCombo", "threadsSpin") so tests can drive them.
 // Thread-safety: UI thread only.
 #pragma once
 
+#include "ui/app_settings.h"
+
 #include <QDialog>
 #include <QList>
-
-#include "ui/app_settings.h"
 
 class QComboBox;
 class QDoubleSpinBox;
@@ -23,7 +23,6 @@ class QListWidget;
 class QPlainTextEdit;
 class QPushButton;
 class QSpinBox;
-class QCheckBox;
 
 namespace kvchat::ui {
 

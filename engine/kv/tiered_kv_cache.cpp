@@ -53,7 +53,11 @@ KvBudgets KvBudgets::machineDefaults(const std::string &databasePath)
     b.deviceBytes = std::min(ram / 4, std::size_t(2) << 30);
     b.hostBytes = std::min(ram / 4, std::size_t(4) << 30);
     struct statvfs fs{};
-    std::filesystem::path dir = std::filesystem::absolute(databasePath).parent_path();
+    // The folder the database lives in (or the current one); never throws on odd paths.
+    std::error_code error;
+    std::filesystem::path dir = std::filesystem::absolute(databasePath.empty() ? "." : databasePath, error).parent_path();
+    if (error || dir.empty())
+        dir = ".";
     std::size_t freeBytes = std::size_t(10) << 30;
     if (statvfs(dir.c_str(), &fs) == 0)
         freeBytes = static_cast<std::size_t>(fs.f_bavail) * fs.f_frsize;

@@ -171,11 +171,17 @@ Result<TurnResult> ChatEngine::runTurn(const TurnRequest &request)
     if (auto ok = repairInterruptedReplies(conv, messages); !ok)
         return ok.error();
 
+    const std::vector<TokenId> assistantPrefix = tokenizePieces(tokenizer, m_template.assistantPrefix(), false);
     if (request.userText) {
-        // The user's text is committed before anything can fail in generation.
+        // The user's text is committed before anything can fail in generation; a message that can
+        // never fit the context is refused before it is saved (the UI keeps it in the composer).
         const std::size_t index = messages.size() + (hasSystem ? 1 : 0);
         const bool atStart = !hasSystem && messages.empty();
         std::vector<TokenId> tokens = renderTokens({"user", *request.userText}, index, hasSystem, atStart);
+        const std::size_t minimum = conv.systemTokens.size() + tokens.size() + assistantPrefix.size();
+        if (minimum >= static_cast<std::size_t>(m_contextLimit))
+            return makeError("the message needs " + std::to_string(minimum) +
+                             " tokens with the system prompt; the context holds " + std::to_string(m_contextLimit));
         auto saved = m_store->appendMessage(conv.id, "user", *request.userText, true, tokens);
         if (!saved)
             return saved.error();
@@ -184,7 +190,6 @@ Result<TurnResult> ChatEngine::runTurn(const TurnRequest &request)
         return makeError("conversation '" + request.conversation + "' has no user message to reply to");
     }
 
-    const std::vector<TokenId> assistantPrefix = tokenizePieces(tokenizer, m_template.assistantPrefix(), false);
     std::vector<TokenId> sequence = sequenceOf(conv, messages);
     sequence.insert(sequence.end(), assistantPrefix.begin(), assistantPrefix.end());
 

@@ -74,13 +74,15 @@ bool EngineLoop::requireEngine(const char *what)
 
 void EngineLoop::handle(OpenModel &command)
 {
-    // The old engine goes first: two models' weights and caches need not fit at once.
-    m_engine.reset();
+    // The new model is opened before the old one is closed, so a file that cannot be used leaves
+    // the user with the model they had (weights are memory-mapped; the KV pool fills lazily).
+    // The old engine's cache persists and releases first, so both never write the store at once.
     auto engine = ChatEngine::create(command.modelPath, m_databasePath, command.options);
     if (!engine) {
         m_sink(ModelLoadFailed{command.modelPath, engine.error().message});
         return;
     }
+    m_engine.reset();
     m_engine = std::move(engine).value();
     const LlamaModel &model = m_engine->model();
     ModelInfo info;
@@ -102,6 +104,10 @@ void EngineLoop::handle(StartTurn &command)
 {
     if (!m_engine) {
         m_sink(TurnFailed{command.turn, command.conversation, "no model is loaded"});
+        return;
+    }
+    if (m_cancelledTurn.load() == command.turn) {
+        m_sink(TurnFailed{command.turn, command.conversation, "cancelled before it started"});
         return;
     }
     if (command.truncateFrom) {
