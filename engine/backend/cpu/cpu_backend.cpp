@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "engine/backend/cpu/cpu_backend.h"
 
+#include "engine/backend/cpu/cpu_gemm_attention.h"
 #include "engine/backend/cpu/cpu_kernels.h"
 
 #include <cmath>
@@ -69,33 +70,13 @@ void CpuBackend::computeRopeTable(std::int32_t startPos, std::int64_t n)
 void CpuBackend::attention(std::int32_t layer, std::int32_t startPos, std::int64_t n, const KvSequence &seq)
 {
     const LlamaConfig &c = m_model.config();
-    const std::int64_t qDim = static_cast<std::int64_t>(c.nHeads) * c.headDim;
-    const float scale = 1.0f / std::sqrt(static_cast<float>(c.headDim));
-    const std::int32_t group = c.gqaGroup();
-    const std::int32_t nCtx = startPos + static_cast<std::int32_t>(n);
+    const AttentionShape shape{c.nHeads, c.nKvHeads, c.headDim, 1.0f / std::sqrt(static_cast<float>(c.headDim))};
     if (m_scores.size() < sz(m_pool.size()))
         m_scores.resize(sz(m_pool.size()));
-    for (auto &s : m_scores)
-        if (s.size() < sz(nCtx))
-            s.resize(sz(nCtx));
 
-    // One work item per (token, head); each reads K/V through the block table.
+    // One work item per (head, token); each thread's items go to the tiled kernel in one call.
     m_pool.parallelFor(n * c.nHeads, [&](std::int64_t begin, std::int64_t end, int thread) {
-        float *scores = m_scores[sz(thread)].data();
-        for (std::int64_t item = begin; item < end; ++item) {
-            const std::int64_t t = item / c.nHeads;
-            const std::int32_t h = static_cast<std::int32_t>(item % c.nHeads);
-            const std::int32_t kvHead = h / group;
-            const std::int32_t last = startPos + static_cast<std::int32_t>(t); // causal: keys 0..last
-            const float *q = m_q.data() + t * qDim + static_cast<std::int64_t>(h) * c.headDim;
-            for (std::int32_t p = 0; p <= last; ++p)
-                scores[p] = dot(q, seq.keyRow(layer, p) + kvHead * c.headDim, c.headDim) * scale;
-            softmax(scores, last + 1);
-            float *out = m_attnOut.data() + t * qDim + static_cast<std::int64_t>(h) * c.headDim;
-            std::fill(out, out + c.headDim, 0.0f);
-            for (std::int32_t p = 0; p <= last; ++p)
-                axpy(out, scores[p], seq.valueRow(layer, p) + kvHead * c.headDim, c.headDim);
-        }
+        attendItems(shape, seq, layer, startPos, n, m_q.data(), m_attnOut.data(), begin, end, m_scores[sz(thread)]);
     });
 }
 

@@ -9,18 +9,19 @@
 
 namespace kvchat::engine::cpu {
 
-// Sum of a[i] * b[i] for i < n (fp32, fixed association order).
+// Sum of a[i] * b[i] for i < n (fp32, fixed association order). Attention uses it; so do the
+// matmuls of the portable build (the AVX2 matmuls use the kernels of cpu_gemm_tile.h).
 float dot(const float *a, const float *b, std::int64_t n);
-// The same for two vectors b0, b1 against one a; out[k] equals dot(a, bk, n) exactly.
-void dot2(const float *a, const float *b0, const float *b1, std::int64_t n, float out[2]);
 
 // out = x / rms(x) * weight, with the mean of squares accumulated in double.
 void rmsNorm(float *out, const float *x, const float *weight, std::int64_t n, float eps);
 // out[i] += a * v[i]
 void axpy(float *out, float a, const float *v, std::int64_t n);
-// In-place softmax of x[0..n).
+// In-place softmax of x[0..n), the sum of exponentials in double. The AVX2 build evaluates exp
+// with its own vector routine (about 1 ulp, the same bits on every CPU), the portable one with
+// std::exp; each result depends only on x[0..n).
 void softmax(float *x, std::int64_t n);
-// gate[i] = silu(gate[i]) * up[i]
+// gate[i] = silu(gate[i]) * up[i], with the same exp as softmax.
 void siluMul(float *gate, const float *up, std::int64_t n);
 // out[i] += v[i]
 void add(float *out, const float *v, std::int64_t n);

@@ -1,16 +1,49 @@
 // SPDX-License-Identifier: MIT
 #include "engine/backend/cpu/cpu_matmul.h"
 
+#include "engine/backend/cpu/cpu_gemm_fused.h"
+#include "engine/backend/cpu/cpu_gemm_tile.h"
 #include "engine/backend/cpu/cpu_kernels.h"
 
 #include <algorithm>
+#include <array>
+#include <utility>
 
 namespace kvchat::engine::cpu {
 
 namespace {
-// Rows dequantized at once: 16 rows of 2048 fp32 = 128 KiB, which stays in L2 while every token of
-// the batch passes over them.
-constexpr std::int64_t kRowsPerChunk = 16;
+
+// Register tile of the prefill kernel: kTileRows weight rows x kTileTokens tokens.
+constexpr std::int64_t kTileRows = 4;
+constexpr std::int64_t kTileTokens = 3;
+// A panel of dequantized rows is kept near this size (and at most kMaxPanelRows rows) so that it
+// stays in L2 while every token of the batch passes over it.
+constexpr std::int64_t kPanelBytes = 192 * 1024;
+constexpr std::int64_t kMaxPanelRows = 64;
+
+std::int64_t panelRows(std::int64_t nIn)
+{
+    const std::int64_t rows = kPanelBytes / (nIn * static_cast<std::int64_t>(sizeof(float)));
+    return std::clamp(rows / kTileRows * kTileRows, kTileRows, kMaxPanelRows);
+}
+
+#if KVCHAT_GEMM_AVX2
+using TileFn = void (*)(const float *, std::int64_t, const float *, std::int64_t, std::int64_t, float *, std::int64_t);
+
+template <int R, int... T> constexpr std::array<TileFn, sizeof...(T)> tileRow(std::integer_sequence<int, T...>)
+{
+    return {&gemm::tile<R, T + 1>...};
+}
+
+template <int... R> constexpr auto tileTable(std::integer_sequence<int, R...>)
+{
+    return std::array{tileRow<R + 1>(std::make_integer_sequence<int, kTileTokens>{})...};
+}
+
+// kTiles[r - 1][t - 1] computes r rows x t tokens.
+constexpr auto kTiles = tileTable(std::make_integer_sequence<int, kTileRows>{});
+#endif
+
 } // namespace
 
 float *MatmulScratch::rows(int thread, std::size_t floats)
@@ -27,39 +60,62 @@ void matmul(ThreadPool &pool, MatmulScratch &scratch, const WeightMatrix &w, con
             float *y)
 {
     const std::int64_t nIn = w.nIn, nOut = w.nOut;
-    const std::int64_t nChunks = (nOut + kRowsPerChunk - 1) / kRowsPerChunk;
+    if (nTokens <= 0 || nOut <= 0)
+        return;
+
+    // Work is split in units of kTileRows rows so that both threads get near-equal row counts.
+    const std::int64_t nUnits = (nOut + kTileRows - 1) / kTileRows;
+    static_assert(gemm::kFusedRows == kTileRows);
+
+    const bool fusedDecoders = gemm::hasFusedKernel(w);
+    if (nTokens <= gemm::kMaxFusedTokens && fusedDecoders) {
+        pool.parallelFor(nUnits, [&](std::int64_t unitBegin, std::int64_t unitEnd, int) {
+            const std::int64_t r0 = unitBegin * kTileRows, r1 = std::min(unitEnd * kTileRows, nOut);
+            gemm::fusedRows(w, r0, r1, x, nTokens, y + r0, nOut);
+        });
+        return;
+    }
+
+    const std::int64_t rowsPerPanel = panelRows(nIn);
     // Size every thread's buffer before the parallel loop: the vector of buffers must not grow
     // while workers hold pointers into it.
     if (w.type != GgmlType::F32)
         for (int t = 0; t < pool.size(); ++t)
-            scratch.rows(t, static_cast<std::size_t>(kRowsPerChunk * nIn));
+            scratch.rows(t, static_cast<std::size_t>(rowsPerPanel * nIn));
 
-    pool.parallelFor(nChunks, [&](std::int64_t chunkBegin, std::int64_t chunkEnd, int thread) {
+    pool.parallelFor(nUnits, [&](std::int64_t unitBegin, std::int64_t unitEnd, int thread) {
         float *buffer = w.type == GgmlType::F32 ? nullptr : scratch.rows(thread, 0);
-        for (std::int64_t chunk = chunkBegin; chunk < chunkEnd; ++chunk) {
-            const std::int64_t r0 = chunk * kRowsPerChunk;
-            const std::int64_t nRows = std::min(kRowsPerChunk, nOut - r0);
-            const float *rows = nullptr;
+        const std::int64_t rowEnd = std::min(unitEnd * kTileRows, nOut);
+        for (std::int64_t p0 = unitBegin * kTileRows; p0 < rowEnd; p0 += rowsPerPanel) {
+            const std::int64_t nRows = std::min(rowsPerPanel, rowEnd - p0);
+            const float *panel = nullptr;
             if (w.type == GgmlType::F32) {
-                rows = reinterpret_cast<const float *>(w.row(r0));
+                panel = reinterpret_cast<const float *>(w.row(p0));
             } else {
-                for (std::int64_t r = 0; r < nRows; ++r)
-                    dequantizeRow(w.type, w.row(r0 + r), buffer + r * nIn, nIn);
-                rows = buffer;
+                if (fusedDecoders)
+                    gemm::dequantizeRows(w, p0, nRows, buffer);
+                else
+                    for (std::int64_t r = 0; r < nRows; ++r)
+                        dequantizeRow(w.type, w.row(p0 + r), buffer + r * nIn, nIn);
+                panel = buffer;
             }
-            std::int64_t t = 0;
-            for (; t + 2 <= nTokens; t += 2) {
-                const float *x0 = x + t * nIn, *x1 = x0 + nIn;
-                for (std::int64_t r = 0; r < nRows; ++r) {
-                    float out[2];
-                    dot2(rows + r * nIn, x0, x1, nIn, out);
-                    y[t * nOut + r0 + r] = out[0];
-                    y[(t + 1) * nOut + r0 + r] = out[1];
+#if KVCHAT_GEMM_AVX2
+            // Tokens outside, rows inside: a group of kTileTokens activations stays in L1 while
+            // the panel streams from L2. (Splitting long rows into k spans, with the accumulators
+            // carried between spans, did not pay on Zen 4 even at nIn = 5632.)
+            for (std::int64_t t = 0; t < nTokens; t += kTileTokens) {
+                const std::int64_t nt = std::min(kTileTokens, nTokens - t);
+                for (std::int64_t r = 0; r < nRows; r += kTileRows) {
+                    const std::int64_t nr = std::min(kTileRows, nRows - r);
+                    kTiles[static_cast<std::size_t>(nr - 1)][static_cast<std::size_t>(nt - 1)](
+                        panel + r * nIn, nIn, x + t * nIn, nIn, nIn, y + t * nOut + p0 + r, nOut);
                 }
             }
-            for (; t < nTokens; ++t)
+#else
+            for (std::int64_t t = 0; t < nTokens; ++t)
                 for (std::int64_t r = 0; r < nRows; ++r)
-                    y[t * nOut + r0 + r] = dot(rows + r * nIn, x + t * nIn, nIn);
+                    y[t * nOut + p0 + r] = dot(panel + r * nIn, x + t * nIn, nIn);
+#endif
         }
     });
 }

@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: MIT
 // y = x · Wᵀ for a weight matrix of any supported type, over a batch of tokens.
-// Rows of W are dequantized a chunk at a time into per-thread scratch and reused for every token
-// of the batch, so prefill reads each weight once per chunk rather than once per token. Each output
-// is one cpu::dot of a dequantized row with a token's activations, independent of the batch size.
+// Prefill: rows of W are dequantized a panel at a time into per-thread scratch (F32 rows are read
+// in place) and every token of the batch passes over the panel in register tiles of 4 rows x 3
+// tokens (cpu_gemm_tile.h). Decode (up to 3 tokens): each block is dequantized into registers and
+// multiplied in at once (cpu_gemm_fused.h). Both compute every output with the same fp32
+// arithmetic, described in cpu_gemm_tile.h, so results do not depend on the batch size, the tiling
+// or the thread count. The portable build uses cpu::dot per output.
 #pragma once
 
 #include "engine/core/thread_pool.h"
