@@ -223,13 +223,17 @@ bool TieredKvCache::reclaimDeviceBlock()
         Entry &e = *m_entries.at(*it);
         if (e.pinCount > 0)
             continue;
-        if (!e.host && (!e.onDisk || !m_diskEnabled) && m_maxHostBlocks > 0 && makeHostRoom()) {
+        // Host RAM restores far faster than disk: keep a host copy whenever the host tier has
+        // room, and make room there (spilling its oldest to disk) when this block has no other copy.
+        const bool safeElsewhere = e.onDisk && m_diskEnabled;
+        const bool hostHasRoom = m_hostBlocks < m_maxHostBlocks;
+        if (!e.host && m_maxHostBlocks > 0 && (hostHasRoom || (!safeElsewhere && makeHostRoom()))) {
             e.host = std::make_unique<float[]>(m_layout.blockFloats());
             std::memcpy(e.host.get(), m_devicePool.payload(*e.device), blockBytes());
             m_hostLru.push_front(e.key);
             e.hostLruPos = m_hostLru.begin();
             ++m_hostBlocks;
-        } else if (!e.host && !e.onDisk && m_diskEnabled) {
+        } else if (!e.host && !safeElsewhere && m_diskEnabled) {
             const std::span<const std::byte> payload(reinterpret_cast<const std::byte *>(m_devicePool.payload(*e.device)),
                                                      blockBytes());
             auto written = m_store->putKvBlock(e.key, m_fingerprint, e.nTokens, payload);
@@ -313,6 +317,8 @@ Result<RestoreReport> TieredKvCache::restorePrefix(std::span<const std::int32_t>
         ++e.pinCount; // before any allocation below can reclaim it
         pinned.push_back(block.key);
         Tier tier = e.device ? Tier::Device : e.host ? Tier::Host : Tier::Disk;
+        if (tier == Tier::Disk)
+            m_diskTouched.push_back(block.key); // its disk LRU position is updated after the turn
         if (tier != Tier::Device) {
             auto brought = bringToDevice(e, tier, report);
             if (!brought.ok() || !*brought) {
@@ -346,12 +352,6 @@ Result<RestoreReport> TieredKvCache::restorePrefix(std::span<const std::int32_t>
     m_hitDevice += static_cast<std::uint64_t>(report.nDevice);
     m_hitHost += static_cast<std::uint64_t>(report.nHost);
     m_hitDisk += static_cast<std::uint64_t>(report.nDisk);
-    if (report.nDisk > 0 && m_store) {
-        std::vector<KvBlockKey> diskKeys;
-        for (std::size_t i = 0; i < pinned.size(); ++i)
-            diskKeys.push_back(pinned[i]);
-        (void)m_store->touchKvBlocks(diskKeys);
-    }
     return report;
 }
 
@@ -425,6 +425,12 @@ Result<void> TieredKvCache::persist()
 {
     if (!m_diskEnabled)
         return {};
+    // Blocks read from disk this turn become the most recently used there. Done here, after the
+    // reply, because each update rewrites a row that also holds a large payload.
+    if (!m_diskTouched.empty()) {
+        (void)m_store->touchKvBlocks(m_diskTouched);
+        m_diskTouched.clear();
+    }
     for (auto &[key, e] : m_entries) {
         if (e->onDisk || (!e->device && !e->host))
             continue;

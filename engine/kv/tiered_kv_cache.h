@@ -171,6 +171,7 @@ private:
     std::unordered_map<const KvSequence *, std::vector<KvBlockKey>> m_pinnedBy;
     std::unordered_map<std::int64_t, std::vector<KvBlockKey>> m_conversationBlocks;
     std::uint64_t m_tick = 0;
+    std::vector<KvBlockKey> m_diskTouched; // read from disk since the last persist()
 
     // Restore-or-recompute inputs (exponentially weighted).
     double m_prefillTokensPerSecond = 0.0;
