@@ -11,6 +11,7 @@
 #include <QTemporaryDir>
 #include <QTest>
 
+#include <cmath>
 #include <filesystem>
 
 using namespace kvchat::testing;
@@ -141,6 +142,75 @@ private slots:
         verifyOneLineError(runCli({"frobnicate"}), "frobnicate");
         // A prompt longer than the context is refused, not truncated silently.
         verifyOneLineError(runCli({"generate", "-m", stories(), "-p", QString("word ").repeated(600)}), "context");
+    }
+
+    void chatResumesFromDiskInANewProcess()
+    {
+        QTemporaryDir dir;
+        const QString db = dir.filePath("chat.db");
+        const QStringList base = {"chat", "-m", stories(), "--db", db, "--session", "s", "-n", "24", "--temp", "0", "--json"};
+        const Run first = runCli(base + QStringList{"--message", "The dog ran to the park."});
+        QCOMPARE(first.exitCode, 0);
+        const QJsonObject m1 = QJsonDocument::fromJson(first.out).object().value("metrics").toObject();
+        for (const char *key : {"ttft_ms", "queue_ms", "restore_ms", "restore_device_ms", "restore_host_ms",
+                                "restore_disk_ms", "prefill_ms", "first_decode_ms", "prompt_tokens", "reused_device",
+                                "reused_host", "reused_disk", "recomputed", "decode_tokens", "decode_ms"})
+            QVERIFY2(m1.contains(key), key);
+        QCOMPARE(m1.value("reused_disk").toInt(), 0);
+        const Run second = runCli(base + QStringList{"--message", "Then it saw a cat."});
+        QCOMPARE(second.exitCode, 0);
+        const QJsonObject m2 = QJsonDocument::fromJson(second.out).object().value("metrics").toObject();
+        QVERIFY(m2.value("reused_disk").toInt() > 0);
+        // The parts add up to the total.
+        const double parts = m2.value("queue_ms").toDouble() + m2.value("prepare_ms").toDouble() +
+                             m2.value("restore_ms").toDouble() + m2.value("prefill_ms").toDouble() +
+                             m2.value("first_decode_ms").toDouble();
+        QVERIFY(std::abs(parts - m2.value("ttft_ms").toDouble()) < 0.01);
+        // The same turn recomputed without the cache gives the same reply.
+        const Run reference = runCli({"chat", "-m", stories(), "--db", dir.filePath("ref.db"), "--session", "s", "-n",
+                                      "24", "--temp", "0", "--json", "--no-cache", "--message", "The dog ran to the park."});
+        QCOMPARE(QJsonDocument::fromJson(reference.out)["reply"], QJsonDocument::fromJson(first.out)["reply"]);
+        const Run list = runCli({"sessions", "--db", db, "list"});
+        QCOMPARE(list.exitCode, 0);
+        QVERIFY(list.out.startsWith("s\t4\t"));
+    }
+
+    void replayRespectsBudgets()
+    {
+        QTemporaryDir dir;
+        QFile script(dir.filePath("script.jsonl"));
+        QVERIFY(script.open(QIODevice::WriteOnly));
+        // Three conversations of three turns (~400 tokens each) do not fit the device together.
+        for (int i = 0; i < 9; ++i) {
+            const QString session = QString("c%1").arg(i % 3);
+            const QString message = QString("Story part %1: the fox jumped over the lazy dog and ran far away. ").arg(i)
+                                        .repeated(3);
+            script.write(QJsonDocument(QJsonObject{{"session", session}, {"message", message}})
+                             .toJson(QJsonDocument::Compact) +
+                         "\n");
+            if (i == 6)
+                script.write("{\"prefetch\": \"c0\"}\n");
+        }
+        script.close();
+        // 1 MiB of device and host KV: 51 blocks of 20 KiB (816 positions), so conversations move
+        // between tiers.
+        const Run run = runCli({"replay", "-m", stories(), "--db", dir.filePath("r.db"), script.fileName(),
+                                "--device-mb", "1", "--host-mb", "1", "--temp", "0", "-n", "64", "--check-invariants"});
+        QVERIFY2(run.exitCode == 0, run.err.constData());
+        const QList<QByteArray> lines = run.out.trimmed().split('\n');
+        QCOMPARE(lines.size(), 10);
+        int reusedFromLowerTiers = 0;
+        for (const QByteArray &line : lines) {
+            const QJsonObject step = QJsonDocument::fromJson(line).object();
+            const QJsonObject cache = step.value("cache").toObject();
+            for (const char *tier : {"device", "host", "disk"}) {
+                const QJsonObject t = cache.value(tier).toObject();
+                QVERIFY2(t.value("used_bytes").toDouble() <= t.value("budget_bytes").toDouble(), tier);
+            }
+            const QJsonObject m = step.value("metrics").toObject();
+            reusedFromLowerTiers += m.value("reused_host").toInt() + m.value("reused_disk").toInt();
+        }
+        QVERIFY(reusedFromLowerTiers > 0);
     }
 
     void smollm2WritesSensibleEnglish()
