@@ -13,9 +13,10 @@ constexpr int kFlushIntervalMs = 16;
 
 EngineBridge::EngineBridge(const QString &databasePath, QObject *parent) : QObject(parent)
 {
-    m_flushTimer.setSingleShot(true);
-    connect(&m_flushTimer, &QTimer::timeout, this, &EngineBridge::flushTokens);
-    m_sinceFlush.start();
+    m_paceTimer.setSingleShot(true);
+    m_paceTimer.setTimerType(Qt::PreciseTimer);
+    connect(&m_paceTimer, &QTimer::timeout, this, &EngineBridge::drain);
+    m_sinceText.start();
     m_loop = std::make_unique<EngineLoop>(databasePath.toStdString(), [this](Event e) { onEngineEvent(std::move(e)); });
 }
 
@@ -111,54 +112,58 @@ void EngineBridge::exportToFile(ExportKind kind, const QString &conversation, co
 
 void EngineBridge::onEngineEvent(Event event)
 {
-    // Engine thread. Token text is merged into m_pending; one queued flush delivers all of it.
-    if (auto *tokens = std::get_if<TokensAppended>(&event)) {
-        bool post = false;
-        {
-            std::lock_guard lock(m_pendingMutex);
-            if (!m_pending.empty() && m_pending.back().turn == tokens->turn)
-                m_pending.back().text += tokens->text;
-            else
-                m_pending.push_back({tokens->turn, tokens->conversationId, std::move(tokens->text)});
-            post = !m_flushPosted;
-            m_flushPosted = true;
-        }
-        if (post)
-            QMetaObject::invokeMethod(this, [this] {
-                const qint64 waited = m_sinceFlush.elapsed();
-                if (waited >= kFlushIntervalMs)
-                    flushTokens();
-                else if (!m_flushTimer.isActive())
-                    m_flushTimer.start(static_cast<int>(kFlushIntervalMs - waited));
-            }, Qt::QueuedConnection);
-        return;
+    // Engine thread: queue (merging text into a TokensAppended of the same turn still waiting at
+    // the back) and make sure one drain is on its way.
+    bool post = false;
+    {
+        std::lock_guard lock(m_eventsMutex);
+        auto *tokens = std::get_if<TokensAppended>(&event);
+        auto *last = m_events.empty() ? nullptr : std::get_if<TokensAppended>(&m_events.back());
+        if (tokens && last && last->turn == tokens->turn)
+            last->text += tokens->text;
+        else
+            m_events.push_back(std::move(event));
+        post = !m_drainScheduled;
+        m_drainScheduled = true;
     }
-    QMetaObject::invokeMethod(this, [this, e = std::move(event)]() mutable { deliver(std::move(e)); },
-                              Qt::QueuedConnection);
+    if (post)
+        QMetaObject::invokeMethod(this, &EngineBridge::drain, Qt::QueuedConnection);
 }
 
-void EngineBridge::flushTokens()
+void EngineBridge::drain()
 {
-    std::vector<PendingText> pending;
-    {
-        std::lock_guard lock(m_pendingMutex);
-        pending.swap(m_pending);
-        m_flushPosted = false;
+    for (;;) {
+        Event next;
+        {
+            std::lock_guard lock(m_eventsMutex);
+            if (m_events.empty()) {
+                m_drainScheduled = false;
+                return;
+            }
+            // Text waits until 16 ms after the previous text delivery; what follows it waits too.
+            if (std::holds_alternative<TokensAppended>(m_events.front())) {
+                const qint64 waited = m_sinceText.elapsed();
+                if (waited < kFlushIntervalMs) {
+                    m_paceTimer.start(static_cast<int>(kFlushIntervalMs - waited));
+                    return; // m_drainScheduled stays true: the timer drains
+                }
+            }
+            next = std::move(m_events.front());
+            m_events.pop_front();
+        }
+        deliver(std::move(next));
     }
-    m_sinceFlush.restart();
-    for (PendingText &p : pending)
-        emit tokensAppended(p.turn, p.conversationId, QString::fromStdString(p.text));
 }
 
 void EngineBridge::deliver(Event event)
 {
-    // Text still waiting must reach the UI before the event that follows it (e.g. TurnFinished).
-    if (!std::holds_alternative<FirstToken>(event))
-        flushTokens();
     std::visit(
         [this](auto &e) {
             using T = std::decay_t<decltype(e)>;
-            if constexpr (std::is_same_v<T, ModelLoaded>)
+            if constexpr (std::is_same_v<T, TokensAppended>) {
+                m_sinceText.restart();
+                emit tokensAppended(e.turn, e.conversationId, QString::fromStdString(e.text));
+            } else if constexpr (std::is_same_v<T, ModelLoaded>)
                 emit modelLoaded(e.info);
             else if constexpr (std::is_same_v<T, ModelLoadFailed>)
                 emit modelLoadFailed(QString::fromStdString(e.path), QString::fromStdString(e.message));

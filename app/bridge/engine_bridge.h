@@ -15,6 +15,7 @@
 #include <QTimer>
 
 #include <chrono>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -90,20 +91,17 @@ private:
     engine::TurnId startTurn(engine::StartTurn turn, const QString &conversation, const GenerationSettings &settings,
                              std::chrono::steady_clock::time_point submitted);
     void onEngineEvent(engine::Event event); // engine thread
+    void drain();                            // UI thread: delivers queued events in order
     void deliver(engine::Event event);       // UI thread
-    void flushTokens();                      // UI thread
 
-    struct PendingText
-    {
-        engine::TurnId turn = 0;
-        std::int64_t conversationId = 0;
-        std::string text;
-    };
-    std::mutex m_pendingMutex;           // guards m_pending and m_flushPosted
-    std::vector<PendingText> m_pending;  // merged token text, in order
-    bool m_flushPosted = false;
-    QTimer m_flushTimer;                 // spaces deliveries at least 16 ms apart
-    QElapsedTimer m_sinceFlush;
+    // Events in the order the engine produced them; consecutive text of one turn is merged into
+    // one TokensAppended. One queue keeps the order (a turn's text never overtakes its
+    // TurnStarted, nor the next turn's events its TurnFinished).
+    std::mutex m_eventsMutex;            // guards m_events and m_drainScheduled
+    std::deque<engine::Event> m_events;
+    bool m_drainScheduled = false;       // a drain is posted or the pacing timer runs
+    QTimer m_paceTimer;                  // spaces text deliveries at least 16 ms apart
+    QElapsedTimer m_sinceText;
     engine::TurnId m_nextTurn = 1;
     std::unique_ptr<engine::EngineLoop> m_loop; // last: its thread may call onEngineEvent at once
 };

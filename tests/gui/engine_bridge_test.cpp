@@ -60,22 +60,25 @@ private slots:
         QElapsedTimer sinceLast;
         TurnId expected = 0;
         qint64 conversationId = -1;
+        // The connections live as long as this object: they end with the test even when a
+        // check fails and returns early, so no lambda outlives the locals it captures.
+        QObject context;
         auto onUiThread = [&] { QCOMPARE(QThread::currentThread(), this->thread()); };
-        connect(m_bridge.get(), &EngineBridge::turnStarted, this, [&](const TurnStarted &e) {
+        connect(m_bridge.get(), &EngineBridge::turnStarted, &context, [&](const TurnStarted &e) {
             onUiThread();
             QCOMPARE(e.turn, expected);
             QVERIFY(e.userMessage.has_value());
             conversationId = e.conversationId;
             order << "started";
         });
-        connect(m_bridge.get(), &EngineBridge::firstToken, this, [&](const FirstToken &e) {
+        connect(m_bridge.get(), &EngineBridge::firstToken, &context, [&](const FirstToken &e) {
             onUiThread();
             QCOMPARE(e.turn, expected);
             QVERIFY(e.record.ttftMs > 0.0);
             order << "first";
             sinceLast.start();
         });
-        connect(m_bridge.get(), &EngineBridge::tokensAppended, this, [&](quint64 turn, qint64 conversation, const QString &t) {
+        connect(m_bridge.get(), &EngineBridge::tokensAppended, &context, [&](quint64 turn, qint64 conversation, const QString &t) {
             onUiThread();
             QCOMPARE(turn, expected);
             QCOMPARE(conversation, conversationId);
@@ -101,7 +104,6 @@ private slots:
         intervals.removeLast();
         for (qint64 gap : intervals)
             QVERIFY2(gap >= 15, qPrintable(QString("deliveries %1 ms apart").arg(gap)));
-        disconnect(m_bridge.get(), nullptr, this, nullptr);
     }
 
     void cancelStopsAndKeepsWhatWasGenerated()
