@@ -64,6 +64,33 @@ void EngineLoop::run()
     }
 }
 
+void EngineLoop::serveReadsDuringTurn()
+{
+    // Between two tokens of a reply, answer the commands that only read (opening another
+    // conversation, listing, searching, exporting), so switching conversations while a reply
+    // streams shows the other conversation at once. Everything else keeps its place in the queue.
+    std::vector<Command> reads;
+    {
+        std::lock_guard lock(m_mutex);
+        for (auto it = m_queue.begin(); it != m_queue.end();) {
+            if (std::holds_alternative<LoadConversation>(*it) || std::holds_alternative<ListConversations>(*it) ||
+                std::holds_alternative<SearchConversations>(*it) || std::holds_alternative<ExportToFile>(*it)) {
+                reads.push_back(std::move(*it));
+                it = m_queue.erase(it);
+            } else {
+                ++it;
+            }
+        }
+    }
+    for (Command &command : reads) {
+        try {
+            std::visit([this](auto &c) { handle(c); }, command);
+        } catch (const std::exception &e) {
+            m_sink(EngineError{std::string("engine: ") + e.what()}); // never into the running turn
+        }
+    }
+}
+
 bool EngineLoop::requireEngine(const char *what)
 {
     if (m_engine)
@@ -136,6 +163,7 @@ void EngineLoop::handle(StartTurn &command)
     request.onFirstToken = [&](const TurnRecord &record) { m_sink(FirstToken{turn, conversationId, record}); };
     request.onText = [&](std::string_view text) {
         m_sink(TokensAppended{turn, conversationId, std::string(text)});
+        serveReadsDuringTurn();
         return m_cancelledTurn.load() != turn;
     };
     auto result = m_engine->runTurn(request);

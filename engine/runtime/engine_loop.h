@@ -50,6 +50,7 @@ private:
     void handle(ExportToFile &command);
     void handle(CancelTurn &) {} // acted on in submit()
     bool requireEngine(const char *what);
+    void serveReadsDuringTurn();
     void publishCacheState(std::optional<std::int64_t> conversationId);
 
     std::string m_databasePath;

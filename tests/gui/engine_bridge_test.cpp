@@ -120,6 +120,23 @@ private slots:
         QCOMPARE(done.stopReason, std::string("stopped"));
     }
 
+    void readsAreAnsweredWhileAReplyStreams()
+    {
+        // Opening another conversation during a long reply is answered before the reply ends.
+        QSignalSpy first(m_bridge.get(), &EngineBridge::firstToken);
+        QSignalSpy loaded(m_bridge.get(), &EngineBridge::conversationLoaded);
+        QSignalSpy finished(m_bridge.get(), &EngineBridge::turnFinished);
+        const TurnId turn = m_bridge->sendMessage("long", "Once upon a time", std::nullopt, greedy(100000),
+                                                  std::chrono::steady_clock::now());
+        QVERIFY(first.wait(20000));
+        m_bridge->loadConversation("c1");
+        QVERIFY(loaded.wait(10000));
+        QCOMPARE(finished.count(), 0); // the reply was still streaming
+        QCOMPARE(loaded.first().first().value<ConversationLoaded>().record.name, std::string("c1"));
+        m_bridge->cancel(turn);
+        QVERIFY(finished.wait(20000));
+    }
+
     void conversationsAndSearch()
     {
         QSignalSpy listed(m_bridge.get(), &EngineBridge::conversationsListed);
