@@ -1,4 +1,6 @@
 // SPDX-License-Identifier: MIT
+// Over 800 lines on purpose: one test file per class under test (STYLE.md §8); this one covers
+// eleven formats, each with hand-built blocks, random blocks and round trips.
 // Tests of engine/model/ggml_type: the traits table and row sizes; exact half/bfloat16 conversions
 // (edge cases, every half value, and against the CPU's F16C instructions when present);
 // dequantizeRow against the independent scalar decoder of tests/support/quantize (bit for bit, on

@@ -1,4 +1,6 @@
 // SPDX-License-Identifier: MIT
+// Over 800 lines on purpose: one test file per class under test (STYLE.md §8); this one covers
+// one crafted file per malformation the reader must reject.
 // GgufFile: metadata and tensor round-trips through GgufWriter (v2, v3, custom alignments), the
 // typed getters, the real stories260K file, and the error paths: every truncation of a small file,
 // every section boundary, and one crafted file per validation rule. Each malformed file goes

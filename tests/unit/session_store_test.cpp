@@ -1,4 +1,6 @@
 // SPDX-License-Identifier: MIT
+// Over 800 lines on purpose: one test file per class under test (STYLE.md §8); this one covers
+// every store operation and each failure mode, with their fixtures.
 // SessionStore: round trips of conversations, messages, turns and KV blocks, and the error paths on
 // purpose: corrupted, mismatched and stale KV rows, files that are not kvchat databases, a full
 // database, a read-only one, and a message that must survive the store being dropped.
