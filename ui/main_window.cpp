@@ -358,9 +358,22 @@ void MainWindow::openModel(const QString &path)
 
 void MainWindow::onModelLoaded(const engine::ModelInfo &info)
 {
+    m_modelInfo = info;
+    showLoadedModel();
+    const QString name = QFileInfo(QString::fromStdString(info.path)).completeBaseName();
+    m_settings.setLastModelPath(QString::fromStdString(info.path));
+    rebuildRecentMenu();
+    statusBar()->showMessage(tr("Model loaded: %1").arg(name), 5000);
+    m_pickConversation = m_current.isEmpty();
+    updateHeader();
+    updateActions();
+}
+
+void MainWindow::showLoadedModel()
+{
+    const engine::ModelInfo &info = m_modelInfo;
     m_modelLoading = false;
     m_modelLoaded = true;
-    m_modelInfo = info;
     m_progress->hide();
     // The file name says what the user picked (GGUF names are often training-run labels).
     const QString name = QFileInfo(QString::fromStdString(info.path)).completeBaseName();
@@ -372,22 +385,21 @@ void MainWindow::onModelLoaded(const engine::ModelInfo &info)
                                       QString::fromStdString(info.name.empty() ? info.architecture : info.name))
                                  .arg(info.nLayers)
                                  .arg(info.fileBytes / (1024 * 1024)));
-    m_settings.setLastModelPath(QString::fromStdString(info.path));
-    rebuildRecentMenu();
     m_composer->setModelReady(true, name);
-    statusBar()->showMessage(tr("Model loaded: %1").arg(name), 5000);
-    m_pickConversation = m_current.isEmpty();
-    updateHeader();
-    updateActions();
 }
 
 void MainWindow::onModelLoadFailed(const QString &path, const QString &message)
 {
-    m_modelLoading = false;
-    m_modelLoaded = false;
-    m_progress->hide();
-    m_modelLabel->setText(tr("No model"));
-    m_composer->setModelReady(false);
+    // The engine keeps the model it had when a new one cannot be opened: show that one again.
+    if (!m_modelInfo.path.empty()) {
+        showLoadedModel();
+    } else {
+        m_modelLoading = false;
+        m_modelLoaded = false;
+        m_progress->hide();
+        m_modelLabel->setText(tr("No model"));
+        m_composer->setModelReady(false);
+    }
     updateHeader();
     updateActions();
     showError(tr("Could not open the model"), tr("%1\n\n%2").arg(QDir::toNativeSeparators(path), message));

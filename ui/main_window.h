@@ -100,6 +100,7 @@ private:
     void showAbout();
     void onModelLoaded(const engine::ModelInfo &info);
     void onModelLoadFailed(const QString &path, const QString &message);
+    void showLoadedModel(); // the status bar and composer for m_modelInfo
     void showError(const QString &title, const QString &message);
     void updateActions();
     void updateHeader();
