@@ -253,6 +253,14 @@ private slots:
         QVERIFY(m_window->modelLabel()->text().contains(formatCount(m_window->modelInfo().contextLength)));
         QCOMPARE(m_settings->lastModelPath(), m_model);
         QCOMPARE(m_settings->recentModels().value(0), m_model);
+        // A file that cannot be opened while a model is loaded leaves that model in place.
+        m_window->openModel(m_dir.filePath(QStringLiteral("broken.gguf")));
+        QTRY_VERIFY_WITH_TIMEOUT(visibleBox(QStringLiteral("errorBox")) != nullptr, 10000);
+        visibleBox(QStringLiteral("errorBox"))->accept();
+        QVERIFY(m_window->isModelLoaded());
+        QVERIFY(!m_window->loadProgress()->isVisible());
+        QVERIFY(m_window->modelLabel()->text().contains(QStringLiteral("cpu")));
+        QCOMPARE(m_settings->lastModelPath(), m_model);
         // An empty database: a new conversation is ready for the first message.
         QTRY_VERIFY_WITH_TIMEOUT(!m_window->currentConversation().isEmpty(), 10000);
         m_first = m_window->currentConversation();
