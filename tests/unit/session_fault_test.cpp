@@ -116,23 +116,36 @@ private slots:
             sent.push_back(message);
             completed.push_back(message);
         }
-        const int runMs = std::max<int>(10, static_cast<int>(timer.elapsed()));
-        for (int i = 0; i < 16; ++i) {
+        // Runs get shorter as the history fills the small model's context, so the kill window
+        // follows the shortest whole run seen; a child that finished before its kill counts as a
+        // completed run. Attempts continue until 12 children were killed mid-run.
+        int shortestRunMs = std::max<int>(10, static_cast<int>(timer.elapsed()));
+        for (int i = 0; kills < 12; ++i) {
+            QVERIFY2(i < 60, qPrintable(QString("only %1 of 60 children were still running when killed").arg(kills)));
             const std::string message = "Message number " + std::to_string(i) + " about a red ball.";
             QProcess child;
+            QElapsedTimer childTimer;
+            childTimer.start();
             QVERIFY(startChild(child, message));
             sent.push_back(message);
+            bool finishedNormally = false;
             if (i % 4 == 3) {
                 QVERIFY(child.waitForFinished(60000)); // now and then a turn runs to the end
-                QCOMPARE(child.exitCode(), 0);
-                completed.push_back(message);
+                finishedNormally = true;
             } else {
-                QTest::qWait(std::uniform_int_distribution<int>(0, runMs * 9 / 10)(rng));
+                QTest::qWait(std::uniform_int_distribution<int>(0, shortestRunMs * 9 / 10)(rng));
                 if (child.state() != QProcess::NotRunning) {
                     child.kill(); // SIGKILL
                     QVERIFY(child.waitForFinished(10000));
                     ++kills;
+                } else {
+                    finishedNormally = true;
                 }
+            }
+            if (finishedNormally) {
+                QCOMPARE(child.exitCode(), 0);
+                completed.push_back(message);
+                shortestRunMs = std::max(10, std::min(shortestRunMs, static_cast<int>(childTimer.elapsed())));
             }
             QCOMPARE(sql(path, "PRAGMA integrity_check"), std::string("ok"));
             // Every user message in the store is one we sent, intact, and every completed one is there.
@@ -151,7 +164,6 @@ private slots:
             for (const std::string &text : completed)
                 QVERIFY2(std::find(userTexts.begin(), userTexts.end(), text) != userTexts.end(), text.c_str());
         }
-        QVERIFY2(kills >= 8, qPrintable(QString("only %1 children were still running when killed").arg(kills)));
         // The next turn works, in process, and its history comes back from disk.
         auto engine = openEngine(path);
         auto result = turn(*engine, "s", "And then what happened?");
