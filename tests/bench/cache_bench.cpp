@@ -17,6 +17,7 @@
 // Every measured turn sends a message (28-32 tokens) used nowhere else, so its own blocks are never
 // found, and truncate() removes the turn again so every repeat sees the same history. The text
 // comes from word lists and a fixed seed: varied prose, the same on every run.
+#include "tests/bench/bench_machine.h"
 #include "engine/runtime/chat_engine.h"
 
 #include <nlohmann/json.hpp>
@@ -32,6 +33,9 @@
 #include <stdexcept>
 #include <thread>
 #include <type_traits>
+
+using kvchat::bench::firstLine;
+using kvchat::bench::machineInfo;
 
 namespace {
 
@@ -222,34 +226,6 @@ void removeDatabase(const fs::path &db)
 {
     for (const char *suffix : {"", "-wal", "-shm"})
         fs::remove(db.string() + suffix);
-}
-
-std::string firstLine(const std::string &command)
-{
-    std::string out;
-    if (FILE *pipe = popen(command.c_str(), "r")) {
-        char buf[256];
-        if (fgets(buf, sizeof buf, pipe))
-            out = buf;
-        pclose(pipe);
-    }
-    return out.substr(0, out.find('\n'));
-}
-
-json machineInfo(int threads)
-{
-    std::ifstream cpuinfo("/proc/cpuinfo");
-    std::string line, cpu, flags;
-    while (std::getline(cpuinfo, line)) {
-        if (cpu.empty() && line.rfind("model name", 0) == 0)
-            cpu = line.substr(line.find(':') + 2);
-        if (flags.empty() && line.rfind("flags", 0) == 0)
-            flags = line.substr(line.find(':') + 1) + " ";
-    }
-    const auto has = [&](const char *f) { return flags.find(" " + std::string(f) + " ") != std::string::npos; };
-    return {{"cpu", cpu}, {"avx2", has("avx2")}, {"fma", has("fma")}, {"f16c", has("f16c")},
-            {"hardware_threads", std::thread::hardware_concurrency()}, {"threads_used", threads},
-            {"loadavg_at_start", firstLine("cat /proc/loadavg")}};
 }
 
 // Bytes of a file in the OS page cache, as fincore (util-linux) reports them; "" without fincore.

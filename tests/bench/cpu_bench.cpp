@@ -13,6 +13,7 @@
 //               pinned llama.cpp). The d positions are prefilled untimed.
 // The model load is not timed. Tokens come from a fixed seed, so every run feeds the same ids.
 // Peak RSS is getrusage's ru_maxrss at the end (the model is mmapped: its touched pages count).
+#include "tests/bench/bench_machine.h"
 #include "engine/backend/backend.h"
 #include "engine/kv/kv_cache.h"
 #include "engine/model/ggml_type.h"
@@ -36,6 +37,9 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+using kvchat::bench::firstLine;
+using kvchat::bench::machineInfo;
 
 namespace {
 
@@ -74,39 +78,6 @@ double median(std::vector<double> v)
     std::sort(v.begin(), v.end());
     const std::size_t n = v.size();
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
-
-std::string firstLine(const std::string &command)
-{
-    std::string out;
-    if (FILE *pipe = popen(command.c_str(), "r")) {
-        char buf[256];
-        if (fgets(buf, sizeof buf, pipe))
-            out = buf;
-        pclose(pipe);
-    }
-    return out.substr(0, out.find('\n'));
-}
-
-json machineInfo(int threads)
-{
-    std::ifstream cpuinfo("/proc/cpuinfo");
-    std::string line, cpu, flags;
-    while (std::getline(cpuinfo, line)) {
-        if (cpu.empty() && line.rfind("model name", 0) == 0)
-            cpu = line.substr(line.find(':') + 2);
-        if (flags.empty() && line.rfind("flags", 0) == 0)
-            flags = line.substr(line.find(':') + 1) + " ";
-    }
-    const auto has = [&](const char *f) { return flags.find(" " + std::string(f) + " ") != std::string::npos; };
-    return {{"cpu", cpu},
-            {"avx2", has("avx2")},
-            {"fma", has("fma")},
-            {"f16c", has("f16c")},
-            {"avx512f", has("avx512f")},
-            {"hardware_threads", std::thread::hardware_concurrency()},
-            {"threads_used", threads},
-            {"loadavg_at_start", firstLine("cat /proc/loadavg")}};
 }
 
 void check(Result<void> r, const std::string &what)
