@@ -74,20 +74,6 @@ inline const std::uint8_t *asU8(const std::byte *p)
     return reinterpret_cast<const std::uint8_t *>(p);
 }
 
-// The 6-bit scale and min of sub-block j (0..7) from the 12 packed bytes of Q4_K/Q5_K: bytes 0-3
-// hold scales 0-3 (low 6 bits), bytes 4-7 mins 0-3; scales/mins 4-7 keep their low nibbles in
-// bytes 8-11 and their top two bits in the spare top bits of bytes 0-3 and 4-7.
-inline void kScaleMin(const std::uint8_t *scales, int j, int &sc, int &m)
-{
-    if (j < 4) {
-        sc = scales[j] & 63;
-        m = scales[j + 4] & 63;
-    } else {
-        sc = (scales[j + 4] & 0x0F) | ((scales[j - 4] >> 6) << 4);
-        m = (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4);
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Scalar kernels (portable; the definition of the results).
 
@@ -188,7 +174,7 @@ void dequantizeQ4_KScalar(const std::byte *src, float *dst, std::int64_t nBlocks
             for (int half = 0; half < 2; ++half, dst += 32) {
                 int sc = 0;
                 int m = 0;
-                kScaleMin(scales, 2 * c + half, sc, m);
+                kQuantScaleMin(scales, 2 * c + half, sc, m);
                 const float d1 = d * static_cast<float>(sc);
                 const float negM1 = -(dmin * static_cast<float>(m));
                 const int shift = 4 * half;
@@ -213,7 +199,7 @@ void dequantizeQ5_KScalar(const std::byte *src, float *dst, std::int64_t nBlocks
                 const int sub = 2 * c + half;
                 int sc = 0;
                 int m = 0;
-                kScaleMin(scales, sub, sc, m);
+                kQuantScaleMin(scales, sub, sc, m);
                 const float d1 = d * static_cast<float>(sc);
                 const float negM1 = -(dmin * static_cast<float>(m));
                 const int shift = 4 * half;
@@ -399,7 +385,7 @@ void dequantizeQ45_KAvx2(const std::byte *src, float *dst, std::int64_t nBlocks,
                 const int sub = 2 * c + half;
                 int sc = 0;
                 int m = 0;
-                kScaleMin(scales, sub, sc, m);
+                kQuantScaleMin(scales, sub, sc, m);
                 const float d1 = d * static_cast<float>(sc);
                 const float negM1 = -(dmin * static_cast<float>(m));
                 __m256i q = half == 0 ? _mm256_and_si256(packed, nibbleMask)
@@ -561,6 +547,17 @@ void dequantizeRow(GgmlType type, const std::byte *src, float *dst, std::int64_t
     case GgmlType::Q6_K:
         dequantizeQ6_KScalar(src, dst, nBlocks);
         return;
+    }
+}
+
+void kQuantScaleMin(const std::uint8_t *scales, int j, int &sc, int &m)
+{
+    if (j < 4) {
+        sc = scales[j] & 63;
+        m = scales[j + 4] & 63;
+    } else {
+        sc = (scales[j + 4] & 0x0F) | ((scales[j - 4] >> 6) << 4);
+        m = (scales[j + 4] >> 4) | ((scales[j] >> 6) << 4);
     }
 }
 

@@ -52,4 +52,9 @@ float halfToFloat(std::uint16_t h);
 std::uint16_t floatToHalf(float f); // round to nearest even
 float bf16ToFloat(std::uint16_t b);
 
+// The 6-bit scale and min of sub-block j (0..7) from the 12 packed scale bytes of Q4_K/Q5_K: bytes
+// 0-3 hold scales 0-3 (low 6 bits), bytes 4-7 mins 0-3; scales/mins 4-7 keep their low nibbles in
+// bytes 8-11 and their top two bits in the spare top bits of bytes 0-3 and 4-7.
+void kQuantScaleMin(const std::uint8_t *scales, int j, int &sc, int &m);
+
 } // namespace kvchat::engine

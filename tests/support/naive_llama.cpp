@@ -9,6 +9,20 @@ namespace {
 
 using Vec = std::vector<double>;
 
+// x rounded to 8-bit integers times one scale per block of 32 (see int8Activations).
+Vec roundToInt8Blocks(Vec x)
+{
+    for (std::size_t b = 0; b + 32 <= x.size(); b += 32) {
+        double amax = 0.0;
+        for (std::size_t i = b; i < b + 32; ++i)
+            amax = std::max(amax, std::abs(x[i]));
+        const double d = amax / 127.0;
+        for (std::size_t i = b; i < b + 32; ++i)
+            x[i] = d == 0.0 ? 0.0 : d * std::nearbyint(x[i] / d);
+    }
+    return x;
+}
+
 // y = W x for W stored row-major [rows][cols] (a GGUF tensor with ne0 = cols).
 Vec matVec(const std::vector<float> &w, const Vec &x, std::size_t rows)
 {
@@ -47,8 +61,12 @@ void rope(Vec &v, std::size_t nHeads, std::size_t headDim, double pos, double ba
 
 } // namespace
 
-std::vector<std::vector<double>> naiveLlamaLogits(const RandomModel &model, const std::vector<std::int32_t> &tokens)
+std::vector<std::vector<double>> naiveLlamaLogits(const RandomModel &model, const std::vector<std::int32_t> &tokens,
+                                                  bool int8Activations)
 {
+    const auto matVec = [int8Activations](const std::vector<float> &w, const Vec &x, std::size_t rows) {
+        return ::kvchat::testing::matVec(w, int8Activations ? roundToInt8Blocks(x) : x, rows);
+    };
     const RandomModelSpec &s = model.spec;
     const auto &T = model.tensors;
     const std::size_t dim = static_cast<std::size_t>(s.nEmbd), nHeads = static_cast<std::size_t>(s.nHeads);
@@ -113,7 +131,7 @@ std::vector<std::vector<double>> naiveLlamaLogits(const RandomModel &model, cons
         }
         const Vec xo = rmsNorm(x, T.at("output_norm.weight"), eps);
         const auto &out = s.tiedEmbeddings ? T.at("token_embd.weight") : T.at("output.weight");
-        logits.push_back(matVec(out, xo, vocab));
+        logits.push_back(::kvchat::testing::matVec(out, xo, vocab)); // never rounded (see the header)
     }
     return logits;
 }

@@ -79,6 +79,8 @@ RandomModel writeRandomModel(const std::string &path, const RandomModelSpec &spe
             randomValues(rng, static_cast<std::size_t>(ne0 * ne1), scale, offset);
         std::vector<std::int64_t> ne = ne1 == 1 ? std::vector<std::int64_t>{ne0} : std::vector<std::int64_t>{ne0, ne1};
         w.addTensor(name, ne, type, values);
+        if (!spec.keepDecodedTensors)
+            return;
         // What the file holds, decoded independently of the engine.
         const std::vector<std::uint8_t> bytes = quantize(type, values.data(), ne0 * ne1);
         model.tensors[name] = referenceDequantize(type, bytes.data(), ne0 * ne1);

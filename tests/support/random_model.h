@@ -28,6 +28,9 @@ struct RandomModelSpec
     float ropeScaleLinear = 1.0f; // written as rope.scaling.type = linear when != 1
     float rmsEps = 1e-5f;
     std::uint64_t seed = 1;
+    // Whether writeRandomModel also returns every tensor decoded (RandomModel::tensors). Benchmarks
+    // writing billion-parameter models switch it off: the floats would need 4 bytes per weight.
+    bool keepDecodedTensors = true;
 };
 
 struct RandomModel

@@ -4,7 +4,12 @@
 #include "engine/backend/cpu/cpu_gemm_attention.h"
 #include "engine/backend/cpu/cpu_kernels.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 
 namespace kvchat::engine {
 
@@ -20,13 +25,64 @@ std::size_t sz(std::int64_t n)
 {
     return static_cast<std::size_t>(n);
 }
+
+bool int8DisabledByEnvironment()
+{
+    const char *v = std::getenv("KVCHAT_CPU_INT8");
+    return v != nullptr && std::strcmp(v, "0") == 0;
+}
+
+// Drops the whole pages of [p, p + n) from this process's mapping of the model file: their
+// contents now live in a packed copy, and the page cache still holds the file if they are read
+// again. Only a hint: on failure the pages simply stay mapped.
+void releaseMappedPages(const std::byte *p, std::size_t n)
+{
+    const auto page = static_cast<std::uintptr_t>(::sysconf(_SC_PAGESIZE));
+    const auto begin = (reinterpret_cast<std::uintptr_t>(p) + page - 1) / page * page;
+    const auto end = (reinterpret_cast<std::uintptr_t>(p) + n) / page * page;
+    if (end > begin)
+        ::madvise(reinterpret_cast<void *>(begin), end - begin, MADV_DONTNEED);
+}
 } // namespace
 
-CpuBackend::CpuBackend(const LlamaModel &model, int nThreads, std::int32_t kvBlockTokens)
+CpuBackend::CpuBackend(const LlamaModel &model, int nThreads, std::int32_t kvBlockTokens, bool useInt8)
     : m_model(model), m_pool(nThreads)
 {
     const LlamaConfig &c = model.config();
     m_kvLayout = KvLayout{c.nLayers, c.kvDim(), kvBlockTokens};
+    if (useInt8 && !int8DisabledByEnvironment())
+        packWeights();
+}
+
+void CpuBackend::packWeights()
+{
+    auto pack = [&](const WeightMatrix &w) {
+        if (!canPackInt8(w) || m_packed.count(w.data))
+            return;
+        m_packed.emplace(w.data, packInt8(m_pool, w));
+        releaseMappedPages(w.data, w.rowBytes * sz(w.nOut));
+    };
+    // The output projection keeps fp32 activations: the logits are where rounding the final
+    // hidden state to 8 bits shows most (a few outlier dimensions set their blocks' scales; it
+    // changed SmolLM2's greedy reply), and it costs little there: prefill needs it for one token,
+    // and decode reads its weights at memory speed either way.
+    for (const LlamaLayerWeights &l : m_model.layers())
+        for (const WeightMatrix *w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.wGate, &l.wUp, &l.wDown})
+            pack(*w);
+}
+
+void CpuBackend::project(const WeightMatrix &w, const float *x, std::int64_t n, float *y, bool &quantized)
+{
+    const auto packed = m_packed.find(w.data);
+    if (packed == m_packed.end()) {
+        matmul(m_pool, m_matmulScratch, w, x, n, y);
+        return;
+    }
+    if (!quantized) {
+        quantizeActivations(m_pool, x, n, w.nIn, m_quantizedInput);
+        quantized = true;
+    }
+    int8Matmul(m_pool, packed->second, m_quantizedInput, y);
 }
 
 void CpuBackend::ensureScratch(std::int64_t n)
@@ -109,9 +165,10 @@ Result<void> CpuBackend::forward(std::span<const TokenId> tokens, KvSequence &se
         const LlamaLayerWeights &w = m_model.layers()[sz(l)];
         for (std::int64_t t = 0; t < n; ++t)
             rmsNorm(m_xNorm.data() + t * c.nEmbd, m_x.data() + t * c.nEmbd, w.attnNorm.data(), c.nEmbd, c.rmsEps);
-        matmul(m_pool, m_matmulScratch, w.wq, m_xNorm.data(), n, m_q.data());
-        matmul(m_pool, m_matmulScratch, w.wk, m_xNorm.data(), n, m_k.data());
-        matmul(m_pool, m_matmulScratch, w.wv, m_xNorm.data(), n, m_v.data());
+        bool quantized = false;
+        project(w.wq, m_xNorm.data(), n, m_q.data(), quantized);
+        project(w.wk, m_xNorm.data(), n, m_k.data(), quantized);
+        project(w.wv, m_xNorm.data(), n, m_v.data(), quantized);
         for (std::int64_t t = 0; t < n; ++t) {
             const float *cosSin = m_ropeTable.data() + t * c.nRot;
             rope(m_q.data() + t * qDim, c.nHeads, c.headDim, c.nRot, cosSin);
@@ -121,15 +178,18 @@ Result<void> CpuBackend::forward(std::span<const TokenId> tokens, KvSequence &se
             std::copy_n(m_v.data() + t * kvDim, kvDim, seq.valueRow(l, pos));
         }
         attention(l, startPos, n, seq);
-        matmul(m_pool, m_matmulScratch, w.wo, m_attnOut.data(), n, m_proj.data());
+        quantized = false;
+        project(w.wo, m_attnOut.data(), n, m_proj.data(), quantized);
         add(m_x.data(), m_proj.data(), n * c.nEmbd);
 
         for (std::int64_t t = 0; t < n; ++t)
             rmsNorm(m_xNorm.data() + t * c.nEmbd, m_x.data() + t * c.nEmbd, w.ffnNorm.data(), c.nEmbd, c.rmsEps);
-        matmul(m_pool, m_matmulScratch, w.wGate, m_xNorm.data(), n, m_gate.data());
-        matmul(m_pool, m_matmulScratch, w.wUp, m_xNorm.data(), n, m_up.data());
+        quantized = false;
+        project(w.wGate, m_xNorm.data(), n, m_gate.data(), quantized);
+        project(w.wUp, m_xNorm.data(), n, m_up.data(), quantized);
         siluMul(m_gate.data(), m_up.data(), n * c.nFf);
-        matmul(m_pool, m_matmulScratch, w.wDown, m_gate.data(), n, m_proj.data());
+        quantized = false;
+        project(w.wDown, m_gate.data(), n, m_proj.data(), quantized);
         add(m_x.data(), m_proj.data(), n * c.nEmbd);
     }
 
@@ -139,7 +199,8 @@ Result<void> CpuBackend::forward(std::span<const TokenId> tokens, KvSequence &se
         rmsNorm(m_xNorm.data() + (t - first) * c.nEmbd, m_x.data() + t * c.nEmbd, m_model.outputNorm().data(),
                 c.nEmbd, c.rmsEps);
     logits.resize(sz(nOut * c.nVocab));
-    matmul(m_pool, m_matmulScratch, m_model.output(), m_xNorm.data(), nOut, logits.data());
+    bool quantized = false;
+    project(m_model.output(), m_xNorm.data(), nOut, logits.data(), quantized);
     seq.setTokenCount(startPos + static_cast<std::int32_t>(n));
     return {};
 }

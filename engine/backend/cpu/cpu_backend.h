@@ -1,29 +1,43 @@
 // SPDX-License-Identifier: MIT
 // The reference CPU backend: the Llama forward pass over a batch of tokens with fp32 activations
-// and KV, weights read in place from the mapped file. It is the oracle other backends are checked
-// against, so every step is deterministic and independent of batch size.
+// and KV. Q8_0/Q4_0/Q4_K matrices are repacked at load for the integer kernels of
+// cpu_int8_matmul.h (activations quantized to int8 per block of 32, as llama.cpp does); the other
+// types are read in place from the mapped file and multiplied in fp32. It is the oracle other
+// backends are checked against, so every step is deterministic and independent of batch size.
 #pragma once
 
 #include "engine/backend/backend.h"
+#include "engine/backend/cpu/cpu_int8_matmul.h"
 #include "engine/backend/cpu/cpu_matmul.h"
 #include "engine/core/thread_pool.h"
 #include "engine/model/llama_model.h"
+
+#include <unordered_map>
 
 namespace kvchat::engine::cpu {
 
 class CpuBackend final : public Backend
 {
 public:
-    CpuBackend(const LlamaModel &model, int nThreads, std::int32_t kvBlockTokens);
+    // useInt8: repack Q8_0/Q4_0/Q4_K matrices for the integer kernels (the default; off, every
+    // matrix goes through the fp32 kernels, for comparisons). The environment variable
+    // KVCHAT_CPU_INT8=0 switches it off for the whole process.
+    CpuBackend(const LlamaModel &model, int nThreads, std::int32_t kvBlockTokens, bool useInt8 = true);
 
     std::string_view name() const override { return "cpu"; }
     KvLayout kvLayout() const override { return m_kvLayout; }
     int threads() const { return m_pool.size(); }
+    // Matrices that take the integer path.
+    std::size_t packedMatrixCount() const { return m_packed.size(); }
 
     Result<void> forward(std::span<const TokenId> tokens, KvSequence &seq, LogitsMode mode,
                          std::vector<float> &logits) override;
 
 private:
+    void packWeights();
+    // y = x · Wᵀ, through the integer kernels when w was packed. Matrices that share one input
+    // pass the same `quantized` flag, so x is quantized once for all of them.
+    void project(const WeightMatrix &w, const float *x, std::int64_t nTokens, float *y, bool &quantized);
     void ensureScratch(std::int64_t nTokens);
     void computeRopeTable(std::int32_t startPos, std::int64_t nTokens);
     void attention(std::int32_t layer, std::int32_t startPos, std::int64_t nTokens, const KvSequence &seq);
@@ -31,6 +45,8 @@ private:
     const LlamaModel &m_model;
     ThreadPool m_pool;
     MatmulScratch m_matmulScratch;
+    std::unordered_map<const std::byte *, PackedMatrix> m_packed; // by WeightMatrix::data
+    QuantizedActivations m_quantizedInput;
     KvLayout m_kvLayout;
 
     // Activations, [nTokens][width] row-major; grown on demand, never shrunk.
