@@ -3,7 +3,7 @@
 // the two can be compared on the same GGUF and thread count.
 //
 //   kvchat-bench -m MODEL.gguf [--threads K] [--repeats R] [--pp 128,512] [--tg 128]
-//                [--tg-depth 0,1024] [--seed S] [--json OUT.json]
+//                [--tg-depth 0,1024] [--ttft 2000] [--seed S] [--json OUT.json]
 //
 // Tests (each repeated R times after one untimed warm-up; the median is reported):
 //   pp N        prefill: one batched Backend::forward of N random in-vocabulary tokens on a fresh
@@ -11,10 +11,15 @@
 //   tg N @ d    decode: N forwards of one token each, logits every time, on a sequence that already
 //               holds d positions (llama-bench's "tg N" at d = 0; its -d option is newer than the
 //               pinned llama.cpp). The d positions are prefilled untimed.
+//   ttft N      time to first token, cold: one forward of an N-token prompt on a fresh sequence
+//               plus the greedy choice of the first token from its logits, in milliseconds.
 // The model load is not timed. Tokens come from a fixed seed, so every run feeds the same ids.
-// Peak RSS is getrusage's ru_maxrss at the end (the model is mmapped: its touched pages count).
+// Peak RSS is getrusage's ru_maxrss at the end (the model is mmapped: its touched pages count; the
+// matrices repacked for the integer kernels count once, their mapped pages are given back). It is
+// compared with the budget the issue sets: model file + KV of the longest test + 10%.
 #include "tests/bench/bench_machine.h"
 #include "engine/backend/backend.h"
+#include "engine/backend/cpu/cpu_backend.h"
 #include "engine/kv/kv_cache.h"
 #include "engine/model/ggml_type.h"
 #include "engine/model/gguf_file.h"
@@ -56,6 +61,7 @@ struct Options
     std::vector<int> pp{128, 512};
     int tg = 128;
     std::vector<int> tgDepth{0};
+    int ttft = 2000;
     std::uint32_t seed = 1234;
     std::string jsonPath;
 };
@@ -98,6 +104,8 @@ public:
             maxCtx = std::max(maxCtx, n);
         for (int d : options.tgDepth)
             maxCtx = std::max(maxCtx, d + options.tg);
+        maxCtx = std::max(maxCtx, options.ttft);
+        m_maxCtx = maxCtx;
         const KvLayout layout = m_backend->kvLayout();
         // Room for one sequence of the longest test, plus slack for a block boundary.
         m_pool = std::make_unique<KvBlockPool>(
@@ -140,6 +148,26 @@ public:
         return std::chrono::duration<double>(BenchClock::now() - start).count();
     }
 
+    // Seconds from a cold n-token prompt to its first (greedy) token.
+    double ttftOnce(int n)
+    {
+        const std::vector<TokenId> tokens = randomTokens(n);
+        KvSequence seq(*m_pool);
+        const auto start = BenchClock::now();
+        check(m_backend->forward(tokens, seq, LogitsMode::Last, m_logits), "prompt forward");
+        const auto first = std::max_element(m_logits.begin(), m_logits.end()) - m_logits.begin();
+        const double seconds = std::chrono::duration<double>(BenchClock::now() - start).count();
+        m_sink += static_cast<std::int64_t>(first);
+        return seconds;
+    }
+
+    int maxContext() const { return m_maxCtx; }
+    std::size_t int8Matrices() const
+    {
+        const auto *cpu = dynamic_cast<const cpu::CpuBackend *>(m_backend.get());
+        return cpu != nullptr ? cpu->packedMatrixCount() : 0;
+    }
+
     json testJson(const std::string &name, int nTokens, int depth, const std::vector<double> &seconds) const
     {
         std::vector<double> tps;
@@ -178,6 +206,20 @@ public:
                 report(tests.back());
             }
         }
+        if (m_options.ttft > 0) {
+            ttftOnce(m_options.ttft); // warm-up
+            std::vector<double> seconds;
+            for (int r = 0; r < m_options.repeats; ++r)
+                seconds.push_back(ttftOnce(m_options.ttft));
+            json t = testJson("ttft" + std::to_string(m_options.ttft), m_options.ttft, 0, seconds);
+            std::vector<double> ms;
+            for (double sec : seconds)
+                ms.push_back(sec * 1000.0);
+            t["ttft_ms"] = ms;
+            t["median_ttft_ms"] = median(ms);
+            std::printf("%-12s %10.1f ms\n", t["test"].get<std::string>().c_str(), t["median_ttft_ms"].get<double>());
+            tests.push_back(t);
+        }
         return tests;
     }
 
@@ -196,6 +238,8 @@ private:
     std::unique_ptr<KvBlockPool> m_pool;
     std::mt19937 m_rng;
     std::vector<float> m_logits;
+    int m_maxCtx = 1;
+    std::int64_t m_sink = 0; // keeps the greedy choice from being optimized away
 };
 
 json modelInfo(const LlamaModel &model, const std::string &path)
@@ -222,7 +266,7 @@ json modelInfo(const LlamaModel &model, const std::string &path)
 int usage()
 {
     std::cerr << "usage: kvchat-bench -m MODEL.gguf [--threads K] [--repeats R] [--pp 128,512] [--tg 128]\n"
-                 "                    [--tg-depth 0,1024] [--seed S] [--json OUT.json]\n";
+                 "                    [--tg-depth 0,1024] [--ttft 2000] [--seed S] [--json OUT.json]\n";
     return 2;
 }
 
@@ -245,6 +289,8 @@ int main(int argc, char **argv)
             options.tg = std::max(0, std::atoi(value.c_str()));
         else if (arg == "--tg-depth")
             options.tgDepth = parseList(value);
+        else if (arg == "--ttft")
+            options.ttft = std::max(0, std::atoi(value.c_str()));
         else if (arg == "--seed")
             options.seed = static_cast<std::uint32_t>(std::stoul(value));
         else if (arg == "--json")
@@ -270,12 +316,25 @@ int main(int argc, char **argv)
         out["load_ms"] = std::chrono::duration<double, std::milli>(BenchClock::now() - loadStart).count();
         out["model"] = modelInfo(*model, options.model);
         CpuBench bench(options, *model);
+        out["int8_matrices"] = bench.int8Matrices();
         out["tests"] = bench.run();
         rusage usage{};
         getrusage(RUSAGE_SELF, &usage);
-        out["peak_rss_mib"] = static_cast<double>(usage.ru_maxrss) / 1024.0; // ru_maxrss is in KiB on Linux
+        const double mib = 1024.0 * 1024.0;
+        const double peakRss = static_cast<double>(usage.ru_maxrss) / 1024.0; // ru_maxrss is in KiB on Linux
+        const double kvMib = static_cast<double>(model->config().nLayers) * 2.0 * model->config().kvDim() *
+                             sizeof(float) * bench.maxContext() / mib;
+        const double fileMib = static_cast<double>(fs::file_size(options.model)) / mib;
+        const double budget = (fileMib + kvMib) * 1.10;
+        out["peak_rss_mib"] = peakRss;
+        out["rss_budget"] = {{"model_file_mib", fileMib},
+                             {"kv_mib_at_max_context", kvMib},
+                             {"max_context", bench.maxContext()},
+                             {"budget_mib", budget},
+                             {"within_budget", peakRss <= budget}};
         out["machine"]["loadavg_at_end"] = firstLine("cat /proc/loadavg");
-        std::printf("peak RSS     %10.1f MiB\n", out["peak_rss_mib"].get<double>());
+        std::printf("peak RSS     %10.1f MiB (budget: file %.1f + KV %.1f + 10%% = %.1f MiB)\n", peakRss, fileMib,
+                    kvMib, budget);
         if (!options.jsonPath.empty()) {
             std::ofstream(options.jsonPath) << out.dump(2) << "\n";
             std::cout << "wrote " << options.jsonPath << "\n";

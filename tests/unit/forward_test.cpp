@@ -198,6 +198,24 @@ private slots:
         }
     }
 
+    void longInputsSplitIntoMicroBatchesBitIdentically()
+    {
+        // More tokens than one micro-batch (512): the backend splits them; the result must equal
+        // the same prompt fed as chunks that cross the micro-batch boundary elsewhere.
+        QTemporaryDir dir;
+        RandomModelSpec spec;
+        spec.weightType = GgmlType::Q4_0;
+        spec.nCtx = 1024;
+        const Loaded m = makeModel(dir, spec, "model.gguf");
+        const std::vector<TokenId> tokens = randomTokens(530, 320, 11);
+        const std::vector<float> batched = batchedLogits(*m.model, tokens);
+        const std::vector<float> chunked = chunkedLastLogits(*m.model, tokens, {300, 229, 1});
+        const std::size_t vocab = 320;
+        QVERIFY(std::memcmp(chunked.data() + 2 * vocab, batched.data() + 529 * vocab, vocab * sizeof(float)) == 0);
+        QVERIFY(std::memcmp(chunked.data() + 1 * vocab, batched.data() + 528 * vocab, vocab * sizeof(float)) == 0);
+        QVERIFY(std::memcmp(chunked.data(), batched.data() + 299 * vocab, vocab * sizeof(float)) == 0);
+    }
+
     void blockSizeAndThreadsDoNotChangeLogits()
     {
         QTemporaryDir dir;

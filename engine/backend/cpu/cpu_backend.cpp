@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -152,6 +153,28 @@ Result<void> CpuBackend::forward(std::span<const TokenId> tokens, KvSequence &se
         return makeError("forward: the KV cache has no room for " + std::to_string(n) + " more tokens after " +
                          std::to_string(startPos));
 
+    // Long prompts go through in micro-batches: activations for 256 tokens are enough to reuse
+    // every weight panel many times, and the scratch memory stays bounded (a 2k-token prompt of a
+    // 1B model would otherwise need ~200 MB of it). Chunking does not change a single bit.
+    const std::int64_t nOutputs = mode == LogitsMode::All ? n : 1;
+    logits.resize(sz(nOutputs * c.nVocab));
+    for (std::int64_t begin = 0; begin < n; begin += kMaxMicroBatch) {
+        const std::int64_t end = std::min(n, begin + kMaxMicroBatch);
+        const bool last = end == n;
+        float *chunkLogits = mode == LogitsMode::All ? logits.data() + begin * c.nVocab
+                                                     : (last ? logits.data() : nullptr);
+        forwardMicroBatch(tokens.subspan(sz(begin), sz(end - begin)), seq, startPos + static_cast<std::int32_t>(begin),
+                          mode, chunkLogits);
+        seq.setTokenCount(startPos + static_cast<std::int32_t>(end));
+    }
+    return {};
+}
+
+void CpuBackend::forwardMicroBatch(std::span<const TokenId> tokens, KvSequence &seq, std::int32_t startPos,
+                                   LogitsMode mode, float *logits)
+{
+    const LlamaConfig &c = m_model.config();
+    const std::int64_t n = static_cast<std::int64_t>(tokens.size());
     ensureScratch(n);
     computeRopeTable(startPos, n);
     const std::int64_t qDim = static_cast<std::int64_t>(c.nHeads) * c.headDim;
@@ -193,16 +216,15 @@ Result<void> CpuBackend::forward(std::span<const TokenId> tokens, KvSequence &se
         add(m_x.data(), m_proj.data(), n * c.nEmbd);
     }
 
+    if (logits == nullptr)
+        return; // a micro-batch before the last, with only the last token's logits wanted
     const std::int64_t first = mode == LogitsMode::All ? 0 : n - 1;
     const std::int64_t nOut = n - first;
     for (std::int64_t t = first; t < n; ++t)
         rmsNorm(m_xNorm.data() + (t - first) * c.nEmbd, m_x.data() + t * c.nEmbd, m_model.outputNorm().data(),
                 c.nEmbd, c.rmsEps);
-    logits.resize(sz(nOut * c.nVocab));
     bool quantized = false;
-    project(m_model.output(), m_xNorm.data(), nOut, logits.data(), quantized);
-    seq.setTokenCount(startPos + static_cast<std::int32_t>(n));
-    return {};
+    project(m_model.output(), m_xNorm.data(), nOut, logits, quantized);
 }
 
 } // namespace cpu

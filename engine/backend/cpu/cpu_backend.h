@@ -34,6 +34,13 @@ public:
                          std::vector<float> &logits) override;
 
 private:
+    // The most tokens one pass through the layers takes; longer inputs are split.
+    static constexpr std::int64_t kMaxMicroBatch = 256;
+
+    // One micro-batch at positions startPos.., after forward() checked the input and reserved the
+    // KV room. logits: where the wanted rows go (all tokens' or the last one's), or nullptr.
+    void forwardMicroBatch(std::span<const TokenId> tokens, KvSequence &seq, std::int32_t startPos, LogitsMode mode,
+                           float *logits);
     void packWeights();
     // y = x · Wᵀ, through the integer kernels when w was packed. Matrices that share one input
     // pass the same `quantized` flag, so x is quantized once for all of them.
