@@ -13,13 +13,27 @@ def median(values):
     return statistics.median(values) if values else None
 
 
-def llama_bench_rows(path):
-    rows = {}
-    for r in json.load(open(path)):
-        name = f"pp{r['n_prompt']}" if r["n_gen"] == 0 else f"tg{r['n_gen']}"
-        samples = r.get("samples_ts")
-        rows[name] = median(samples) if samples else r["avg_ts"]
-    return rows
+def rounds(d, prefix):
+    files = sorted(f for f in os.listdir(d) if f.startswith(prefix + "-") and f.endswith(".json"))
+    return [json.load(open(os.path.join(d, f))) for f in files]
+
+
+def llama_bench_rows(runs):
+    samples = {}
+    for run in runs:
+        for r in run:
+            name = f"pp{r['n_prompt']}" if r["n_gen"] == 0 else f"tg{r['n_gen']}"
+            samples.setdefault(name, []).extend(r.get("samples_ts") or [r["avg_ts"]])
+    return {name: median(v) for name, v in samples.items()}
+
+
+def kvchat_rows(runs):
+    values = {}
+    for run in runs:
+        for t in run["tests"]:
+            v = t.get("median_ttft_ms", t["median_tokens_per_s"])
+            values.setdefault(t["test"], []).append(v)
+    return {name: median(v) for name, v in values.items()}
 
 
 def jsonl(path):
@@ -37,11 +51,13 @@ def main():
     table = []
     for name, path in models:
         d = os.path.join(tmp, name)
-        kv = json.load(open(os.path.join(d, "kvchat.json")))
-        ll = llama_bench_rows(os.path.join(d, "llama-bench.json"))
+        kv_runs = rounds(d, "kvchat")
+        ll_runs = rounds(d, "llama-bench")
+        kv = kv_runs[-1]
+        ll = llama_bench_rows(ll_runs)
         depth = jsonl(os.path.join(d, "batched-depth.jsonl"))
         ttft = jsonl(os.path.join(d, "batched-ttft.jsonl"))
-        ours = {t["test"]: t for t in kv["tests"]}
+        ours = kvchat_rows(kv_runs)
         rows = []
 
         def row(measure, kvchat, peer_value, unit, higher_is_better=True):
@@ -52,24 +68,24 @@ def main():
                          "ratio_kvchat_better_above_1": ratio})
 
         for n in (128, 512, 2048):
-            row(f"pp{n}", ours.get(f"pp{n}", {}).get("median_tokens_per_s"), ll.get(f"pp{n}"), "tokens/s")
-        row("tg128", ours.get("tg128", {}).get("median_tokens_per_s"), ll.get("tg128"), "tokens/s")
-        row("tg128 @ 1024", ours.get("tg128@d1024", {}).get("median_tokens_per_s"),
-            median([r["speed_tg"] for r in depth]), "tokens/s")
-        row("ttft 2000 cold", ours.get("ttft2000", {}).get("median_ttft_ms"),
+            row(f"pp{n}", ours.get(f"pp{n}"), ll.get(f"pp{n}"), "tokens/s")
+        row("tg128", ours.get("tg128"), ll.get("tg128"), "tokens/s")
+        row("tg128 @ 1024", ours.get("tg128@d1024"), median([r["speed_tg"] for r in depth]), "tokens/s")
+        row("ttft 2000 cold", ours.get("ttft2000"),
             median([1000.0 * (r["t_pp"] + r["t_tg"]) for r in ttft]), "ms", higher_is_better=False)
-        budget = kv.get("rss_budget", {})
-        report["models"].append({"name": name, "file": os.path.basename(path), "comparison": rows,
-                                 "peak_rss_mib": kv.get("peak_rss_mib"), "rss_budget": budget,
+        peak_rss = max(r.get("peak_rss_mib", 0) for r in kv_runs)
+        budget = dict(kv.get("rss_budget", {}))
+        budget["within_budget"] = peak_rss <= budget.get("budget_mib", 0)
+        report["models"].append({"name": name, "file": os.path.basename(path), "rounds": len(kv_runs),
+                                 "comparison": rows, "peak_rss_mib": peak_rss, "rss_budget": budget,
                                  "int8_matrices": kv.get("int8_matrices"),
-                                 "loadavg_before": {p: open(os.path.join(d, "load-" + p)).read().strip()
-                                                    for p in ("kvchat", "llama-bench", "batched-bench")},
-                                 "kvchat_raw": kv, "llama_bench_raw": json.load(open(os.path.join(d, "llama-bench.json"))),
+                                 "loadavg_before_each_program": open(os.path.join(d, "loadavg")).read().splitlines(),
+                                 "kvchat_raw": kv_runs, "llama_bench_raw": ll_runs,
                                  "batched_bench_depth_raw": depth, "batched_bench_ttft_raw": ttft})
-        table.append((name, rows, kv.get("peak_rss_mib"), budget))
+        table.append((name, rows, peak_rss, budget))
     if report["models"]:
-        report["machine"] = report["models"][0]["kvchat_raw"].get("machine")
-        report["kvchat_commit"] = report["models"][0]["kvchat_raw"].get("kvchat_commit")
+        report["machine"] = report["models"][0]["kvchat_raw"][0].get("machine")
+        report["kvchat_commit"] = report["models"][0]["kvchat_raw"][0].get("kvchat_commit")
     with open(out_path, "w") as f:
         json.dump(report, f, indent=2)
         f.write("\n")

@@ -11,7 +11,11 @@
 # Builds: kvchat-bench in build-bench/ (Release, KVCHAT_NATIVE=ON, as llama.cpp's GGML_NATIVE);
 # llama.cpp from the llama-cpp-python sdist by tests/bench/llamacpp-peer.sh, outside the repo.
 #
-# Measures (medians over the repeats; llama.cpp's tools add their own warm-up run):
+# The machine's speed drifts by tens of percent over minutes (a shared VM), so the two engines
+# take turns: each of the R rounds runs kvchat-bench once, then llama-bench once, then
+# llama-batched-bench once, and every number is the median over the rounds.
+#
+# Measures (llama.cpp's tools add their own warm-up run, kvchat-bench its own):
 #   pp N        prefill tokens/s of an N-token prompt on an empty cache  (llama-bench -p)
 #   tg 128      decode tokens/s from an empty cache                      (llama-bench -n)
 #   tg 128 @ 1024  decode tokens/s after a 1,024-token prompt            (llama-batched-bench
@@ -59,14 +63,14 @@ for name in $models; do
     d=$tmp/$name
     mkdir -p "$d"
     echo "== $name ($path)"
-    cat /proc/loadavg >"$d/load-kvchat"
-    "$build/tests/bench/kvchat-bench" -m "$path" --threads "$threads" --repeats "$repeats" --pp 128,512,2048 \
-        --tg 128 --tg-depth 0,1024 --ttft 2000 --json "$d/kvchat.json"
-    cat /proc/loadavg >"$d/load-llama-bench"
-    "$peer/llama-bench" -m "$path" -p 128,512,2048 -n 128 -t "$threads" -r "$repeats" -o json >"$d/llama-bench.json"
-    cat /proc/loadavg >"$d/load-batched-bench"
     for r in $(seq "$repeats"); do
-        # A fresh process each time: one run of each size, as the kvchat tests are fresh sequences.
+        echo "-- round $r of $repeats"
+        echo "$r kvchat $(cat /proc/loadavg)" >>"$d/loadavg"
+        "$build/tests/bench/kvchat-bench" -m "$path" --threads "$threads" --repeats 1 --pp 128,512,2048 \
+            --tg 128 --tg-depth 0,1024 --ttft 2000 --json "$d/kvchat-$r.json"
+        echo "$r llama-bench $(cat /proc/loadavg)" >>"$d/loadavg"
+        "$peer/llama-bench" -m "$path" -p 128,512,2048 -n 128 -t "$threads" -r 1 -o json >"$d/llama-bench-$r.json"
+        echo "$r llama-batched-bench $(cat /proc/loadavg)" >>"$d/loadavg"
         "$peer/llama-batched-bench" -m "$path" -c 4096 -b 2048 -ub 512 -npp 1024 -ntg 128 -npl 1 -t "$threads" \
             --output-format jsonl 2>/dev/null | grep '^{' >>"$d/batched-depth.jsonl"
         "$peer/llama-batched-bench" -m "$path" -c 4096 -b 2048 -ub 512 -npp 2000 -ntg 1 -npl 1 -t "$threads" \

@@ -44,6 +44,20 @@ void releaseMappedPages(const std::byte *p, std::size_t n)
     if (end > begin)
         ::madvise(reinterpret_cast<void *>(begin), end - begin, MADV_DONTNEED);
 }
+// Maps the pages of [p, p + n) now, by reading one byte of each: a new backend (the app's first
+// model, or a restart) would otherwise take a page fault per 4 KiB of weights inside its first
+// forward pass, which is someone's time to first token. The page cache usually holds the file
+// already; if not, this is the disk read the first turn would have waited for anyway.
+void prefaultMappedPages(const std::byte *p, std::size_t n)
+{
+    const auto page = static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+    unsigned sink = 0;
+    for (std::size_t off = 0; off < n; off += page)
+        sink += static_cast<unsigned>(*reinterpret_cast<const volatile std::uint8_t *>(p + off));
+    if (n > 0)
+        sink += static_cast<unsigned>(*reinterpret_cast<const volatile std::uint8_t *>(p + n - 1));
+    static_cast<void>(sink);
+}
 } // namespace
 
 CpuBackend::CpuBackend(const LlamaModel &model, int nThreads, std::int32_t kvBlockTokens, bool useInt8)
@@ -53,6 +67,16 @@ CpuBackend::CpuBackend(const LlamaModel &model, int nThreads, std::int32_t kvBlo
     m_kvLayout = KvLayout{c.nLayers, c.kvDim(), kvBlockTokens};
     if (useInt8 && !int8DisabledByEnvironment())
         packWeights();
+    // The matrices read in place, every one of them in full on every forward pass (the token
+    // embedding is not: only the rows of the tokens seen are read).
+    auto prefault = [&](const WeightMatrix &w) {
+        if (!m_packed.count(w.data))
+            prefaultMappedPages(w.data, w.rowBytes * sz(w.nOut));
+    };
+    for (const LlamaLayerWeights &l : m_model.layers())
+        for (const WeightMatrix *w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.wGate, &l.wUp, &l.wDown})
+            prefault(*w);
+    prefault(m_model.output());
 }
 
 void CpuBackend::packWeights()

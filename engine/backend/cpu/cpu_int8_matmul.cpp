@@ -470,7 +470,7 @@ PackedMatrix packInt8(ThreadPool &pool, const WeightMatrix &w)
     p.nOut = w.nOut;
     p.groupBytes = w.nIn / blockElements(w.type) * packedBlockBytes(w.type);
     const std::int64_t nGroups = w.nOut / kInt8GroupRows;
-    p.bytes.resize(static_cast<std::size_t>(nGroups * p.groupBytes));
+    p.bytes = HugePageBuffer(static_cast<std::size_t>(nGroups * p.groupBytes));
     pool.parallelFor(nGroups, [&](std::int64_t g0, std::int64_t g1, int) {
         for (std::int64_t g = g0; g < g1; ++g)
             packGroup(w, g, p.bytes.data() + g * p.groupBytes);

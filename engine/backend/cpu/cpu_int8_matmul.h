@@ -9,8 +9,9 @@
 // of each of the 8 rows, and one vpdpbusd (or vpmaddubsw + vpmaddwd without VNNI) against 4
 // activation bytes broadcast to every lane adds 4 products into each row's own lane. An output
 // row stays in one lane from the first block to the last: no horizontal sums, and the 8 results
-// are stored with one instruction. The packed copy has the file's size (+3% for Q4_K); the
-// mapped pages it was made from are given back, so the weights are in memory once.
+// are stored with one instruction. The packed copy has the file's size (+3% for Q4_K) and sits
+// on 2 MiB pages; the mapped pages it was made from are given back, so the weights are in memory
+// once.
 //
 // The arithmetic of one output (row r, token t), identical in every kernel variant, tile size,
 // thread split and batch size (so prefill and decode agree bit for bit):
@@ -25,6 +26,7 @@
 // referenceInt8Dot below is that definition in scalar code; the tests hold the kernels to it.
 #pragma once
 
+#include "engine/core/huge_page_buffer.h"
 #include "engine/core/thread_pool.h"
 #include "engine/model/llama_model.h"
 
@@ -44,7 +46,7 @@ struct PackedMatrix
     std::int64_t nIn = 0;
     std::int64_t nOut = 0;
     std::int64_t groupBytes = 0; // bytes of one group of 8 rows
-    std::vector<std::uint8_t> bytes;
+    HugePageBuffer bytes; // on huge pages: decode streams it at close to memory bandwidth
 
     const std::uint8_t *group(std::int64_t g) const { return bytes.data() + g * groupBytes; }
 };
