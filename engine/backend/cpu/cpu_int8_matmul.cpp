@@ -251,6 +251,15 @@ template <int T> inline void dotNibbles(const std::uint8_t *w, const std::int8_t
     }
 }
 
+// The activation quants of block b for tokens t0 .. t0 + T - 1, and their integer sums zeroed.
+template <int T> inline void startBlock(const ActView &a, std::int64_t t0, std::int64_t b, const std::int8_t **x, __m256i *isum)
+{
+    for (int t = 0; t < T; ++t) {
+        x[t] = a.q + (t0 + t) * a.nIn + b * kInt8Block;
+        isum[t] = _mm256_setzero_si256();
+    }
+}
+
 template <int T> void kernelQ8_0(const std::uint8_t *g, const ActView &a, std::int64_t t0, float *y, std::int64_t yStride)
 {
     __m256 acc[T];
@@ -259,10 +268,7 @@ template <int T> void kernelQ8_0(const std::uint8_t *g, const ActView &a, std::i
     for (std::int64_t b = 0; b < a.nBlocks; ++b, g += kQ8_0BlockBytes) {
         const std::int8_t *x[T];
         __m256i isum[T];
-        for (int t = 0; t < T; ++t) {
-            x[t] = a.q + (t0 + t) * a.nIn + b * kInt8Block;
-            isum[t] = _mm256_setzero_si256();
-        }
+        startBlock<T>(a, t0, b, x, isum);
         for (int c = 0; c < 8; ++c) {
             const __m256i wq = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(g + 16 + 32 * c));
 #if KVCHAT_INT8_VNNI
@@ -300,10 +306,7 @@ template <int T> void kernelQ4_0(const std::uint8_t *g, const ActView &a, std::i
     for (std::int64_t b = 0; b < a.nBlocks; ++b, g += kQ4_0BlockBytes) {
         const std::int8_t *x[T];
         __m256i isum[T];
-        for (int t = 0; t < T; ++t) {
-            x[t] = a.q + (t0 + t) * a.nIn + b * kInt8Block;
-            isum[t] = _mm256_setzero_si256();
-        }
+        startBlock<T>(a, t0, b, x, isum);
         dotNibbles<T>(g + 16, x, isum);
         const __m256 dw = halves8(g);
         for (int t = 0; t < T; ++t) {
@@ -330,10 +333,7 @@ template <int T> void kernelQ4_K(const std::uint8_t *g, const ActView &a, std::i
             const std::int64_t b = sb * 8 + s;
             const std::int8_t *x[T];
             __m256i isum[T];
-            for (int t = 0; t < T; ++t) {
-                x[t] = a.q + (t0 + t) * a.nIn + b * kInt8Block;
-                isum[t] = _mm256_setzero_si256();
-            }
+            startBlock<T>(a, t0, b, x, isum);
             dotNibbles<T>(g + 160 + 128 * s, x, isum);
             const __m256 scale = _mm256_mul_ps(d, bytesToFloat8(g + 32 + 8 * s));
             const __m256 minv = _mm256_mul_ps(dmin, bytesToFloat8(g + 96 + 8 * s));
