@@ -65,35 +65,32 @@ CpuBackend::CpuBackend(const LlamaModel &model, int nThreads, std::int32_t kvBlo
 {
     const LlamaConfig &c = model.config();
     m_kvLayout = KvLayout{c.nLayers, c.kvDim(), kvBlockTokens};
-    if (useInt8 && !int8DisabledByEnvironment())
-        packWeights();
-    // The matrices read in place, every one of them in full on every forward pass (the token
-    // embedding is not: only the rows of the tokens seen are read).
-    auto prefault = [&](const WeightMatrix &w) {
-        if (!m_packed.count(w.data))
+    prepareWeights(useInt8 && !int8DisabledByEnvironment());
+}
+
+void CpuBackend::prepareWeights(bool useInt8)
+{
+    // Each matrix is repacked for the integer kernels (its mapped pages given back), or else read
+    // in place on every forward pass, in full: its pages are mapped now. The token embedding is
+    // neither: only the rows of the tokens seen are read.
+    auto prepare = [&](const WeightMatrix &w, bool packable) {
+        if (m_packed.count(w.data))
+            return;
+        if (packable && canPackInt8(w)) {
+            m_packed.emplace(w.data, packInt8(m_pool, w));
+            releaseMappedPages(w.data, w.rowBytes * sz(w.nOut));
+        } else {
             prefaultMappedPages(w.data, w.rowBytes * sz(w.nOut));
+        }
     };
     for (const LlamaLayerWeights &l : m_model.layers())
         for (const WeightMatrix *w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.wGate, &l.wUp, &l.wDown})
-            prefault(*w);
-    prefault(m_model.output());
-}
-
-void CpuBackend::packWeights()
-{
-    auto pack = [&](const WeightMatrix &w) {
-        if (!canPackInt8(w) || m_packed.count(w.data))
-            return;
-        m_packed.emplace(w.data, packInt8(m_pool, w));
-        releaseMappedPages(w.data, w.rowBytes * sz(w.nOut));
-    };
+            prepare(*w, useInt8);
     // The output projection keeps fp32 activations: the logits are where rounding the final
     // hidden state to 8 bits shows most (a few outlier dimensions set their blocks' scales; it
     // changed SmolLM2's greedy reply), and it costs little there: prefill needs it for one token,
     // and decode reads its weights at memory speed either way.
-    for (const LlamaLayerWeights &l : m_model.layers())
-        for (const WeightMatrix *w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.wGate, &l.wUp, &l.wDown})
-            pack(*w);
+    prepare(m_model.output(), false);
 }
 
 void CpuBackend::project(const WeightMatrix &w, const float *x, std::int64_t n, float *y, bool &quantized)

@@ -41,7 +41,8 @@ private:
     // KV room. logits: where the wanted rows go (all tokens' or the last one's), or nullptr.
     void forwardMicroBatch(std::span<const TokenId> tokens, KvSequence &seq, std::int32_t startPos, LogitsMode mode,
                            float *logits);
-    void packWeights();
+    // Repacks what the integer kernels take (when useInt8) and maps the rest now.
+    void prepareWeights(bool useInt8);
     // y = x · Wᵀ, through the integer kernels when w was packed. Matrices that share one input
     // pass the same `quantized` flag, so x is quantized once for all of them.
     void project(const WeightMatrix &w, const float *x, std::int64_t nTokens, float *y, bool &quantized);

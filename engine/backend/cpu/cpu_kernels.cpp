@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "engine/backend/cpu/cpu_kernels.h"
 
+#include "engine/backend/cpu/cpu_gemm_tile.h"
+
 #include <cmath>
 
 #if defined(__AVX2__) && defined(__FMA__)
@@ -13,16 +15,8 @@ namespace kvchat::engine::cpu {
 #if KVCHAT_AVX2
 namespace {
 
-// Horizontal sum of 8 lanes in a fixed order.
-inline float hsum(__m256 v)
-{
-    const __m128 lo = _mm256_castps256_ps128(v);
-    const __m128 hi = _mm256_extractf128_ps(v, 1);
-    __m128 s = _mm_add_ps(lo, hi);
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
+// The one fixed-order horizontal sum of the CPU backend.
+using gemm::hsum;
 
 // e^x for 8 lanes (Cephes expf: Cody-Waite reduction by ln 2 and a degree-5 polynomial, about
 // 1 ulp). Results below 2^-126 flush to 0 and above FLT_MAX become inf. Only basic IEEE operations,
