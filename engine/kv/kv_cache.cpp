@@ -1,42 +1,69 @@
 // SPDX-License-Identifier: MIT
 #include "engine/kv/kv_cache.h"
 
+#include <algorithm>
 #include <cassert>
+#include <utility>
 
 namespace kvchat::engine {
 
-KvBlockPool::KvBlockPool(KvLayout layout, std::uint32_t maxBlocks) : m_layout(layout), m_maxBlocks(maxBlocks)
+KvBlockPool::KvBlockPool(KvLayout layout, std::uint32_t maxBlocks, std::shared_ptr<KvMemory> memory)
+    : m_layout(layout), m_maxBlocks(maxBlocks), m_memory(std::move(memory))
 {
     assert(layout.blockTokens > 0 && (layout.blockTokens & (layout.blockTokens - 1)) == 0);
+    if (maxBlocks > 0) {
+        m_arena = static_cast<float *>(m_memory->allocateArena(static_cast<std::size_t>(maxBlocks) * layout.blockBytes()));
+        if (m_arena == nullptr)
+            m_maxBlocks = 0;
+    }
+}
+
+KvBlockPool::~KvBlockPool()
+{
+    m_memory->freeArena(m_arena, static_cast<std::size_t>(m_maxBlocks) * m_layout.blockBytes());
 }
 
 std::optional<KvBlockId> KvBlockPool::allocate()
 {
-    if (!m_free.empty()) {
-        const KvBlockId id = m_free.back();
-        m_free.pop_back();
-        ++m_used;
-        return id;
-    }
-    if (m_storage.size() >= m_maxBlocks) {
-        if (!m_reclaimer || !m_reclaimer() || m_free.empty())
+    if (m_free.empty()) {
+        // Never-used ids first (their memory reads as zero, so unused rows of a partial block are
+        // deterministic), then whatever the reclaimer frees.
+        if (m_created < m_maxBlocks)
+            m_free.push_back(KvBlockId{m_created++});
+        else if (!m_reclaimer || !m_reclaimer() || m_free.empty())
             return std::nullopt;
-        const KvBlockId id = m_free.back();
-        m_free.pop_back();
-        ++m_used;
-        return id;
     }
-    // Zero-initialised so unused rows of a partial block are deterministic.
-    m_storage.push_back(std::make_unique<float[]>(m_layout.blockFloats()));
+    const KvBlockId id = m_free.back();
+    m_free.pop_back();
     ++m_used;
-    return KvBlockId{static_cast<std::uint32_t>(m_storage.size() - 1)};
+    return id;
 }
 
 void KvBlockPool::release(KvBlockId id)
 {
-    assert(id.value < m_storage.size() && m_used > 0);
+    assert(id.value < m_created && m_used > 0);
     m_free.push_back(id);
     --m_used;
+}
+
+void KvBlockPool::commitBlocks(std::uint32_t n)
+{
+    m_memory->commit(m_arena, static_cast<std::size_t>(std::min(n, m_maxBlocks)) * m_layout.blockBytes());
+}
+
+void KvBlockPool::upload(KvBlockId id, const void *hostSrc)
+{
+    m_memory->copyToPool(base(id), hostSrc, m_layout.blockBytes());
+}
+
+void KvBlockPool::download(KvBlockId id, void *hostDst) const
+{
+    m_memory->copyFromPool(hostDst, base(id), m_layout.blockBytes());
+}
+
+void KvBlockPool::copyBlock(KvBlockId dst, KvBlockId src)
+{
+    m_memory->copyWithinPool(base(dst), base(src), m_layout.blockBytes());
 }
 
 KvSequence::~KvSequence()

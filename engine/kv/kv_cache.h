@@ -6,10 +6,13 @@
 //
 // Block payload layout (fp32): [layer][K, V][position in block][kvDim], so one block is one
 // contiguous span of bytes for all layers (what the tiered cache spills and restores as a unit).
+// A pool's blocks live in one arena of its KvMemory (host RAM, or GPU memory for the CUDA backend).
 //
 // Thread-safety: none; the engine thread owns the pool and its sequences. Backends may read and
 // write block payloads from their worker threads during a forward pass they own.
 #pragma once
+
+#include "engine/kv/kv_memory.h"
 
 #include <cstddef>
 #include <cstdint>
@@ -43,13 +46,20 @@ struct KvBlockId
 class KvBlockPool
 {
 public:
-    // maxBlocks bounds the memory the pool may take (maxBlocks * layout.blockBytes()); storage is
-    // allocated block by block as it is first used.
-    KvBlockPool(KvLayout layout, std::uint32_t maxBlocks);
+    // maxBlocks bounds the memory the pool may take (maxBlocks * layout.blockBytes()), reserved at
+    // once in memory (one arena: block b's payload is at arena + b * blockBytes). When memory
+    // cannot provide it, valid() is false and the pool has no blocks.
+    KvBlockPool(KvLayout layout, std::uint32_t maxBlocks, std::shared_ptr<KvMemory> memory = hostKvMemory());
+    ~KvBlockPool();
+    KvBlockPool(const KvBlockPool &) = delete;
+    KvBlockPool &operator=(const KvBlockPool &) = delete;
 
     const KvLayout &layout() const { return m_layout; }
+    bool valid() const { return m_arena != nullptr || m_maxBlocks == 0; }
     std::uint32_t maxBlocks() const { return m_maxBlocks; }
     std::uint32_t usedBlocks() const { return m_used; }
+    KvMemory &memory() const { return *m_memory; }
+    const std::shared_ptr<KvMemory> &sharedMemory() const { return m_memory; }
 
     // A free block, or nullopt when maxBlocks are in use and the reclaimer (if any) could not free
     // one. The reclaimer is asked to release() a block (e.g. by spilling an idle one to a lower
@@ -59,16 +69,27 @@ public:
     // Precondition: id was returned by allocate() and not released since.
     void release(KvBlockId id);
 
-    // K or V rows of one layer inside a block: blockTokens rows of kvDim floats.
+    // Payload pointers, in the pool's memory: host code may dereference them only when
+    // memory().hostAccessible(). K or V rows of one layer: blockTokens rows of kvDim floats.
     float *keys(KvBlockId id, std::int32_t layer) { return base(id) + offset(layer, 0); }
     float *values(KvBlockId id, std::int32_t layer) { return base(id) + offset(layer, 1); }
     const float *keys(KvBlockId id, std::int32_t layer) const { return base(id) + offset(layer, 0); }
     const float *values(KvBlockId id, std::int32_t layer) const { return base(id) + offset(layer, 1); }
     float *payload(KvBlockId id) { return base(id); }
     const float *payload(KvBlockId id) const { return base(id); }
+    float *arena() const { return m_arena; }
+
+    // Backs the first n blocks (the ones allocate() hands out first) with memory now, so that
+    // filling them later (a restore, a prefill) does not also pay a page fault per 4 KiB.
+    void commitBlocks(std::uint32_t n);
+
+    // Whole-block copies between the pool and host memory (blockBytes each), through its memory.
+    void upload(KvBlockId id, const void *hostSrc);
+    void download(KvBlockId id, void *hostDst) const;
+    void copyBlock(KvBlockId dst, KvBlockId src);
 
 private:
-    float *base(KvBlockId id) const { return m_storage[id.value].get(); }
+    float *base(KvBlockId id) const { return m_arena + static_cast<std::size_t>(id.value) * m_layout.blockFloats(); }
     std::size_t offset(std::int32_t layer, int kv) const
     {
         return (static_cast<std::size_t>(layer) * 2 + static_cast<std::size_t>(kv)) *
@@ -77,8 +98,10 @@ private:
 
     KvLayout m_layout;
     std::uint32_t m_maxBlocks;
+    std::shared_ptr<KvMemory> m_memory;
+    float *m_arena = nullptr;
+    std::uint32_t m_created = 0; // ids [0, m_created) have been handed out at least once
     std::uint32_t m_used = 0;
-    std::vector<std::unique_ptr<float[]>> m_storage; // index = block id
     std::vector<KvBlockId> m_free;
     std::function<bool()> m_reclaimer;
 };

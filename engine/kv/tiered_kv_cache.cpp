@@ -22,7 +22,7 @@ struct TieredKvCache::Entry
     KvBlockKey key;
     std::int32_t nTokens = 0; // blockTokens for a full block, fewer for a sequence's partial tail
     std::optional<KvBlockId> device;
-    std::unique_ptr<float[]> host;
+    HostKvBuffer host;
     bool onDisk = false;      // a row exists in the store (as far as this process knows)
     std::uint32_t pinCount = 0;
     std::uint64_t lastUsed = 0;
@@ -65,12 +65,15 @@ KvBudgets KvBudgets::machineDefaults(const std::string &databasePath)
     return b;
 }
 
-TieredKvCache::TieredKvCache(KvLayout layout, ModelFingerprint fingerprint, KvBudgets budgets, SessionStore *store)
+TieredKvCache::TieredKvCache(KvLayout layout, ModelFingerprint fingerprint, KvBudgets budgets, SessionStore *store,
+                             std::shared_ptr<KvMemory> memory)
     : m_layout(layout), m_fingerprint(fingerprint), m_budgets(budgets), m_store(store),
       m_diskEnabled(store != nullptr && budgets.diskBytes > 0),
-      m_devicePool(layout, static_cast<std::uint32_t>(budgets.deviceBytes / layout.blockBytes())),
+      m_devicePool(layout, static_cast<std::uint32_t>(budgets.deviceBytes / layout.blockBytes()), std::move(memory)),
       m_maxHostBlocks(static_cast<std::uint32_t>(budgets.hostBytes / layout.blockBytes()))
 {
+    if (!m_devicePool.memory().hostAccessible())
+        m_staging = HostKvBuffer(m_devicePool.sharedMemory(), layout.blockBytes());
     if (!store)
         m_diskDisabledReason = "no database";
     else if (budgets.diskBytes == 0)
@@ -201,8 +204,7 @@ bool TieredKvCache::makeHostRoom()
         const KvBlockKey victim = m_hostLru.back();
         Entry &e = *m_entries.at(victim);
         if (!e.onDisk && m_diskEnabled) {
-            const std::span<const std::byte> payload(reinterpret_cast<const std::byte *>(e.host.get()), blockBytes());
-            auto written = m_store->putKvBlock(e.key, m_fingerprint, e.nTokens, payload);
+            auto written = m_store->putKvBlock(e.key, m_fingerprint, e.nTokens, {e.host.data(), blockBytes()});
             if (written.ok())
                 e.onDisk = true;
             else
@@ -227,16 +229,14 @@ bool TieredKvCache::reclaimDeviceBlock()
         // room, and make room there (spilling its oldest to disk) when this block has no other copy.
         const bool safeElsewhere = e.onDisk && m_diskEnabled;
         const bool hostHasRoom = m_hostBlocks < m_maxHostBlocks;
-        if (!e.host && m_maxHostBlocks > 0 && (hostHasRoom || (!safeElsewhere && makeHostRoom()))) {
-            e.host = std::make_unique<float[]>(m_layout.blockFloats());
-            std::memcpy(e.host.get(), m_devicePool.payload(*e.device), blockBytes());
+        if (!e.host && m_maxHostBlocks > 0 && (hostHasRoom || (!safeElsewhere && makeHostRoom())) &&
+            (e.host = HostKvBuffer(m_devicePool.sharedMemory(), blockBytes()))) {
+            m_devicePool.download(*e.device, e.host.data());
             m_hostLru.push_front(e.key);
             e.hostLruPos = m_hostLru.begin();
             ++m_hostBlocks;
         } else if (!e.host && !safeElsewhere && m_diskEnabled) {
-            const std::span<const std::byte> payload(reinterpret_cast<const std::byte *>(m_devicePool.payload(*e.device)),
-                                                     blockBytes());
-            auto written = m_store->putKvBlock(e.key, m_fingerprint, e.nTokens, payload);
+            auto written = m_store->putKvBlock(e.key, m_fingerprint, e.nTokens, deviceBytesOnHost(e));
             if (written.ok())
                 e.onDisk = true;
             else
@@ -250,6 +250,14 @@ bool TieredKvCache::reclaimDeviceBlock()
         return true;
     }
     return false;
+}
+
+std::span<const std::byte> TieredKvCache::deviceBytesOnHost(const Entry &e)
+{
+    if (m_devicePool.memory().hostAccessible())
+        return {reinterpret_cast<const std::byte *>(m_devicePool.payload(*e.device)), blockBytes()};
+    m_devicePool.download(*e.device, m_staging.data());
+    return {m_staging.data(), blockBytes()};
 }
 
 void TieredKvCache::dropEntryIfEmpty(const KvBlockKey &key)
@@ -266,23 +274,28 @@ Result<bool> TieredKvCache::bringToDevice(Entry &e, Tier from, RestoreReport &re
 {
     const auto start = SteadyClock::now();
     if (from == Tier::Disk) {
-        std::vector<std::byte> payload;
-        auto lookup = m_store->getKvBlock(e.key, m_fingerprint, payload);
-        if (!lookup.ok()) {
-            disableDisk(lookup.error().message);
+        auto id = m_devicePool.allocate();
+        if (!id)
             return false;
-        }
-        if (*lookup != KvBlockLookup::Found || payload.size() != blockBytes()) {
+        // Read straight into the pool block where the host can write it: one copy, no buffer to
+        // fault in (a restore after a restart touches every byte of its blocks once).
+        const bool direct = m_devicePool.memory().hostAccessible();
+        std::byte *destination = direct ? reinterpret_cast<std::byte *>(m_devicePool.payload(*id)) : m_staging.data();
+        auto lookup = m_store->getKvBlockInto(e.key, m_fingerprint, {destination, blockBytes()});
+        if (!lookup.ok() || *lookup != KvBlockLookup::Found) {
+            m_devicePool.release(*id);
+            if (!lookup.ok()) {
+                disableDisk(lookup.error().message);
+                return false;
+            }
             if (*lookup == KvBlockLookup::Corrupt || *lookup == KvBlockLookup::Mismatched)
                 ++report.nDroppedCorrupt;
             e.onDisk = false;
             return false;
         }
         e.onDisk = true;
-        auto id = m_devicePool.allocate();
-        if (!id)
-            return false;
-        std::memcpy(m_devicePool.payload(*id), payload.data(), blockBytes());
+        if (!direct)
+            m_devicePool.upload(*id, destination);
         e.device = *id;
         const std::chrono::duration<double> elapsed = SteadyClock::now() - start;
         if (elapsed.count() > 0) {
@@ -294,7 +307,7 @@ Result<bool> TieredKvCache::bringToDevice(Entry &e, Tier from, RestoreReport &re
         auto id = m_devicePool.allocate();
         if (!id)
             return false;
-        std::memcpy(m_devicePool.payload(*id), e.host.get(), blockBytes());
+        m_devicePool.upload(*id, e.host.data());
         e.device = *id;
     }
     m_deviceLru.push_front(e.key);
@@ -339,7 +352,7 @@ Result<RestoreReport> TieredKvCache::restorePrefix(std::span<const std::int32_t>
                 pinned.pop_back();
                 break;
             }
-            std::memcpy(m_devicePool.payload(*copy), m_devicePool.payload(*e.device), blockBytes());
+            m_devicePool.copyBlock(*copy, *e.device);
             seq.appendBlock(*copy, true);
         }
         touch(e);
@@ -434,8 +447,8 @@ Result<void> TieredKvCache::persist()
     for (auto &[key, e] : m_entries) {
         if (e->onDisk || (!e->device && !e->host))
             continue;
-        const float *data = e->device ? m_devicePool.payload(*e->device) : e->host.get();
-        const std::span<const std::byte> payload(reinterpret_cast<const std::byte *>(data), blockBytes());
+        const std::span<const std::byte> payload =
+            e->device ? deviceBytesOnHost(*e) : std::span<const std::byte>(e->host.data(), blockBytes());
         auto written = m_store->putKvBlock(key, m_fingerprint, e->nTokens, payload);
         if (!written.ok()) {
             disableDisk(written.error().message);

@@ -98,8 +98,11 @@ struct RestoreReport
 class TieredKvCache
 {
 public:
-    // store may be null (no disk tier). The device pool holds budgets.deviceBytes / blockBytes blocks.
-    TieredKvCache(KvLayout layout, ModelFingerprint fingerprint, KvBudgets budgets, SessionStore *store);
+    // store may be null (no disk tier). The device pool holds budgets.deviceBytes / blockBytes
+    // blocks in memory (the backend's: RAM for the CPU, GPU memory for CUDA); the host tier's
+    // buffers come from the same memory object (pinned RAM for CUDA).
+    TieredKvCache(KvLayout layout, ModelFingerprint fingerprint, KvBudgets budgets, SessionStore *store,
+                  std::shared_ptr<KvMemory> memory = hostKvMemory());
     ~TieredKvCache();
     TieredKvCache(const TieredKvCache &) = delete;
     TieredKvCache &operator=(const TieredKvCache &) = delete;
@@ -154,6 +157,9 @@ private:
     void dropEntryIfEmpty(const KvBlockKey &key);
     void disableDisk(const std::string &reason);
     std::size_t blockBytes() const { return m_layout.blockBytes(); }
+    // The bytes of e's device block as host memory: the block itself when the pool is host
+    // memory, else a copy in m_staging.
+    std::span<const std::byte> deviceBytesOnHost(const Entry &e);
 
     KvLayout m_layout;
     ModelFingerprint m_fingerprint;
@@ -163,6 +169,7 @@ private:
     std::string m_diskDisabledReason;
     KvBlockPool m_devicePool;
     std::uint32_t m_maxHostBlocks;
+    HostKvBuffer m_staging; // one block, for disk reads and writes of a pool the host cannot read
     std::uint32_t m_hostBlocks = 0;
 
     std::unordered_map<KvBlockKey, std::unique_ptr<Entry>, KvBlockKeyHash> m_entries;

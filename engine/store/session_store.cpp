@@ -193,6 +193,9 @@ Result<std::unique_ptr<SessionStore>> SessionStore::open(const std::string &path
 
     auto checked = guarded(path, "opening the database", [&] {
         prepareSessionSchema(db, readOnly);
+        // KV blocks are read through a memory map: SQLite then copies overflow pages straight from
+        // the page cache into the destination instead of pread()ing each into its own cache first.
+        exec(db, "PRAGMA mmap_size=1073741824");
         if (readOnly)
             return;
         exec(db, "PRAGMA foreign_keys=ON");
@@ -537,6 +540,24 @@ Result<void> SessionStore::putKvBlock(const KvBlockKey &key, const ModelFingerpr
 Result<KvBlockLookup> SessionStore::getKvBlock(const KvBlockKey &key, const ModelFingerprint &fingerprint,
                                                std::vector<std::byte> &out)
 {
+    auto verdict = readKvBlock(key, fingerprint, [&](std::size_t size) {
+        out.resize(size);
+        return out.data();
+    });
+    if (!verdict.ok() || *verdict != KvBlockLookup::Found)
+        out.clear();
+    return verdict;
+}
+
+Result<KvBlockLookup> SessionStore::getKvBlockInto(const KvBlockKey &key, const ModelFingerprint &fingerprint,
+                                                   std::span<std::byte> out)
+{
+    return readKvBlock(key, fingerprint, [&](std::size_t size) { return size == out.size() ? out.data() : nullptr; });
+}
+
+Result<KvBlockLookup> SessionStore::readKvBlock(const KvBlockKey &key, const ModelFingerprint &fingerprint,
+                                                const std::function<std::byte *(std::size_t)> &destination)
+{
     return guarded(m_path, "reading KV block " + key.hex(), [&] {
         std::int64_t rowid = 0, checksum = 0;
         KvBlockLookup verdict = KvBlockLookup::Found;
@@ -563,17 +584,17 @@ Result<KvBlockLookup> SessionStore::getKvBlock(const KvBlockKey &key, const Mode
                 if (const int rc = sqlite3_blob_open(m_db, "main", "kv_blocks", "payload", rowid, 0, &blob))
                     failFrom(m_db, rc);
                 const int size = sqlite3_blob_bytes(blob);
-                if (size != sizeBytes) {
+                std::byte *out = size == sizeBytes ? destination(static_cast<std::size_t>(size)) : nullptr;
+                if (out == nullptr) {
                     verdict = KvBlockLookup::Corrupt;
                 } else {
-                    out.resize(static_cast<std::size_t>(size));
-                    const int rc = sqlite3_blob_read(blob, out.data(), size, 0);
+                    const int rc = sqlite3_blob_read(blob, out, size, 0);
                     if (rc != SQLITE_OK) {
                         Failure failure{rc & 0xff, sqlite3_errmsg(m_db)};
                         sqlite3_blob_close(blob);
                         throw failure;
                     }
-                    if (static_cast<std::int64_t>(XXH3_64bits(out.data(), out.size())) != checksum)
+                    if (static_cast<std::int64_t>(XXH3_64bits(out, static_cast<std::size_t>(size))) != checksum)
                         verdict = KvBlockLookup::Corrupt;
                 }
                 sqlite3_blob_close(blob);
@@ -583,7 +604,6 @@ Result<KvBlockLookup> SessionStore::getKvBlock(const KvBlockKey &key, const Mode
         }
         if (verdict == KvBlockLookup::Found)
             return verdict;
-        out.clear();
         // Drop the bad row (only that row: the checksum guards against a block rewritten meanwhile).
         // A read-only or full database keeps it; the verdict is the same either way.
         try {

@@ -21,6 +21,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -152,6 +153,11 @@ public:
     // Mismatched (another model's fingerprint) rows are deleted before returning.
     Result<KvBlockLookup> getKvBlock(const KvBlockKey &key, const ModelFingerprint &fingerprint,
                                      std::vector<std::byte> &out);
+    // The same, reading straight into out, whose size is the payload size expected: a stored
+    // payload of another size is Corrupt. The cache restores into its pool blocks this way, with
+    // no intermediate buffer (out is unspecified unless Found).
+    Result<KvBlockLookup> getKvBlockInto(const KvBlockKey &key, const ModelFingerprint &fingerprint,
+                                         std::span<std::byte> out);
     Result<bool> hasKvBlock(const KvBlockKey &key, const ModelFingerprint &fingerprint);
     Result<void> deleteKvBlock(const KvBlockKey &key);
     // Total payload bytes of stored blocks, and the least recently used keys (for eviction).
@@ -174,6 +180,10 @@ private:
     struct Connection; // prepared statements and per-connection state (session_store.cpp)
 
     SessionStore() = default;
+    // getKvBlock's body: destination(size) gives where a payload of that size goes, or nullptr
+    // when that size cannot be right (the row is then Corrupt).
+    Result<KvBlockLookup> readKvBlock(const KvBlockKey &key, const ModelFingerprint &fingerprint,
+                                      const std::function<std::byte *(std::size_t)> &destination);
     sqlite3 *m_db = nullptr;
     std::unique_ptr<Connection> m_connection; // destroyed before m_db is closed
     std::string m_path;

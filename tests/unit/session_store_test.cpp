@@ -127,6 +127,7 @@ private slots:
     void deleteCascades();
 
     void kvBlockRoundTrip();
+    void kvBlockReadIntoCallerMemory();
     void kvBytesAndLruOrder();
     void kvCorruptPayloadIsDropped();
     void kvAlteredColumnsAreCorrupt_data();
@@ -495,6 +496,34 @@ void SessionStoreTest::deleteCascades()
     CHECK_OK(turns);
     QCOMPARE(turns->size(), std::size_t(1));
     QCOMPARE(turns->front().conversationId, kept->id);
+}
+
+// getKvBlockInto reads into the caller's block (how the cache restores into its pool): a payload
+// of the expected size arrives whole; one of another size is a corrupt row and is dropped.
+void SessionStoreTest::kvBlockReadIntoCallerMemory()
+{
+    auto store = openStore();
+    QVERIFY(store);
+    const ModelFingerprint fp = fingerprintOf(1);
+    const auto payload = randomPayload(kBlockBytes, 3);
+    CHECK_OK(store->putKvBlock(keyOf(1), fp, 16, payload));
+    CHECK_OK(store->putKvBlock(keyOf(2), fp, 16, randomPayload(kBlockBytes - 4, 4)));
+
+    std::vector<std::byte> block(kBlockBytes);
+    auto found = store->getKvBlockInto(keyOf(1), fp, block);
+    CHECK_OK(found);
+    QCOMPARE(*found, KvBlockLookup::Found);
+    QVERIFY(block == payload);
+
+    auto wrongSize = store->getKvBlockInto(keyOf(2), fp, block);
+    CHECK_OK(wrongSize);
+    QCOMPARE(*wrongSize, KvBlockLookup::Corrupt);
+    auto has = store->hasKvBlock(keyOf(2), fp);
+    CHECK_OK(has);
+    QVERIFY(!*has);
+    auto missing = store->getKvBlockInto(keyOf(3), fp, block);
+    CHECK_OK(missing);
+    QCOMPARE(*missing, KvBlockLookup::Missing);
 }
 
 void SessionStoreTest::kvBlockRoundTrip()
