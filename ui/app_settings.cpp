@@ -301,6 +301,7 @@ engine::ChatEngineOptions AppSettings::engineOptions(const QString &databasePath
 {
     engine::ChatEngineOptions options;
     options.threads = threads();
+    options.backend = backend().toStdString();
     options.templateName = templateOverride().toStdString();
     const int device = deviceBudgetMiB(), host = hostBudgetMiB(), disk = diskBudgetMiB();
     if (device > 0 || host > 0 || disk > 0) {

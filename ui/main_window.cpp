@@ -380,11 +380,18 @@ void MainWindow::showLoadedModel()
     m_modelLabel->setText(tr("%1  ·  %2  ·  context %3  ·  %4")
                               .arg(name, QString::fromStdString(info.backend), formatCount(info.contextLength),
                                    QString::fromStdString(info.chatTemplate)));
-    m_modelLabel->setToolTip(tr("%1\n%2, %3 layers, %4 MiB")
-                                 .arg(QDir::toNativeSeparators(QString::fromStdString(info.path)),
-                                      QString::fromStdString(info.name.empty() ? info.architecture : info.name))
-                                 .arg(info.nLayers)
-                                 .arg(info.fileBytes / (1024 * 1024)));
+    QString tooltip = tr("%1\n%2, %3 layers, %4 MiB")
+                          .arg(QDir::toNativeSeparators(QString::fromStdString(info.path)),
+                               QString::fromStdString(info.name.empty() ? info.architecture : info.name))
+                          .arg(info.nLayers)
+                          .arg(info.fileBytes / (1024 * 1024));
+    if (!info.backendNotice.empty()) {
+        // The GPU was asked for and is not used: say so where the backend is named, and why.
+        m_modelLabel->setText(m_modelLabel->text() + tr("  ·  GPU not used"));
+        tooltip += QStringLiteral("\n") + QString::fromStdString(info.backendNotice);
+        statusBar()->showMessage(QString::fromStdString(info.backendNotice), 15000);
+    }
+    m_modelLabel->setToolTip(tooltip);
     m_composer->setModelReady(true, name);
 }
 

@@ -88,4 +88,12 @@ std::uint64_t Args::uint64Value(const std::string &name, std::uint64_t fallback)
     return out;
 }
 
+std::string backendPreference(const Args &args)
+{
+    const std::string value = args.value("--backend").value_or("cpu");
+    if (value != "cpu" && value != "cuda" && value != "auto")
+        throw UsageError{"--backend must be cpu, cuda or auto (got '" + value + "')"};
+    return value;
+}
+
 } // namespace kvchat::cli

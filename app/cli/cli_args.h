@@ -42,4 +42,7 @@ struct UsageError
     std::string message;
 };
 
+// --backend: "cpu" (the default), "cuda" or "auto"; anything else is a UsageError.
+std::string backendPreference(const Args &args);
+
 } // namespace kvchat::cli

@@ -20,7 +20,7 @@ using nlohmann::json;
 
 namespace {
 
-const std::set<std::string> kEngineOptions = {"-m", "--db", "--threads", "--device-mb", "--host-mb", "--disk-mb",
+const std::set<std::string> kEngineOptions = {"-m", "--db", "--backend", "--threads", "--device-mb", "--host-mb", "--disk-mb",
                                               "--ctx", "--template", "-n", "--temp", "--seed", "--top-k", "--top-p",
                                               "--min-p", "--repeat-penalty"};
 
@@ -28,6 +28,7 @@ std::unique_ptr<ChatEngine> openEngine(const Args &args, bool useCache)
 {
     ChatEngineOptions options;
     options.threads = args.intValue("--threads", ThreadPool::defaultThreadCount(), 1, 1024);
+    options.backend = backendPreference(args);
     options.useCache = useCache;
     options.contextLimit = args.intValue("--ctx", 0, 0, 1 << 24);
     options.templateName = args.value("--template").value_or("");
@@ -45,6 +46,8 @@ std::unique_ptr<ChatEngine> openEngine(const Args &args, bool useCache)
     auto engine = ChatEngine::create(args.required("-m", "MODEL.gguf"), db, options);
     if (!engine)
         throw CommandError{engine.error().message};
+    if (!(*engine)->backendNotice().empty())
+        std::cerr << "kvchat-cli: " << (*engine)->backendNotice() << "\n";
     return std::move(engine).value();
 }
 

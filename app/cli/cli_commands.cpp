@@ -41,7 +41,7 @@ std::string dumpJson(const json &j)
 
 int runGenerate(int argc, char **argv)
 {
-    const OptionSpec spec{{"-m", "-p", "-n", "--temp", "--seed", "--threads", "--top-k", "--top-p", "--min-p",
+    const OptionSpec spec{{"-m", "-p", "-n", "--temp", "--seed", "--backend", "--threads", "--top-k", "--top-p", "--min-p",
                            "--repeat-penalty", "--ctx"},
                           {"--json"}};
     const Args args = Args::parse(argc, argv, 2, spec);
@@ -53,7 +53,10 @@ int runGenerate(int argc, char **argv)
     const Clock::time_point loadStart = Clock::now();
     auto model = loadModel(args);
     const int threads = args.intValue("--threads", ThreadPool::defaultThreadCount(), 1, 1024);
-    auto backend = makeCpuBackend(*model, threads);
+    BackendChoice choice = chooseBackend(backendPreference(args), *model, threads, 16);
+    if (!choice.notice.empty())
+        std::cerr << "kvchat-cli: " << choice.notice << "\n";
+    std::unique_ptr<Backend> backend = std::move(choice.backend);
     const Millis loadTime = Clock::now() - loadStart;
 
     GenerationRequest request;
@@ -78,8 +81,11 @@ int runGenerate(int argc, char **argv)
     }
 
     const KvLayout layout = backend->kvLayout();
-    KvBlockPool pool(layout, static_cast<std::uint32_t>((request.contextLimit + layout.blockTokens - 1) /
-                                                        layout.blockTokens));
+    KvBlockPool pool(layout,
+                     static_cast<std::uint32_t>((request.contextLimit + layout.blockTokens - 1) / layout.blockTokens),
+                     backend->kvMemory());
+    if (!pool.valid())
+        throw CommandError{std::string("cannot reserve ") + pool.memory().name() + " memory for the KV cache"};
     KvSequence seq(pool);
     Generator generator(*model, *backend);
     auto result = generator.generate(request, seq);
@@ -101,6 +107,7 @@ int runGenerate(int argc, char **argv)
             {"decode_tokens_per_s", m.decodeTokensPerSecond()},
             {"stop_reason", std::string(stopReasonName(result->stopReason))},
             {"threads", threads},
+            {"backend", std::string(backend->name())},
             {"load_ms", loadTime.count()},
         };
         std::cout << dumpJson(out) << "\n";

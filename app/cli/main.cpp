@@ -13,12 +13,13 @@ namespace {
 
 constexpr const char *kUsage =
     "usage: kvchat-cli COMMAND [options]\n"
-    "  generate -m MODEL.gguf -p PROMPT [-n N] [--temp T] [--seed S] [--threads K] [--json]\n"
+    "  generate -m MODEL.gguf -p PROMPT [-n N] [--temp T] [--seed S] [--threads K] [--backend B] [--json]\n"
     "           [--top-k K] [--top-p P] [--min-p P] [--repeat-penalty R] [--ctx N]\n"
     "  tokenize -m MODEL.gguf TEXT [--json]\n"
     "  info     -m MODEL.gguf\n"
     "  chat     -m MODEL.gguf --db FILE --session NAME [--system TEXT] --message TEXT [-n N] [--temp T]\n"
     "           [--seed S] [--no-cache] [--device-mb N] [--host-mb N] [--disk-mb N] [--threads K] [--json]\n"
+    "           [--backend cpu|cuda|auto]  (cuda: the GPU, or the CPU with a notice where it cannot run)\n"
     "  replay   -m MODEL.gguf --db FILE SCRIPT.jsonl [--device-mb N] [--host-mb N] [--disk-mb N] [--json]\n"
     "  sessions --db FILE list | show NAME | delete NAME | export NAME --format md|json\n"
     "  latency  --db FILE [--session NAME] --format csv|json\n";

@@ -12,6 +12,7 @@
 
 #include <memory>
 #include <span>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -32,6 +33,13 @@ public:
 
     // The KV layout this backend writes for its model.
     virtual KvLayout kvLayout() const = 0;
+    // Names how this backend computes KV, for the model fingerprint: blocks computed by one
+    // backend are never restored into another (they differ in rounding).
+    virtual std::string_view kvFormat() const { return "f32"; }
+    // Where its KV pools live (GPU memory for CUDA) and its host tier's buffers come from.
+    virtual std::shared_ptr<KvMemory> kvMemory() const { return hostKvMemory(); }
+    // Bytes of KV the device tier should hold by default; 0: the machine's RAM-based default.
+    virtual std::size_t defaultDeviceKvBytes() const { return 0; }
 
     // Runs the model over tokens at positions [seq.nTokens(), seq.nTokens() + tokens.size()),
     // processing them as one batch; appends their K/V to seq (reserving blocks as needed) and
@@ -42,5 +50,21 @@ public:
 
 // The reference CPU backend. nThreads <= 0: one per hardware thread.
 std::unique_ptr<Backend> makeCpuBackend(const LlamaModel &model, int nThreads, std::int32_t kvBlockTokens = 16);
+
+// The CUDA backend on device 0 (engine/backend/cuda/), or why it cannot run: built without CUDA,
+// no usable GPU, not enough GPU memory for the weights. nThreads: host threads for loading.
+Result<std::unique_ptr<Backend>> makeCudaBackend(const LlamaModel &model, int nThreads, std::int32_t kvBlockTokens = 16);
+// "" when this binary has the CUDA backend and a GPU it can use; else why not.
+std::string cudaUnavailableReason();
+
+// What ChatEngine runs on: "cuda" when it can (else the CPU, with the reason in notice), "cpu",
+// or "auto" (= "cuda" where a GPU is usable, silently the CPU elsewhere).
+struct BackendChoice
+{
+    std::unique_ptr<Backend> backend;
+    std::string notice; // why a wanted GPU is not used; "" otherwise
+};
+BackendChoice chooseBackend(std::string_view preference, const LlamaModel &model, int nThreads,
+                            std::int32_t kvBlockTokens);
 
 } // namespace kvchat::engine

@@ -13,8 +13,10 @@ KvBlockPool::KvBlockPool(KvLayout layout, std::uint32_t maxBlocks, std::shared_p
     assert(layout.blockTokens > 0 && (layout.blockTokens & (layout.blockTokens - 1)) == 0);
     if (maxBlocks > 0) {
         m_arena = static_cast<float *>(m_memory->allocateArena(static_cast<std::size_t>(maxBlocks) * layout.blockBytes()));
-        if (m_arena == nullptr)
+        if (m_arena == nullptr) {
             m_maxBlocks = 0;
+            m_valid = false;
+        }
     }
 }
 

@@ -55,7 +55,7 @@ public:
     KvBlockPool &operator=(const KvBlockPool &) = delete;
 
     const KvLayout &layout() const { return m_layout; }
-    bool valid() const { return m_arena != nullptr || m_maxBlocks == 0; }
+    bool valid() const { return m_valid; }
     std::uint32_t maxBlocks() const { return m_maxBlocks; }
     std::uint32_t usedBlocks() const { return m_used; }
     KvMemory &memory() const { return *m_memory; }
@@ -100,6 +100,7 @@ private:
     std::uint32_t m_maxBlocks;
     std::shared_ptr<KvMemory> m_memory;
     float *m_arena = nullptr;
+    bool m_valid = true;
     std::uint32_t m_created = 0; // ids [0, m_created) have been handed out at least once
     std::uint32_t m_used = 0;
     std::vector<KvBlockId> m_free;

@@ -58,27 +58,35 @@ Result<std::unique_ptr<ChatEngine>> ChatEngine::create(const std::string &modelP
     if (!store)
         return store.error();
     engine->m_store = std::move(store).value();
-    engine->m_backend = makeCpuBackend(*engine->m_model, options.threads, options.kvBlockTokens);
+    BackendChoice choice = chooseBackend(options.backend, *engine->m_model, options.threads, options.kvBlockTokens);
+    engine->m_backend = std::move(choice.backend);
+    engine->m_backendNotice = std::move(choice.notice);
     const KvLayout layout = engine->m_backend->kvLayout();
-    engine->m_fingerprint = computeModelFingerprint(*engine->m_model, layout, "f32");
+    engine->m_fingerprint = computeModelFingerprint(*engine->m_model, layout, engine->m_backend->kvFormat());
     engine->m_contextLimit = options.contextLimit > 0 ? std::min(options.contextLimit, engine->m_model->config().nCtxTrain)
                                                       : engine->m_model->config().nCtxTrain;
     const std::uint32_t contextBlocks =
         static_cast<std::uint32_t>((engine->m_contextLimit + layout.blockTokens - 1) / layout.blockTokens) + 1;
     if (options.useCache) {
-        const KvBudgets budgets = options.budgets.value_or(KvBudgets::machineDefaults(databasePath));
+        KvBudgets budgets = options.budgets.value_or(KvBudgets::machineDefaults(databasePath));
+        if (!options.budgets && engine->m_backend->defaultDeviceKvBytes() > 0)
+            budgets.deviceBytes = engine->m_backend->defaultDeviceKvBytes();
         if (budgets.deviceBytes / layout.blockBytes() < 2)
             return makeError("the device KV budget (" + std::to_string(budgets.deviceBytes >> 20) +
                              " MiB) is smaller than two KV blocks of this model (" +
                              std::to_string(layout.blockBytes() >> 10) + " KiB each)");
-        engine->m_cache = std::make_unique<TieredKvCache>(layout, engine->m_fingerprint, budgets, engine->m_store.get());
+        engine->m_cache = std::make_unique<TieredKvCache>(layout, engine->m_fingerprint, budgets, engine->m_store.get(),
+                                                          engine->m_backend->kvMemory());
     } else {
-        engine->m_privatePool = std::make_unique<KvBlockPool>(layout, contextBlocks);
+        engine->m_privatePool = std::make_unique<KvBlockPool>(layout, contextBlocks, engine->m_backend->kvMemory());
     }
     // The KV memory of a long conversation is taken now, as llama.cpp clears its whole KV buffer
     // at start-up, rather than page by page inside someone's first turn (a restore after a restart
     // writes every byte of ~90 MB of blocks for 2,000 tokens of SmolLM2).
     KvBlockPool &pool = engine->m_cache ? engine->m_cache->devicePool() : *engine->m_privatePool;
+    if (!pool.valid())
+        return makeError(std::string("cannot reserve ") + pool.memory().name() +
+                         " memory for the KV cache (lower the device KV budget)");
     const std::int32_t warmTokens = std::min(engine->m_contextLimit, kCommittedKvTokens);
     pool.commitBlocks(static_cast<std::uint32_t>((warmTokens + layout.blockTokens - 1) / layout.blockTokens));
     return engine;

@@ -25,6 +25,7 @@ namespace kvchat::engine {
 
 struct ChatEngineOptions
 {
+    std::string backend = "cpu";      // "cpu", "cuda" (the CPU with a notice where it cannot) or "auto"
     int threads = 0;                  // 0: one per hardware thread
     std::int32_t kvBlockTokens = 16;
     std::optional<KvBudgets> budgets; // unset: KvBudgets::machineDefaults
@@ -78,6 +79,9 @@ public:
     Result<KvResidency> residency(std::int64_t conversationId);
 
     const LlamaModel &model() const { return *m_model; }
+    const Backend &backend() const { return *m_backend; }
+    // Why options.backend was not honoured (e.g. "running on the CPU: no usable CUDA GPU: ..."), or "".
+    const std::string &backendNotice() const { return m_backendNotice; }
     SessionStore &store() { return *m_store; }
     const ChatTemplate &chatTemplate() const { return m_template; }
     KvCacheStats cacheStats() const;
@@ -95,6 +99,7 @@ private:
 
     std::unique_ptr<LlamaModel> m_model;
     std::unique_ptr<Backend> m_backend;
+    std::string m_backendNotice; // why the wanted GPU backend is not used; "" otherwise
     std::unique_ptr<SessionStore> m_store;
     std::unique_ptr<TieredKvCache> m_cache;   // null with useCache = false
     std::unique_ptr<KvBlockPool> m_privatePool; // used with useCache = false

@@ -86,7 +86,8 @@ struct ModelInfo
     std::string name;
     std::string architecture;
     std::string chatTemplate;
-    std::string backend;
+    std::string backend;       // what runs the model: "cpu" or "cuda"
+    std::string backendNotice; // why the backend asked for is not the one running, or ""
     std::int32_t contextLength = 0;
     std::int32_t nLayers = 0;
     std::int64_t fileBytes = 0;

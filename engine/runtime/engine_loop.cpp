@@ -117,7 +117,8 @@ void EngineLoop::handle(OpenModel &command)
     info.name = model.config().name;
     info.architecture = model.config().architecture;
     info.chatTemplate = std::string(m_engine->chatTemplate().name());
-    info.backend = "cpu";
+    info.backend = std::string(m_engine->backend().name());
+    info.backendNotice = m_engine->backendNotice();
     info.contextLength = model.config().nCtxTrain;
     info.nLayers = model.config().nLayers;
     info.fileBytes = static_cast<std::int64_t>(model.file().fileBytes());

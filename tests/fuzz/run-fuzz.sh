@@ -33,7 +33,7 @@ fi
 cmake -S "$repo" -B "$build" "${generator[@]}" \
     -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
     -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    -DKVCHAT_BUILD_TESTS=ON -DKVCHAT_BUILD_FUZZERS=ON \
+    -DKVCHAT_BUILD_TESTS=ON -DKVCHAT_BUILD_FUZZERS=ON -DKVCHAT_CUDA=OFF \
     -DKVCHAT_SHARED_DIR="$shared"
 cmake --build "$build" --target kvchat_gguf_fuzz
 

@@ -3,6 +3,7 @@
 
 #include "engine/backend/cpu/cpu_gemm_attention.h"
 #include "engine/backend/cpu/cpu_kernels.h"
+#include "engine/backend/rope_table.h"
 
 #include <sys/mman.h>
 #include <unistd.h>
@@ -127,24 +128,6 @@ void CpuBackend::ensureScratch(std::int64_t n)
     grow(m_ropeTable, n * c.nRot);
 }
 
-void CpuBackend::computeRopeTable(std::int32_t startPos, std::int64_t n)
-{
-    // Angles in double: theta_i = pos * freqScale * base^(-2i / nRot) / freqFactor_i.
-    const LlamaConfig &c = m_model.config();
-    const auto &factors = m_model.ropeFreqFactors();
-    for (std::int64_t t = 0; t < n; ++t) {
-        const double pos = static_cast<double>(startPos + t) * c.ropeFreqScale;
-        float *row = m_ropeTable.data() + t * c.nRot;
-        for (std::int32_t i = 0; i < c.nRot / 2; ++i) {
-            double theta = pos * std::pow(static_cast<double>(c.ropeFreqBase), -2.0 * i / c.nRot);
-            if (!factors.empty())
-                theta /= factors[sz(i)];
-            row[2 * i] = static_cast<float>(std::cos(theta));
-            row[2 * i + 1] = static_cast<float>(std::sin(theta));
-        }
-    }
-}
-
 void CpuBackend::attention(std::int32_t layer, std::int32_t startPos, std::int64_t n, const KvSequence &seq)
 {
     const LlamaConfig &c = m_model.config();
@@ -197,7 +180,7 @@ void CpuBackend::forwardMicroBatch(std::span<const TokenId> tokens, KvSequence &
     const LlamaConfig &c = m_model.config();
     const std::int64_t n = static_cast<std::int64_t>(tokens.size());
     ensureScratch(n);
-    computeRopeTable(startPos, n);
+    fillRopeTable(c, m_model.ropeFreqFactors(), startPos, n, m_ropeTable.data());
     const std::int64_t qDim = static_cast<std::int64_t>(c.nHeads) * c.headDim;
     const std::int64_t kvDim = c.kvDim();
 

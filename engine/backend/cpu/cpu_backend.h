@@ -47,7 +47,6 @@ private:
     // pass the same `quantized` flag, so x is quantized once for all of them.
     void project(const WeightMatrix &w, const float *x, std::int64_t nTokens, float *y, bool &quantized);
     void ensureScratch(std::int64_t nTokens);
-    void computeRopeTable(std::int32_t startPos, std::int64_t nTokens);
     void attention(std::int32_t layer, std::int32_t startPos, std::int64_t nTokens, const KvSequence &seq);
 
     const LlamaModel &m_model;

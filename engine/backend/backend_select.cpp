@@ -1,0 +1,36 @@
+// SPDX-License-Identifier: MIT
+#include "engine/backend/backend.h"
+
+namespace kvchat::engine {
+
+#ifndef KVCHAT_HAS_CUDA
+// This build has no CUDA backend (KVCHAT_CUDA=OFF or no CUDA compiler).
+Result<std::unique_ptr<Backend>> makeCudaBackend(const LlamaModel &, int, std::int32_t)
+{
+    return makeError(cudaUnavailableReason());
+}
+
+std::string cudaUnavailableReason()
+{
+    return "this build of kvchat has no CUDA backend (configure with -DKVCHAT_CUDA=ON and the CUDA toolkit)";
+}
+#endif
+
+BackendChoice chooseBackend(std::string_view preference, const LlamaModel &model, int nThreads,
+                            std::int32_t kvBlockTokens)
+{
+    BackendChoice choice;
+    if (preference == "cuda" || preference == "auto") {
+        auto cuda = makeCudaBackend(model, nThreads, kvBlockTokens);
+        if (cuda) {
+            choice.backend = std::move(cuda).value();
+            return choice;
+        }
+        if (preference == "cuda")
+            choice.notice = "running on the CPU: " + cuda.error().message;
+    }
+    choice.backend = makeCpuBackend(model, nThreads, kvBlockTokens);
+    return choice;
+}
+
+} // namespace kvchat::engine

@@ -1,0 +1,434 @@
+// SPDX-License-Identifier: MIT
+// Host side of the CUDA backend: device buffers, weight upload, and the order of kernels and GEMMs
+// of one forward pass. Kernels are in cuda_kernels.cu.
+#include "engine/backend/cuda/cuda_backend.h"
+
+#include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/cuda_kernels.h"
+#include "engine/backend/cuda/cuda_kv_memory.h"
+#include "engine/backend/rope_table.h"
+#include "engine/core/thread_pool.h"
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+namespace kvchat::engine {
+
+Result<std::unique_ptr<Backend>> makeCudaBackend(const LlamaModel &model, int nThreads, std::int32_t kvBlockTokens)
+{
+    auto backend = cuda::CudaBackend::create(model, nThreads, kvBlockTokens);
+    if (!backend)
+        return backend.error();
+    return std::unique_ptr<Backend>(std::move(backend).value());
+}
+
+std::string cudaUnavailableReason()
+{
+    auto device = cuda::firstCudaDevice();
+    return device ? std::string() : device.error().message;
+}
+
+namespace cuda {
+
+namespace {
+
+constexpr std::size_t kMiB = std::size_t(1) << 20;
+
+std::size_t sz(std::int64_t n)
+{
+    return static_cast<std::size_t>(n);
+}
+
+// One device allocation; freed with its owner.
+class DeviceBuffer
+{
+public:
+    DeviceBuffer() = default;
+    ~DeviceBuffer()
+    {
+        if (m_data != nullptr)
+            cudaFree(m_data);
+    }
+    DeviceBuffer(const DeviceBuffer &) = delete;
+    DeviceBuffer &operator=(const DeviceBuffer &) = delete;
+
+    // Grows to at least bytes (contents are not kept). Throws CudaFailure when memory runs out.
+    void reserve(std::size_t bytes)
+    {
+        if (bytes <= m_bytes)
+            return;
+        if (m_data != nullptr)
+            KVCHAT_CUDA_CHECK(cudaFree(m_data));
+        m_data = nullptr;
+        m_bytes = 0;
+        KVCHAT_CUDA_CHECK(cudaMalloc(&m_data, bytes));
+        m_bytes = bytes;
+    }
+    template <typename T> T *as() const { return static_cast<T *>(m_data); }
+    std::size_t bytes() const { return m_bytes; }
+
+private:
+    void *m_data = nullptr;
+    std::size_t m_bytes = 0;
+};
+
+// An fp16 matrix of nOut rows of nIn elements (ggml orientation: row r is output r).
+struct DeviceMatrix
+{
+    const Half *data = nullptr;
+    std::int64_t nOut = 0;
+    std::int64_t nIn = 0;
+};
+
+struct DeviceLayer
+{
+    const float *attnNorm = nullptr;
+    const float *ffnNorm = nullptr;
+    DeviceMatrix wq, wk, wv, wo, wGate, wUp, wDown;
+};
+
+} // namespace
+
+struct CudaBackend::State
+{
+    const LlamaModel *model = nullptr;
+    LlamaConfig config;
+    CudaDeviceInfo device;
+    KvLayout kvLayout;
+    std::shared_ptr<CudaKvMemory> kvMemory;
+    cudaStream_t stream = nullptr;
+    cublasHandle_t cublas = nullptr;
+
+    // Weights: one allocation per tensor, owned here.
+    std::vector<std::unique_ptr<DeviceBuffer>> weightBuffers;
+    std::size_t weightBytes = 0;
+    DeviceMatrix embedding, output;
+    const float *outputNorm = nullptr;
+    std::vector<DeviceLayer> layers;
+
+    // Activations for up to kMaxMicroBatch tokens ([tokens][width], row-major).
+    DeviceBuffer x, xNorm, q, k, v, attnOut, gate, up, act, logits, tokens, cosSin, blockTable, workspace;
+    std::vector<float> hostCosSin;
+    std::vector<std::int32_t> hostBlockTable;
+
+    ~State()
+    {
+        if (cublas != nullptr)
+            cublasDestroy(cublas);
+        if (stream != nullptr)
+            cudaStreamDestroy(stream);
+    }
+
+    const float *uploadFloats(const std::vector<float> &values);
+    DeviceMatrix uploadMatrix(ThreadPool &pool, const WeightMatrix &w, std::vector<Half> &staging);
+    void allocateScratch();
+    void gemm(const DeviceMatrix &w, const Half *x, std::int64_t nTokens, float *y, float beta);
+    void forwardMicroBatch(std::span<const TokenId> tokens, std::int32_t startPos, const KvTarget &kvBase,
+                           LogitsMode mode, float *hostLogits);
+};
+
+// The most tokens one pass through the layers takes (the attention kernel's tile bound, and a
+// GEMM size at which cuBLAS is already near its best on large GPUs); longer inputs are split.
+constexpr std::int64_t kMaxMicroBatch = 256;
+
+Result<CudaDeviceInfo> firstCudaDevice()
+{
+    int count = 0;
+    const cudaError_t error = cudaGetDeviceCount(&count);
+    if (error != cudaSuccess) {
+        cudaGetLastError();
+        return makeError("no usable CUDA GPU: " + describe(error));
+    }
+    if (count == 0)
+        return makeError("no CUDA GPU found");
+    cudaDeviceProp prop{};
+    if (const cudaError_t e = cudaGetDeviceProperties(&prop, 0); e != cudaSuccess)
+        return makeError("cannot query CUDA device 0: " + describe(e));
+    CudaDeviceInfo info;
+    info.index = 0;
+    info.name = prop.name;
+    info.computeCapability = prop.major * 10 + prop.minor;
+    info.multiprocessors = prop.multiProcessorCount;
+    info.totalBytes = prop.totalGlobalMem;
+    if (cudaSetDevice(0) == cudaSuccess)
+        cudaMemGetInfo(&info.freeBytes, &info.totalBytes);
+    return info;
+}
+
+const float *CudaBackend::State::uploadFloats(const std::vector<float> &values)
+{
+    auto buffer = std::make_unique<DeviceBuffer>();
+    buffer->reserve(values.size() * sizeof(float));
+    KVCHAT_CUDA_CHECK(cudaMemcpy(buffer->as<void>(), values.data(), values.size() * sizeof(float),
+                                 cudaMemcpyHostToDevice));
+    weightBytes += buffer->bytes();
+    const float *p = buffer->as<float>();
+    weightBuffers.push_back(std::move(buffer));
+    return p;
+}
+
+DeviceMatrix CudaBackend::State::uploadMatrix(ThreadPool &pool, const WeightMatrix &w, std::vector<Half> &staging)
+{
+    // Dequantized on the host (every GGUF type the engine reads), rounded to fp16, copied up in
+    // slices of rows so the staging buffer stays ~64 MiB whatever the matrix.
+    auto buffer = std::make_unique<DeviceBuffer>();
+    buffer->reserve(sz(w.nOut * w.nIn) * sizeof(Half));
+    const std::int64_t rowsPerSlice = std::max<std::int64_t>(1, sz(64 * kMiB) / sizeof(Half) / sz(w.nIn));
+    staging.resize(sz(std::min(rowsPerSlice, w.nOut) * w.nIn));
+    for (std::int64_t r0 = 0; r0 < w.nOut; r0 += rowsPerSlice) {
+        const std::int64_t rows = std::min(rowsPerSlice, w.nOut - r0);
+        pool.parallelFor(rows, [&](std::int64_t begin, std::int64_t end, int) {
+            std::vector<float> row(sz(w.nIn));
+            for (std::int64_t r = begin; r < end; ++r) {
+                dequantizeRow(w.type, w.row(r0 + r), row.data(), w.nIn);
+                Half *out = staging.data() + r * w.nIn;
+                for (std::int64_t i = 0; i < w.nIn; ++i)
+                    out[i] = floatToHalf(row[sz(i)]);
+            }
+        });
+        KVCHAT_CUDA_CHECK(cudaMemcpy(buffer->as<Half>() + r0 * w.nIn, staging.data(), sz(rows * w.nIn) * sizeof(Half),
+                                     cudaMemcpyHostToDevice));
+    }
+    weightBytes += buffer->bytes();
+    DeviceMatrix m{buffer->as<Half>(), w.nOut, w.nIn};
+    weightBuffers.push_back(std::move(buffer));
+    return m;
+}
+
+void CudaBackend::State::allocateScratch()
+{
+    const LlamaConfig &c = config;
+    const std::size_t n = sz(kMaxMicroBatch);
+    const std::size_t qDim = sz(c.nHeads) * sz(c.headDim);
+    x.reserve(n * sz(c.nEmbd) * sizeof(float));
+    xNorm.reserve(n * std::max(sz(c.nEmbd), qDim) * sizeof(Half));
+    q.reserve(n * qDim * sizeof(float));
+    k.reserve(n * sz(c.kvDim()) * sizeof(float));
+    v.reserve(n * sz(c.kvDim()) * sizeof(float));
+    attnOut.reserve(n * qDim * sizeof(Half));
+    gate.reserve(n * sz(c.nFf) * sizeof(float));
+    up.reserve(n * sz(c.nFf) * sizeof(float));
+    act.reserve(n * sz(c.nFf) * sizeof(Half));
+    logits.reserve(sz(c.nVocab) * sizeof(float)); // grows for LogitsMode::All
+    tokens.reserve(n * sizeof(std::int32_t));
+    cosSin.reserve(n * sz(c.nRot) * sizeof(float));
+    hostCosSin.resize(n * sz(c.nRot));
+}
+
+void CudaBackend::State::gemm(const DeviceMatrix &w, const Half *xIn, std::int64_t nTokens, float *y, float beta)
+{
+    // Row-major y[t][o] = sum_i x[t][i] * W[o][i] is, in cuBLAS's column-major terms,
+    // Y (nOut x nTokens, ld nOut) = Wᵀ-as-stored (W is nIn x nOut column-major, ld nIn) op T · X
+    // (nIn x nTokens, ld nIn). beta = 1 adds into y (the residual stream).
+    const float alpha = 1.0f;
+    KVCHAT_CUBLAS_CHECK(cublasGemmEx(cublas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(w.nOut),
+                                     static_cast<int>(nTokens), static_cast<int>(w.nIn), &alpha, w.data, CUDA_R_16F,
+                                     static_cast<int>(w.nIn), xIn, CUDA_R_16F, static_cast<int>(w.nIn), &beta, y,
+                                     CUDA_R_32F, static_cast<int>(w.nOut), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+}
+
+Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const LlamaModel &model, int nThreads,
+                                                        std::int32_t kvBlockTokens)
+{
+    auto device = firstCudaDevice();
+    if (!device)
+        return device.error();
+    const LlamaConfig &c = model.config();
+    if (c.headDim > 256 || c.headDim % 8 != 0)
+        return makeError("the CUDA backend supports head sizes up to 256 in multiples of 8 (this model: " +
+                         std::to_string(c.headDim) + ")");
+    auto state = std::make_unique<State>();
+    state->model = &model;
+    state->config = c;
+    state->device = *device;
+    state->kvLayout = KvLayout{c.nLayers, c.kvDim(), kvBlockTokens};
+    try {
+        KVCHAT_CUDA_CHECK(cudaSetDevice(device->index));
+        state->kvMemory = std::make_shared<CudaKvMemory>(device->index);
+        KVCHAT_CUDA_CHECK(cudaStreamCreateWithFlags(&state->stream, cudaStreamNonBlocking));
+        KVCHAT_CUBLAS_CHECK(cublasCreate(&state->cublas));
+        KVCHAT_CUBLAS_CHECK(cublasSetStream(state->cublas, state->stream));
+
+        ThreadPool pool(nThreads);
+        std::vector<Half> staging;
+        state->embedding = state->uploadMatrix(pool, model.tokenEmbedding(), staging);
+        state->output = model.tiedEmbeddings() ? state->embedding : state->uploadMatrix(pool, model.output(), staging);
+        state->outputNorm = state->uploadFloats(model.outputNorm());
+        for (const LlamaLayerWeights &l : model.layers()) {
+            DeviceLayer d;
+            d.attnNorm = state->uploadFloats(l.attnNorm);
+            d.ffnNorm = state->uploadFloats(l.ffnNorm);
+            d.wq = state->uploadMatrix(pool, l.wq, staging);
+            d.wk = state->uploadMatrix(pool, l.wk, staging);
+            d.wv = state->uploadMatrix(pool, l.wv, staging);
+            d.wo = state->uploadMatrix(pool, l.wo, staging);
+            d.wGate = state->uploadMatrix(pool, l.wGate, staging);
+            d.wUp = state->uploadMatrix(pool, l.wUp, staging);
+            d.wDown = state->uploadMatrix(pool, l.wDown, staging);
+            state->layers.push_back(d);
+        }
+        state->allocateScratch();
+        KVCHAT_CUDA_CHECK(cudaMemGetInfo(&state->device.freeBytes, &state->device.totalBytes));
+    } catch (const CudaFailure &failure) {
+        const std::string what = failure.what();
+        const bool oom = what.find("cudaErrorMemoryAllocation") != std::string::npos;
+        return makeError(oom ? "not enough GPU memory for this model on " + device->name + " (" +
+                                   std::to_string(device->freeBytes / kMiB) + " MiB free; fp16 weights need about " +
+                                   std::to_string(state->weightBytes / kMiB) + "+ MiB): " + what
+                             : "setting up the CUDA backend on " + device->name + ": " + what);
+    }
+    return std::unique_ptr<CudaBackend>(new CudaBackend(std::move(state)));
+}
+
+CudaBackend::CudaBackend(std::unique_ptr<State> state) : m_state(std::move(state)) {}
+
+CudaBackend::~CudaBackend() = default;
+
+KvLayout CudaBackend::kvLayout() const
+{
+    return m_state->kvLayout;
+}
+
+std::shared_ptr<KvMemory> CudaBackend::kvMemory() const
+{
+    return m_state->kvMemory;
+}
+
+std::size_t CudaBackend::defaultDeviceKvBytes() const
+{
+    // Half of what is free once the weights and scratch are in: the rest stays for cuBLAS
+    // workspaces, the attention workspace of long contexts and other processes.
+    return m_state->device.freeBytes / 2;
+}
+
+const CudaDeviceInfo &CudaBackend::device() const
+{
+    return m_state->device;
+}
+
+std::size_t CudaBackend::weightBytes() const
+{
+    return m_state->weightBytes;
+}
+
+Result<void> CudaBackend::forward(std::span<const TokenId> tokens, KvSequence &seq, LogitsMode mode,
+                                  std::vector<float> &logits)
+{
+    State &s = *m_state;
+    const LlamaConfig &c = s.config;
+    const std::int64_t n = static_cast<std::int64_t>(tokens.size());
+    if (n == 0)
+        return makeError("forward: no tokens to process");
+    for (TokenId id : tokens)
+        if (id < 0 || id >= c.nVocab)
+            return makeError("forward: token id " + std::to_string(id) + " is outside the vocabulary (" +
+                             std::to_string(c.nVocab) + ")");
+    if (&seq.pool().memory() != s.kvMemory.get())
+        return makeError("forward: the KV sequence is not in this CUDA backend's GPU memory");
+    const std::int32_t startPos = seq.nTokens();
+    if (!seq.reserve(startPos + static_cast<std::int32_t>(n)))
+        return makeError("forward: the KV cache has no room for " + std::to_string(n) + " more tokens after " +
+                         std::to_string(startPos));
+    try {
+        // The block table covers every position this call writes or reads.
+        s.hostBlockTable.clear();
+        for (KvBlockId id : seq.blocks())
+            s.hostBlockTable.push_back(static_cast<std::int32_t>(id.value));
+        s.blockTable.reserve(s.hostBlockTable.size() * sizeof(std::int32_t));
+        KVCHAT_CUDA_CHECK(cudaMemcpyAsync(s.blockTable.as<void>(), s.hostBlockTable.data(),
+                                          s.hostBlockTable.size() * sizeof(std::int32_t), cudaMemcpyHostToDevice,
+                                          s.stream));
+        KvTarget kv;
+        kv.arena = seq.pool().arena();
+        kv.blockTable = s.blockTable.as<std::int32_t>();
+        kv.blockTokens = s.kvLayout.blockTokens;
+        kv.blockFloats = s.kvLayout.blockFloats();
+        kv.kvDim = c.kvDim();
+
+        const std::int64_t nOutputs = mode == LogitsMode::All ? n : 1;
+        logits.resize(sz(nOutputs * c.nVocab));
+        for (std::int64_t begin = 0; begin < n; begin += kMaxMicroBatch) {
+            const std::int64_t end = std::min(n, begin + kMaxMicroBatch);
+            const bool last = end == n;
+            float *chunkLogits = mode == LogitsMode::All ? logits.data() + begin * c.nVocab
+                                                         : (last ? logits.data() : nullptr);
+            s.forwardMicroBatch(tokens.subspan(sz(begin), sz(end - begin)),
+                                startPos + static_cast<std::int32_t>(begin), kv, mode, chunkLogits);
+        }
+        KVCHAT_CUDA_CHECK(cudaStreamSynchronize(s.stream));
+    } catch (const CudaFailure &failure) {
+        cudaStreamSynchronize(s.stream);
+        seq.truncate(startPos);
+        return makeError(std::string("CUDA forward pass: ") + failure.what());
+    }
+    seq.setTokenCount(startPos + static_cast<std::int32_t>(n));
+    return {};
+}
+
+void CudaBackend::State::forwardMicroBatch(std::span<const TokenId> ids, std::int32_t startPos, const KvTarget &kvBase,
+                                           LogitsMode mode, float *hostLogits)
+{
+    const LlamaConfig &c = config;
+    const std::int64_t n = static_cast<std::int64_t>(ids.size());
+    void *const st = stream;
+
+    // Pageable sources: cudaMemcpyAsync has staged them before it returns, so the host vectors
+    // may be rewritten by the next micro-batch while this one still runs.
+    static_assert(sizeof(TokenId) == sizeof(std::int32_t));
+    KVCHAT_CUDA_CHECK(cudaMemcpyAsync(tokens.as<void>(), ids.data(), sz(n) * sizeof(std::int32_t),
+                                      cudaMemcpyHostToDevice, stream));
+    fillRopeTable(c, model->ropeFreqFactors(), startPos, n, hostCosSin.data());
+    KVCHAT_CUDA_CHECK(cudaMemcpyAsync(cosSin.as<void>(), hostCosSin.data(), sz(n * c.nRot) * sizeof(float),
+                                      cudaMemcpyHostToDevice, stream));
+
+    const AttentionShape shape{c.nHeads, c.nKvHeads, c.headDim, 1.0f / std::sqrt(static_cast<float>(c.headDim))};
+    workspace.reserve(attentionWorkspaceFloats(shape, n, startPos + static_cast<std::int32_t>(n)) * sizeof(float));
+
+    embedTokens(embedding.data, tokens.as<std::int32_t>(), n, c.nEmbd, x.as<float>(), st);
+    KVCHAT_CUDA_CHECK_LAUNCH("embedTokens");
+    for (std::int32_t l = 0; l < c.nLayers; ++l) {
+        const DeviceLayer &w = layers[sz(l)];
+        KvTarget kv = kvBase;
+        kv.layer = l;
+        rmsNorm(x.as<float>(), w.attnNorm, n, c.nEmbd, c.rmsEps, xNorm.as<Half>(), st);
+        KVCHAT_CUDA_CHECK_LAUNCH("rmsNorm");
+        gemm(w.wq, xNorm.as<Half>(), n, q.as<float>(), 0.0f);
+        gemm(w.wk, xNorm.as<Half>(), n, k.as<float>(), 0.0f);
+        gemm(w.wv, xNorm.as<Half>(), n, v.as<float>(), 0.0f);
+        ropeAndStoreKv(q.as<float>(), k.as<float>(), v.as<float>(), cosSin.as<float>(), n, c.nHeads, c.nKvHeads,
+                       c.headDim, c.nRot, kv, startPos, st);
+        KVCHAT_CUDA_CHECK_LAUNCH("ropeAndStoreKv");
+        attention(shape, q.as<float>(), kv, n, startPos, workspace.as<float>(), attnOut.as<Half>(), st);
+        KVCHAT_CUDA_CHECK_LAUNCH("attention");
+        gemm(w.wo, attnOut.as<Half>(), n, x.as<float>(), 1.0f); // x += attention · Woᵀ
+
+        rmsNorm(x.as<float>(), w.ffnNorm, n, c.nEmbd, c.rmsEps, xNorm.as<Half>(), st);
+        KVCHAT_CUDA_CHECK_LAUNCH("rmsNorm");
+        gemm(w.wGate, xNorm.as<Half>(), n, gate.as<float>(), 0.0f);
+        gemm(w.wUp, xNorm.as<Half>(), n, up.as<float>(), 0.0f);
+        siluMul(gate.as<float>(), up.as<float>(), n * c.nFf, act.as<Half>(), st);
+        KVCHAT_CUDA_CHECK_LAUNCH("siluMul");
+        gemm(w.wDown, act.as<Half>(), n, x.as<float>(), 1.0f); // x += SwiGLU · Wdownᵀ
+    }
+
+    if (hostLogits == nullptr)
+        return; // a micro-batch before the last, with only the last token's logits wanted
+    const std::int64_t first = mode == LogitsMode::All ? 0 : n - 1;
+    const std::int64_t nOut = n - first;
+    logits.reserve(sz(nOut * c.nVocab) * sizeof(float));
+    rmsNorm(x.as<float>() + first * c.nEmbd, outputNorm, nOut, c.nEmbd, c.rmsEps, xNorm.as<Half>(), st);
+    KVCHAT_CUDA_CHECK_LAUNCH("rmsNorm (output)");
+    gemm(output, xNorm.as<Half>(), nOut, logits.as<float>(), 0.0f);
+    KVCHAT_CUDA_CHECK(cudaMemcpyAsync(hostLogits, logits.as<void>(), sz(nOut * c.nVocab) * sizeof(float),
+                                      cudaMemcpyDeviceToHost, stream));
+    // The destination is pageable memory the caller reads after forward() returns, and the next
+    // micro-batch may reuse the device logits buffer: wait here.
+    KVCHAT_CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
+} // namespace cuda
+} // namespace kvchat::engine

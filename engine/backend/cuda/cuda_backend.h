@@ -1,0 +1,62 @@
+// SPDX-License-Identifier: MIT
+// The CUDA backend: the Llama forward pass on one NVIDIA GPU. Weights are dequantized at load
+// from their GGUF type to fp16 and kept on the device; projections are cuBLAS GEMMs (fp16 inputs,
+// fp32 accumulation and outputs); the residual stream and the KV cache are fp32; attention reads
+// the paged KV in place (cuda_kernels.h). The CPU backend is its oracle (tests/gpu/).
+//
+// Thread-safety: one thread at a time (the engine thread owns the device, its streams, the cuBLAS
+// handle and the KV pool, STYLE.md §2).
+#pragma once
+
+#include "engine/backend/backend.h"
+#include "engine/model/llama_model.h"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace kvchat::engine::cuda {
+
+struct CudaDeviceInfo
+{
+    int index = 0;
+    std::string name;
+    int computeCapability = 0; // major * 10 + minor
+    int multiprocessors = 0;
+    std::size_t totalBytes = 0;
+    std::size_t freeBytes = 0; // when queried
+};
+
+// The first CUDA device, or why there is none usable (any cudaGetDeviceCount error counts as "no
+// GPU": a machine without a driver reports error 35, not 100).
+Result<CudaDeviceInfo> firstCudaDevice();
+
+class CudaBackend final : public Backend
+{
+public:
+    // Uploads the weights (nThreads host threads dequantize). Errors: no device, out of GPU
+    // memory (with how much was needed), a CUDA or cuBLAS failure.
+    static Result<std::unique_ptr<CudaBackend>> create(const LlamaModel &model, int nThreads,
+                                                        std::int32_t kvBlockTokens);
+    ~CudaBackend() override;
+
+    std::string_view name() const override { return "cuda"; }
+    KvLayout kvLayout() const override;
+    std::string_view kvFormat() const override { return "cuda-f16w-f32kv"; }
+    std::shared_ptr<KvMemory> kvMemory() const override;
+    std::size_t defaultDeviceKvBytes() const override;
+
+    Result<void> forward(std::span<const TokenId> tokens, KvSequence &seq, LogitsMode mode,
+                         std::vector<float> &logits) override;
+
+    const CudaDeviceInfo &device() const;
+    std::size_t weightBytes() const; // fp16 weights on the device
+
+    struct State; // device buffers, streams, handles (cuda_backend.cpp)
+
+private:
+    explicit CudaBackend(std::unique_ptr<State> state);
+    std::unique_ptr<State> m_state;
+};
+
+} // namespace kvchat::engine::cuda

@@ -1,0 +1,78 @@
+// SPDX-License-Identifier: MIT
+// Kernel file owned by the CUDA-backend owner (STYLE.md §5 exception).
+//
+// The CUDA backend's own kernels (everything that is not a cuBLAS GEMM), as host functions that
+// enqueue work on a stream. Plain C++ header (no CUDA headers) so the backend's host code and the
+// tests can include it; streams are passed as `void *` (a cudaStream_t).
+//
+// Conventions, shared with cuda_backend.cpp:
+// - Activations are row-major [nTokens][width]. The residual stream and every GEMM output are fp32;
+//   GEMM inputs (the normalized residual, the attention output, the SwiGLU product) are fp16,
+//   because cuBLAS reads them as CUDA_R_16F.
+// - The KV cache is the paged layout of engine/kv/kv_cache.h, in fp32, in one device arena:
+//   block b's payload starts at kvArena + b * blockFloats and holds [layer][K, V][blockTokens][kvDim].
+//   A sequence's block table (device int32 ids) maps position p to block table[p / blockTokens],
+//   row p % blockTokens.
+// - RoPE uses the same cos/sin table as the CPU backend ([nTokens][nRot]: cos, sin of pair i at
+//   2i, 2i+1), computed on the host in double and uploaded; pairs are adjacent elements (2i, 2i+1),
+//   as in GGUF Llama files.
+// - None of these functions synchronizes; errors of a launch surface through cudaGetLastError.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace kvchat::engine::cuda {
+
+using Half = std::uint16_t; // IEEE binary16 bits (__half on the device)
+
+// x[t][:] = table[tokens[t]][:] as fp32. table: [nVocab][dim] fp16.
+void embedTokens(const Half *table, const std::int32_t *tokens, std::int64_t nTokens, std::int32_t dim, float *x,
+                 void *stream);
+
+// out[t][i] = fp16(x[t][i] * rsqrt(mean_i(x[t][i]^2) + eps) * weight[i]); the sum of squares is
+// accumulated in fp32 (the CPU backend uses double; the difference is far inside the tolerance).
+void rmsNorm(const float *x, const float *weight, std::int64_t nTokens, std::int32_t dim, float eps, Half *out,
+             void *stream);
+
+struct KvTarget
+{
+    float *arena = nullptr;              // device KV arena
+    const std::int32_t *blockTable = nullptr; // device, the sequence's block ids in order
+    std::int32_t blockTokens = 16;
+    std::size_t blockFloats = 0;         // nLayers * 2 * blockTokens * kvDim
+    std::int32_t layer = 0;
+    std::int32_t kvDim = 0;
+};
+
+// Rotates q ([nTokens][nHeads*headDim], in place) and k ([nTokens][kvDim]) by the cos/sin table
+// (device, [nTokens][nRot]); writes the rotated k and the unchanged v ([nTokens][kvDim]) into the
+// KV rows of positions startPos + t.
+void ropeAndStoreKv(float *q, const float *k, const float *v, const float *cosSin, std::int64_t nTokens,
+                    std::int32_t nHeads, std::int32_t nKvHeads, std::int32_t headDim, std::int32_t nRot,
+                    const KvTarget &kv, std::int32_t startPos, void *stream);
+
+struct AttentionShape
+{
+    std::int32_t nHeads = 0;
+    std::int32_t nKvHeads = 0; // divides nHeads; query head h reads KV head h / (nHeads / nKvHeads)
+    std::int32_t headDim = 0;  // <= 256, a multiple of 8
+    float scale = 1.0f;        // applied to each q·k
+};
+
+// Causal attention over the paged KV for the tokens at positions startPos + t (t < nTokens), whose
+// K/V rows are already stored: out[t][h*headDim + i] = sum_p softmax_p(q_t,h · k_p * scale) v_p[i]
+// over p = 0..startPos + t, in fp32, written as fp16. q: [nTokens][nHeads*headDim] fp32.
+// Long contexts are split across thread blocks (flash-decoding) and merged with their running
+// maxima and sums; workspace: device scratch of attentionWorkspaceFloats(...) floats.
+std::size_t attentionWorkspaceFloats(const AttentionShape &shape, std::int64_t nTokens, std::int32_t contextTokens);
+void attention(const AttentionShape &shape, const float *q, const KvTarget &kv, std::int64_t nTokens,
+               std::int32_t startPos, float *workspace, Half *out, void *stream);
+
+// out[i] = fp16(silu(gate[i]) * up[i]) for i < count; silu(g) = g / (1 + exp(-g)).
+void siluMul(const float *gate, const float *up, std::int64_t count, Half *out, void *stream);
+
+// *out = the smallest index of the largest of logits[0..n), n >= 1 (greedy sampling on the device).
+void argmax(const float *logits, std::int32_t n, std::int32_t *out, void *stream);
+
+} // namespace kvchat::engine::cuda

@@ -1,0 +1,401 @@
+// SPDX-License-Identifier: MIT
+// kvchat-bench-gpu: the CUDA backend's speed against the GPU's own limits (issue 6). For one model:
+//   prefill tokens/s at 512 and 2,048 tokens, and the share of the GPU's peak dense fp16 tensor
+//     FLOP rate that is (2 x matrix parameters x tokens + causal attention FLOPs);
+//   decode tokens/s at context 0 and 1,024, and the share of the bandwidth roofline: bytes one
+//     token reads (fp16 weights + fp32 KV of the context) / the device-to-device copy bandwidth
+//     measured here;
+//   TTFT for a 2,000-token history + 30 new tokens: cold (all 2,030 computed), history on the
+//     device, restored from pinned host memory, restored from the disk store; and the 30 tokens
+//     alone on an empty sequence;
+//   host-to-device restore GB/s of the history's blocks against one plain cudaMemcpyAsync of the
+//     same bytes from pinned memory.
+// Medians over --repeats runs after a warm-up. Prints a markdown table; --json writes the numbers.
+//
+//   kvchat-bench-gpu -m MODEL.gguf [--label NAME] [--repeats 5] [--json OUT.json]
+#include "engine/backend/backend.h"
+#include "engine/backend/cuda/cuda_backend.h"
+#include "engine/kv/kv_block_key.h"
+#include "engine/model/llama_model.h"
+#include "engine/model/model_fingerprint.h"
+#include "engine/store/session_store.h"
+
+#include <cuda_runtime.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <random>
+#include <stdexcept>
+
+using namespace kvchat::engine;
+using json = nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr int kHistory = 2000;
+constexpr int kNewTokens = 30;
+constexpr int kDecodeSteps = 64;
+
+void check(bool ok, const std::string &what)
+{
+    if (!ok)
+        throw std::runtime_error(what);
+}
+
+void checkCuda(cudaError_t e, const char *what)
+{
+    if (e != cudaSuccess)
+        throw std::runtime_error(std::string(what) + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")");
+}
+
+double median(std::vector<double> v)
+{
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0.0 : v[v.size() / 2];
+}
+
+double secondsSince(Clock::time_point start)
+{
+    return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Dense fp16 tensor-core peak (no sparsity) by product name, from NVIDIA's data sheets; 0 when
+// this GPU is not in the table (the fraction is then not reported).
+double peakFp16Flops(const std::string &name)
+{
+    if (name.find("H200") != std::string::npos || name.find("H100 80GB HBM3") != std::string::npos ||
+        name.find("H100 SXM") != std::string::npos)
+        return 989.4e12;
+    if (name.find("H100 NVL") != std::string::npos)
+        return 835.0e12;
+    if (name.find("H100") != std::string::npos) // PCIe
+        return 756.0e12;
+    if (name.find("A100") != std::string::npos)
+        return 312.0e12;
+    return 0.0;
+}
+
+class GpuBench
+{
+public:
+    GpuBench(const LlamaModel &model, int repeats) : m_model(model), m_repeats(repeats), m_rng(1)
+    {
+        auto backend = cuda::CudaBackend::create(model, 0, 16);
+        check(backend.ok(), backend ? "" : backend.error().message);
+        m_backend = std::move(backend).value();
+        const KvLayout layout = m_backend->kvLayout();
+        // Room for two 2,048-position sequences at once (the history and its restored copy).
+        m_pool = std::make_unique<KvBlockPool>(layout, static_cast<std::uint32_t>(2 * (4096 / layout.blockTokens + 2)),
+                                               m_backend->kvMemory());
+        check(m_pool->valid(), "no GPU memory for the KV pool");
+    }
+
+    const cuda::CudaBackend &backend() const { return *m_backend; }
+
+    std::vector<TokenId> tokens(int n)
+    {
+        std::uniform_int_distribution<TokenId> dist(0, m_model.config().nVocab - 1);
+        std::vector<TokenId> out(static_cast<std::size_t>(n));
+        for (TokenId &t : out)
+            t = dist(m_rng);
+        return out;
+    }
+
+    void forward(std::span<const TokenId> t, KvSequence &seq)
+    {
+        auto r = m_backend->forward(t, seq, LogitsMode::Last, m_logits);
+        check(r.ok(), r ? "" : "forward: " + r.error().message);
+    }
+
+    // Median seconds of f() over the repeats, after one warm-up call.
+    template <typename F> double timed(F &&f)
+    {
+        f();
+        std::vector<double> s;
+        for (int i = 0; i < m_repeats; ++i)
+            s.push_back(f());
+        return median(s);
+    }
+
+    double prefillSeconds(int n)
+    {
+        return timed([&] {
+            const auto t = tokens(n);
+            KvSequence seq(*m_pool);
+            const auto start = Clock::now();
+            forward(t, seq);
+            return secondsSince(start);
+        });
+    }
+
+    // Seconds per token of kDecodeSteps single-token steps after depth positions.
+    double decodeSecondsPerToken(int depth)
+    {
+        return timed([&] {
+            KvSequence seq(*m_pool);
+            if (depth > 0)
+                forward(tokens(depth), seq);
+            const auto steps = tokens(kDecodeSteps);
+            const auto start = Clock::now();
+            for (int i = 0; i < kDecodeSteps; ++i)
+                forward(std::span(steps).subspan(static_cast<std::size_t>(i), 1), seq);
+            return secondsSince(start) / kDecodeSteps;
+        });
+    }
+
+    json ttftAndRestore(const std::string &workDir)
+    {
+        const KvLayout layout = m_backend->kvLayout();
+        const std::size_t blockBytes = layout.blockBytes();
+        const auto history = tokens(kHistory);
+        const auto fresh = tokens(kNewTokens);
+        KvSequence seq(*m_pool);
+        forward(history, seq);
+        const std::size_t nBlocks = seq.blocks().size();
+
+        // Pinned host copies of the history's blocks (the host tier) and rows in a store (disk).
+        std::vector<HostKvBuffer> host;
+        for (KvBlockId id : seq.blocks()) {
+            host.emplace_back(m_pool->sharedMemory(), blockBytes);
+            check(static_cast<bool>(host.back()), "pinned host memory");
+            m_pool->download(id, host.back().data());
+        }
+        std::filesystem::create_directories(workDir);
+        const std::string dbPath = workDir + "/gpu-bench.db";
+        std::filesystem::remove(dbPath);
+        auto store = SessionStore::open(dbPath);
+        check(store.ok(), store ? "" : store.error().message);
+        ModelFingerprint fingerprint{};
+        std::vector<KvBlockKey> keys;
+        for (std::size_t b = 0; b < nBlocks; ++b) {
+            KvBlockKey key{};
+            key.bytes[0] = static_cast<std::uint8_t>(b);
+            key.bytes[1] = static_cast<std::uint8_t>(b >> 8);
+            keys.push_back(key);
+            check((*store)->putKvBlock(key, fingerprint, layout.blockTokens, {host[b].data(), blockBytes}).ok(),
+                  "writing a KV block to the store");
+        }
+
+        // A restored sequence: fresh device blocks filled from source(b), then the 30 new tokens.
+        const auto restoreAndAnswer = [&](const std::function<void(std::size_t, KvBlockId)> &fill) {
+            KvSequence restored(*m_pool);
+            const auto start = Clock::now();
+            for (std::size_t b = 0; b < nBlocks; ++b) {
+                auto id = m_pool->allocate();
+                check(id.has_value(), "KV pool full");
+                fill(b, *id);
+                restored.appendBlock(*id, true);
+            }
+            restored.setTokenCount(kHistory);
+            forward(fresh, restored);
+            return secondsSince(start);
+        };
+
+        json out;
+        out["blocks"] = nBlocks;
+        out["block_bytes"] = blockBytes;
+        out["ttft_alone_ms"] = 1e3 * timed([&] {
+            KvSequence empty(*m_pool);
+            const auto start = Clock::now();
+            forward(fresh, empty);
+            return secondsSince(start);
+        });
+        out["ttft_cold_ms"] = 1e3 * timed([&] {
+            std::vector<TokenId> all = history;
+            all.insert(all.end(), fresh.begin(), fresh.end());
+            KvSequence cold(*m_pool);
+            const auto start = Clock::now();
+            forward(all, cold);
+            return secondsSince(start);
+        });
+        out["ttft_device_ms"] = 1e3 * timed([&] {
+            const auto start = Clock::now();
+            forward(fresh, seq);
+            const double s = secondsSince(start);
+            seq.truncate(kHistory);
+            return s;
+        });
+        out["ttft_host_ms"] = 1e3 * timed([&] {
+            return restoreAndAnswer([&](std::size_t b, KvBlockId id) { m_pool->upload(id, host[b].data()); });
+        });
+        HostKvBuffer staging(m_pool->sharedMemory(), blockBytes);
+        out["ttft_disk_ms"] = 1e3 * timed([&] {
+            return restoreAndAnswer([&](std::size_t b, KvBlockId id) {
+                auto found = (*store)->getKvBlockInto(keys[b], fingerprint, {staging.data(), blockBytes});
+                check(found.ok() && *found == KvBlockLookup::Found, "reading a KV block from the store");
+                m_pool->upload(id, staging.data());
+            });
+        });
+
+        // Restore bandwidth: the blocks one by one through the pool, against one plain copy.
+        const double restoreSeconds = timed([&] {
+            std::vector<KvBlockId> ids;
+            const auto start = Clock::now();
+            for (std::size_t b = 0; b < nBlocks; ++b) {
+                ids.push_back(*m_pool->allocate());
+                m_pool->upload(ids.back(), host[b].data());
+            }
+            const double s = secondsSince(start);
+            for (KvBlockId id : ids)
+                m_pool->release(id);
+            return s;
+        });
+        const std::size_t total = nBlocks * blockBytes;
+        void *pinned = nullptr, *device = nullptr;
+        cudaStream_t stream = nullptr;
+        checkCuda(cudaHostAlloc(&pinned, total, cudaHostAllocDefault), "cudaHostAlloc");
+        checkCuda(cudaMalloc(&device, total), "cudaMalloc");
+        checkCuda(cudaStreamCreate(&stream), "cudaStreamCreate");
+        const double plainSeconds = timed([&] {
+            const auto start = Clock::now();
+            checkCuda(cudaMemcpyAsync(device, pinned, total, cudaMemcpyHostToDevice, stream), "cudaMemcpyAsync");
+            checkCuda(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+            return secondsSince(start);
+        });
+        cudaStreamDestroy(stream);
+        cudaFree(device);
+        cudaFreeHost(pinned);
+        out["restore_gb_per_s"] = static_cast<double>(total) / restoreSeconds / 1e9;
+        out["plain_pinned_copy_gb_per_s"] = static_cast<double>(total) / plainSeconds / 1e9;
+        return out;
+    }
+
+private:
+    const LlamaModel &m_model;
+    int m_repeats;
+    std::mt19937_64 m_rng;
+    std::unique_ptr<cuda::CudaBackend> m_backend;
+    std::unique_ptr<KvBlockPool> m_pool;
+    std::vector<float> m_logits;
+};
+
+// Device-to-device copy of 1 GiB: bytes read + written per second (what streaming kernels get).
+double deviceCopyBandwidth()
+{
+    const std::size_t bytes = std::size_t(1) << 30;
+    void *a = nullptr, *b = nullptr;
+    checkCuda(cudaMalloc(&a, bytes), "cudaMalloc");
+    checkCuda(cudaMalloc(&b, bytes), "cudaMalloc");
+    checkCuda(cudaMemcpy(b, a, bytes, cudaMemcpyDeviceToDevice), "warm-up copy");
+    std::vector<double> s;
+    for (int i = 0; i < 5; ++i) {
+        const auto start = Clock::now();
+        checkCuda(cudaMemcpy(b, a, bytes, cudaMemcpyDeviceToDevice), "cudaMemcpy");
+        checkCuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
+        s.push_back(secondsSince(start));
+    }
+    cudaFree(a);
+    cudaFree(b);
+    return 2.0 * static_cast<double>(bytes) / median(s);
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+    std::string modelPath, label, jsonPath, workDir = "gpu-bench-work";
+    int repeats = 5;
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const std::string arg = argv[i], value = argv[i + 1];
+        if (arg == "-m")
+            modelPath = value;
+        else if (arg == "--label")
+            label = value;
+        else if (arg == "--repeats")
+            repeats = std::max(1, std::atoi(value.c_str()));
+        else if (arg == "--json")
+            jsonPath = value;
+        else if (arg == "--workdir")
+            workDir = value;
+    }
+    if (modelPath.empty()) {
+        std::cerr << "usage: kvchat-bench-gpu -m MODEL.gguf [--label NAME] [--repeats 5] [--json OUT.json]\n";
+        return 2;
+    }
+    try {
+        auto model = LlamaModel::load(modelPath);
+        check(model.ok(), model ? "" : model.error().message);
+        const LlamaConfig &c = (*model)->config();
+        GpuBench bench(**model, repeats);
+        const cuda::CudaDeviceInfo &gpu = bench.backend().device();
+        const double peak = peakFp16Flops(gpu.name);
+        const double bandwidth = deviceCopyBandwidth();
+
+        // FLOPs: every layer matrix once per token, the classifier for the last token only, and
+        // QKᵀ plus PV over the causal triangle.
+        const double layerParams = static_cast<double>(c.nLayers) *
+                                   (static_cast<double>(c.nEmbd) * (c.nHeads * c.headDim + 2 * c.kvDim()) +
+                                    static_cast<double>(c.nHeads * c.headDim) * c.nEmbd + 3.0 * c.nEmbd * c.nFf);
+        const double classifierParams = static_cast<double>(c.nVocab) * c.nEmbd;
+        const auto prefillFlops = [&](double n) {
+            return 2.0 * layerParams * n + 2.0 * classifierParams +
+                   4.0 * c.nLayers * c.nHeads * c.headDim * n * (n + 1) / 2.0;
+        };
+        // Bytes one decode step reads: layer matrices and the classifier in fp16, norms, and the
+        // context's K and V in fp32 for every layer.
+        const auto decodeBytes = [&](double ctx) {
+            return 2.0 * (layerParams + classifierParams) + 4.0 * ctx * c.nLayers * 2.0 * c.kvDim();
+        };
+
+        json result;
+        result["model"] = label.empty() ? std::filesystem::path(modelPath).filename().string() : label;
+        result["gpu"] = {{"name", gpu.name},
+                         {"compute_capability", gpu.computeCapability},
+                         {"multiprocessors", gpu.multiprocessors},
+                         {"memory_mib", gpu.totalBytes >> 20},
+                         {"peak_fp16_tflops", peak / 1e12},
+                         {"device_copy_gb_per_s", bandwidth / 1e9}};
+        result["weights_mib"] = bench.backend().weightBytes() >> 20;
+        result["repeats"] = repeats;
+        for (int n : {512, 2048}) {
+            const double s = bench.prefillSeconds(n);
+            result["prefill"][std::to_string(n)] = {{"tokens_per_s", n / s},
+                                                     {"ms", 1e3 * s},
+                                                     {"tflops", prefillFlops(n) / s / 1e12},
+                                                     {"peak_fraction", peak > 0 ? prefillFlops(n) / s / peak : 0.0}};
+        }
+        for (int depth : {0, 1024}) {
+            const double s = bench.decodeSecondsPerToken(depth);
+            const double ctx = depth + kDecodeSteps / 2.0;
+            result["decode"][std::to_string(depth)] = {{"tokens_per_s", 1.0 / s},
+                                                        {"bytes_per_token", decodeBytes(ctx)},
+                                                        {"roofline_fraction", decodeBytes(ctx) / s / bandwidth}};
+        }
+        result["ttft"] = bench.ttftAndRestore(workDir);
+        const json &t = result["ttft"];
+        result["targets"] = {
+            {"decode_roofline_ge_0.7", result["decode"]["0"]["roofline_fraction"].get<double>() >= 0.7},
+            {"prefill2048_peak_ge_0.5", result["prefill"]["2048"]["peak_fraction"].get<double>() >= 0.5},
+            {"restore_ge_0.8_of_plain_copy",
+             t["restore_gb_per_s"].get<double>() >= 0.8 * t["plain_pinned_copy_gb_per_s"].get<double>()},
+            {"ttft_device_le_1.2_alone", t["ttft_device_ms"].get<double>() <= 1.2 * t["ttft_alone_ms"].get<double>()}};
+
+        std::printf("| %s on %s | value |\n|---|---:|\n", result["model"].get<std::string>().c_str(), gpu.name.c_str());
+        for (const char *n : {"512", "2048"})
+            std::printf("| prefill %s: tokens/s (share of %.0f TFLOP/s fp16 peak) | %.0f (%.2f) |\n", n, peak / 1e12,
+                        result["prefill"][n]["tokens_per_s"].get<double>(),
+                        result["prefill"][n]["peak_fraction"].get<double>());
+        for (const char *d : {"0", "1024"})
+            std::printf("| decode at context %s: tokens/s (share of %.0f GB/s roofline) | %.1f (%.2f) |\n", d,
+                        bandwidth / 1e9, result["decode"][d]["tokens_per_s"].get<double>(),
+                        result["decode"][d]["roofline_fraction"].get<double>());
+        for (const char *k : {"ttft_alone_ms", "ttft_cold_ms", "ttft_device_ms", "ttft_host_ms", "ttft_disk_ms"})
+            std::printf("| %s (2,000 + 30 tokens) | %.2f |\n", k, t[k].get<double>());
+        std::printf("| restore GB/s vs plain pinned copy | %.1f vs %.1f |\n", t["restore_gb_per_s"].get<double>(),
+                    t["plain_pinned_copy_gb_per_s"].get<double>());
+        std::cout << "targets: " << result["targets"].dump() << "\n";
+        if (!jsonPath.empty())
+            std::ofstream(jsonPath) << result.dump(2) << "\n";
+    } catch (const std::exception &e) {
+        std::cerr << "kvchat-bench-gpu: " << e.what() << "\n";
+        return 1;
+    }
+    return 0;
+}

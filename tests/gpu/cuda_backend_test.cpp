@@ -1,0 +1,276 @@
+// SPDX-License-Identifier: MIT
+// The CUDA backend against its oracle, the CPU backend (STYLE.md §8), on random-weight models of
+// several shapes (GQA and not, tied embeddings, F16/Q8_0/Q4_K weights) and on SmolLM2: logits agree
+// within the stated tolerance and pick the same token; on the GPU itself, KV restored from host
+// memory gives bit-identical logits to the KV it was copied from. Tests that need a GPU skip with
+// the reason where none is usable; the fallback test runs everywhere.
+#include "engine/backend/backend.h"
+#include "engine/model/llama_model.h"
+#include "engine/model/prompt_tokens.h"
+#include "tests/support/random_model.h"
+#include "tests/support/test_paths.h"
+
+#include <QTemporaryDir>
+#include <QTest>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+
+using namespace kvchat::engine;
+using namespace kvchat::testing;
+
+Q_DECLARE_METATYPE(RandomModelSpec)
+
+namespace {
+
+// F16 weights and fp16 GEMM inputs against the CPU's fp32 path: each logit is a sum of fp16
+// products rounded at ~5e-4 relative; over a few layers the error stays well inside 1e-2 of the
+// row's largest logit (the bound), while a wrong kernel is off by O(1).
+constexpr double kTopLogitTolerance = 1e-2;
+constexpr int kTopLogits = 10;
+// Same argmax on at least this share of positions.
+constexpr double kArgmaxAgreement = 0.99;
+
+#define SKIP_WITHOUT_GPU()                                                                                             \
+    do {                                                                                                               \
+        if (const std::string reason = cudaUnavailableReason(); !reason.empty())                                       \
+            QSKIP(("no GPU to test on: " + reason).c_str());                                                           \
+    } while (0)
+
+std::vector<TokenId> randomTokens(std::size_t n, std::int32_t vocab, std::uint64_t seed)
+{
+    std::mt19937_64 rng(seed);
+    std::uniform_int_distribution<TokenId> dist(0, vocab - 1);
+    std::vector<TokenId> t(n);
+    for (auto &id : t)
+        id = dist(rng);
+    return t;
+}
+
+// Every position's logits from one forward pass over a fresh sequence on backend.
+std::vector<float> allLogits(Backend &backend, const std::vector<TokenId> &tokens)
+{
+    KvBlockPool pool(backend.kvLayout(), 256, backend.kvMemory());
+    if (!pool.valid())
+        qFatal("no %s memory for the KV pool", pool.memory().name());
+    KvSequence seq(pool);
+    std::vector<float> logits;
+    auto ok = backend.forward(tokens, seq, LogitsMode::All, logits);
+    if (!ok)
+        qFatal("%s: %s", std::string(backend.name()).c_str(), ok.error().message.c_str());
+    return logits;
+}
+
+struct Agreement
+{
+    double worstTopError = 0.0; // max over positions of max over the CPU's top logits of |Δ| / max|cpu|
+    double argmaxShare = 0.0;   // positions whose argmax is the same
+};
+
+Agreement compare(const std::vector<float> &cpu, const std::vector<float> &gpu, std::int32_t vocab)
+{
+    Agreement a;
+    const std::size_t positions = cpu.size() / static_cast<std::size_t>(vocab);
+    std::size_t same = 0;
+    std::vector<std::int32_t> order(static_cast<std::size_t>(vocab));
+    for (std::size_t p = 0; p < positions; ++p) {
+        const float *c = cpu.data() + p * static_cast<std::size_t>(vocab);
+        const float *g = gpu.data() + p * static_cast<std::size_t>(vocab);
+        std::iota(order.begin(), order.end(), 0);
+        std::partial_sort(order.begin(), order.begin() + kTopLogits, order.end(),
+                          [&](std::int32_t x, std::int32_t y) { return c[x] > c[y]; });
+        double scale = 1e-6;
+        for (std::int32_t i = 0; i < vocab; ++i)
+            scale = std::max(scale, std::fabs(static_cast<double>(c[i])));
+        for (int k = 0; k < kTopLogits; ++k) {
+            const auto i = static_cast<std::size_t>(order[static_cast<std::size_t>(k)]);
+            a.worstTopError = std::max(a.worstTopError, std::fabs(static_cast<double>(g[i]) - c[i]) / scale);
+        }
+        const auto gpuArgmax = std::max_element(g, g + vocab) - g;
+        same += gpuArgmax == order[0] ? 1 : 0;
+    }
+    a.argmaxShare = positions ? static_cast<double>(same) / static_cast<double>(positions) : 1.0;
+    return a;
+}
+
+std::unique_ptr<Backend> cudaBackend(const LlamaModel &model)
+{
+    auto backend = makeCudaBackend(model, 4);
+    if (!backend)
+        qFatal("%s", backend.error().message.c_str());
+    return std::move(backend).value();
+}
+
+} // namespace
+
+class CudaBackendTest : public QObject
+{
+    Q_OBJECT
+
+private slots:
+    void fallsBackToTheCpuWithAReason();
+    void matchesCpuOnRandomModels_data();
+    void matchesCpuOnRandomModels();
+    void tokenByTokenMatchesBatched();
+    void hostRestoredKvGivesIdenticalLogits();
+    void matchesCpuOnSmolLM2();
+
+private:
+    QTemporaryDir m_dir;
+};
+
+void CudaBackendTest::fallsBackToTheCpuWithAReason()
+{
+    QTemporaryDir dir;
+    RandomModelSpec spec;
+    const std::string path = dir.filePath("m.gguf").toStdString();
+    writeRandomModel(path, spec);
+    auto model = LlamaModel::load(path);
+    QVERIFY(model);
+    const BackendChoice choice = chooseBackend("cuda", **model, 1, 16);
+    QVERIFY(choice.backend);
+    const std::string reason = cudaUnavailableReason();
+    if (reason.empty()) {
+        QCOMPARE(choice.backend->name(), std::string_view("cuda"));
+        QVERIFY(choice.notice.empty());
+    } else {
+        // No GPU (or no CUDA in this build): the CPU runs it, and the notice says why.
+        QCOMPARE(choice.backend->name(), std::string_view("cpu"));
+        QVERIFY2(choice.notice.find(reason) != std::string::npos, choice.notice.c_str());
+    }
+    // "auto" never leaves a notice: not having a GPU is not a problem there.
+    QVERIFY(chooseBackend("auto", **model, 1, 16).notice.empty());
+}
+
+void CudaBackendTest::matchesCpuOnRandomModels_data()
+{
+    QTest::addColumn<RandomModelSpec>("spec");
+    RandomModelSpec gqa;
+    gqa.nEmbd = 256, gqa.nLayers = 3, gqa.nHeads = 8, gqa.nKvHeads = 2, gqa.nFf = 512, gqa.nVocab = 512;
+    gqa.weightType = GgmlType::F16;
+    QTest::newRow("gqa-f16") << gqa;
+    RandomModelSpec mha = gqa;
+    mha.nKvHeads = 8, mha.tiedEmbeddings = true, mha.seed = 2;
+    QTest::newRow("mha-tied-f16") << mha;
+    RandomModelSpec q8 = gqa;
+    q8.weightType = GgmlType::Q8_0, q8.seed = 3;
+    QTest::newRow("gqa-q8_0") << q8;
+    RandomModelSpec q4k = gqa;
+    q4k.weightType = GgmlType::Q4_K, q4k.nHeads = 4, q4k.nKvHeads = 1, q4k.seed = 4; // head size 64
+    QTest::newRow("mqa-q4_k-hd64") << q4k;
+}
+
+void CudaBackendTest::matchesCpuOnRandomModels()
+{
+    SKIP_WITHOUT_GPU();
+    QFETCH(RandomModelSpec, spec);
+    const std::string path = m_dir.filePath(QString("random-%1.gguf").arg(spec.seed)).toStdString();
+    writeRandomModel(path, spec);
+    auto model = LlamaModel::load(path);
+    QVERIFY(model);
+    // 300 tokens: two micro-batches (256 + 44), the second attending across the boundary.
+    const auto tokens = randomTokens(300, spec.nVocab, spec.seed);
+    auto cpu = makeCpuBackend(**model, 2);
+    auto gpu = cudaBackend(**model);
+    const Agreement a = compare(allLogits(*cpu, tokens), allLogits(*gpu, tokens), spec.nVocab);
+    qInfo("worst top-logit error %.2e (limit %.0e), same argmax on %.2f%% of positions", a.worstTopError,
+          kTopLogitTolerance, 100.0 * a.argmaxShare);
+    QVERIFY(a.worstTopError <= kTopLogitTolerance);
+    QVERIFY(a.argmaxShare >= kArgmaxAgreement);
+}
+
+void CudaBackendTest::tokenByTokenMatchesBatched()
+{
+    SKIP_WITHOUT_GPU();
+    RandomModelSpec spec;
+    spec.nEmbd = 256, spec.nLayers = 2, spec.nHeads = 8, spec.nKvHeads = 2, spec.nFf = 512, spec.nVocab = 512;
+    spec.weightType = GgmlType::F16;
+    const std::string path = m_dir.filePath("decode.gguf").toStdString();
+    writeRandomModel(path, spec);
+    auto model = LlamaModel::load(path);
+    QVERIFY(model);
+    auto gpu = cudaBackend(**model);
+    const auto tokens = randomTokens(120, spec.nVocab, 7);
+    const std::vector<float> batched = allLogits(*gpu, tokens);
+
+    // Prefill 100, then one token at a time (the decode path: split-context attention, n = 1 GEMMs).
+    KvBlockPool pool(gpu->kvLayout(), 64, gpu->kvMemory());
+    KvSequence seq(pool);
+    std::vector<float> logits, stepped;
+    QVERIFY(gpu->forward(std::span(tokens).first(100), seq, LogitsMode::All, logits).ok());
+    stepped = logits;
+    for (std::size_t i = 100; i < tokens.size(); ++i) {
+        QVERIFY(gpu->forward(std::span(tokens).subspan(i, 1), seq, LogitsMode::Last, logits).ok());
+        stepped.insert(stepped.end(), logits.begin(), logits.end());
+    }
+    QCOMPARE(seq.nTokens(), 120);
+    // cuBLAS may pick other GEMM algorithms for 1 and 120 rows, so this is not bitwise.
+    const Agreement a = compare(batched, stepped, spec.nVocab);
+    qInfo("token by token vs batched: worst top-logit error %.2e", a.worstTopError);
+    QVERIFY(a.worstTopError <= 1e-3);
+    QCOMPARE(a.argmaxShare, 1.0);
+}
+
+void CudaBackendTest::hostRestoredKvGivesIdenticalLogits()
+{
+    SKIP_WITHOUT_GPU();
+    RandomModelSpec spec;
+    spec.nEmbd = 256, spec.nLayers = 2, spec.nHeads = 8, spec.nKvHeads = 2, spec.nFf = 512, spec.nVocab = 512;
+    spec.weightType = GgmlType::Q8_0, spec.seed = 9;
+    const std::string path = m_dir.filePath("restore.gguf").toStdString();
+    writeRandomModel(path, spec);
+    auto model = LlamaModel::load(path);
+    QVERIFY(model);
+    auto gpu = cudaBackend(**model);
+    const auto history = randomTokens(200, spec.nVocab, 10);
+    const auto next = randomTokens(30, spec.nVocab, 11);
+
+    KvBlockPool pool(gpu->kvLayout(), 64, gpu->kvMemory());
+    KvSequence original(pool);
+    std::vector<float> logits;
+    QVERIFY(gpu->forward(history, original, LogitsMode::Last, logits).ok());
+
+    // Spill every block to host memory (pinned, as the host tier does), then restore the copies
+    // into fresh device blocks of a second sequence.
+    KvSequence restored(pool);
+    for (KvBlockId id : original.blocks()) {
+        HostKvBuffer host(pool.sharedMemory(), pool.layout().blockBytes());
+        QVERIFY(host);
+        pool.download(id, host.data());
+        auto fresh = pool.allocate();
+        QVERIFY(fresh);
+        pool.upload(*fresh, host.data());
+        restored.appendBlock(*fresh, true);
+    }
+    restored.setTokenCount(original.nTokens());
+
+    std::vector<float> fromOriginal, fromRestored;
+    QVERIFY(gpu->forward(next, original, LogitsMode::All, fromOriginal).ok());
+    QVERIFY(gpu->forward(next, restored, LogitsMode::All, fromRestored).ok());
+    QVERIFY(fromOriginal == fromRestored);
+}
+
+void CudaBackendTest::matchesCpuOnSmolLM2()
+{
+    SKIP_WITHOUT_GPU();
+    auto model = LlamaModel::load(KVCHAT_SMOLLM2_GGUF);
+    if (!model)
+        QSKIP(("SmolLM2 is not available: " + model.error().message).c_str());
+    const std::string text =
+        "The history of the printing press begins in the fifteenth century, when Johannes Gutenberg combined "
+        "movable metal type, oil-based inks and a wooden press adapted from wine making. Within decades, print "
+        "shops spread across Europe, books became cheaper, and ideas travelled faster than ever before. ";
+    std::vector<TokenId> tokens = tokenizeRawPrompt((*model)->tokenizer(), text + text);
+    auto cpu = makeCpuBackend(**model, 2);
+    auto gpu = cudaBackend(**model);
+    const Agreement a = compare(allLogits(*cpu, tokens), allLogits(*gpu, tokens), (*model)->config().nVocab);
+    qInfo("SmolLM2, %zu positions: worst top-logit error %.2e, same argmax on %.2f%%", tokens.size(),
+          a.worstTopError, 100.0 * a.argmaxShare);
+    QVERIFY(a.worstTopError <= kTopLogitTolerance);
+    QVERIFY(a.argmaxShare >= kArgmaxAgreement);
+}
+
+QTEST_GUILESS_MAIN(CudaBackendTest)
+#include "cuda_backend_test.moc"

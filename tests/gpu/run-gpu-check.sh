@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# The GPU check of issue 6, in one go, on a machine with an NVIDIA GPU (the device tool: it has
+# CUDA 13, CMake and ninja, no package registry and no network). Before the call, run
+# tests/gpu/fetch-gpu-deps.sh here and carry .gpu-deps. It
+#   1. unpacks the carried Debian packages into a private prefix (never into /),
+#   2. builds kvchat with CUDA (no GUI) for this GPU's architecture,
+#   3. runs the GPU tests (CUDA kernels against scalar references, the CUDA backend against the
+#      CPU backend),
+#   4. writes random-weight fp16 models at SmolLM2-135M and TinyLlama-1.1B shapes (the real
+#      SmolLM2 file cannot be fetched there) and runs kvchat-bench-gpu on each,
+# printing one table per model. Results (JSON, logs) go to $OUT when set, else gpu-check-out/.
+#
+#   bash tests/gpu/run-gpu-check.sh            (about 3-5 minutes on an H100)
+set -uo pipefail
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$repo"
+out=${OUT:-$repo/gpu-check-out}
+mkdir -p "$out"
+jobs=$(nproc)
+start=$(date +%s)
+stamp() { echo "[gpu-check +$(($(date +%s) - start))s] $*"; }
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+
+prefix=/tmp/kvchat-deps
+if [[ -d .gpu-deps ]]; then
+    mkdir -p "$prefix"
+    for f in .gpu-deps/*.deb; do
+        if command -v dpkg-deb >/dev/null; then
+            dpkg-deb -x "$f" "$prefix"
+        else
+            (cd "$prefix" && ar p "$repo/$f" "$(ar t "$repo/$f" | grep '^data.tar')" | tar -x --zstd -f - 2>/dev/null ||
+                ar p "$repo/$f" "$(ar t "$repo/$f" | grep '^data.tar')" | tar -xJf -)
+        fi
+    done
+    lib=$prefix/usr/lib/x86_64-linux-gnu
+    export PKG_CONFIG_LIBDIR=$lib/pkgconfig:$prefix/usr/share/pkgconfig
+    export PKG_CONFIG_SYSROOT_DIR=$prefix
+    export LD_LIBRARY_PATH=$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+    cmake_prefix=(-DCMAKE_PREFIX_PATH="$prefix/usr;$lib/cmake" -DCMAKE_LIBRARY_PATH="$lib" -DCMAKE_INCLUDE_PATH="$prefix/usr/include")
+    stamp "unpacked $(ls .gpu-deps/*.deb | wc -l) packages into $prefix"
+else
+    cmake_prefix=()
+    stamp "no .gpu-deps/: using the system's libraries"
+fi
+
+arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d '.')
+arch=${arch:-90}
+build=build-gpu
+stamp "configuring for sm_$arch"
+cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release -DKVCHAT_CUDA=ON -DKVCHAT_BUILD_GUI=OFF \
+    -DKVCHAT_BUILD_BENCHMARKS=ON -DCMAKE_CUDA_ARCHITECTURES="$arch" "${cmake_prefix[@]}" >"$out/configure.log" 2>&1 ||
+    { tail -40 "$out/configure.log"; exit 1; }
+stamp "building"
+cmake --build $build -j"$jobs" --target cuda_kernels_test cuda_backend_test kvchat-bench-gpu kvchat-make-random-model \
+    >"$out/build.log" 2>&1 || { grep -E "error|Error" -A3 "$out/build.log" | head -60; exit 1; }
+
+status=0
+for t in cuda_kernels_test cuda_backend_test; do
+    stamp "running $t"
+    QT_QPA_PLATFORM=offscreen $build/tests/$t 2>&1 | tee "$out/$t.log" | grep -E "^(PASS|FAIL|SKIP|QWARN|QDEBUG|QINFO|Totals)|Loc:|error" || true
+    grep -q "^Totals: .* 0 failed" "$out/$t.log" || status=1
+done
+
+models=/tmp/kvchat-gpu-models
+mkdir -p $models
+declare -A shapes=(
+    [smollm2-shape-f16]="--dim 576 --layers 30 --heads 9 --kv-heads 3 --ff 1536 --vocab 49152 --ctx 8192"
+    [tinyllama-shape-f16]="--dim 2048 --layers 22 --heads 32 --kv-heads 4 --ff 5632 --vocab 32000 --ctx 4096"
+)
+for name in smollm2-shape-f16 tinyllama-shape-f16; do
+    [[ -f $models/$name.gguf ]] || $build/tests/bench/kvchat-make-random-model --type F16 -o $models/$name.gguf ${shapes[$name]}
+    stamp "benchmarking $name"
+    $build/tests/bench/kvchat-bench-gpu -m $models/$name.gguf --label "$name" --repeats 5 \
+        --workdir /tmp/kvchat-gpu-bench --json "$out/gpu-bench-$name.json" 2>&1 | tee "$out/gpu-bench-$name.log" || status=1
+done
+stamp "done (status $status)"
+exit $status
