@@ -101,7 +101,8 @@ void KvSequence::setTokenCount(std::int32_t nTokens)
 
 void KvSequence::truncate(std::int32_t nTokens)
 {
-    if (nTokens >= m_nTokens)
+    // Also with nTokens == nTokens(): blocks reserved beyond it (by a failed forward pass) go.
+    if (nTokens > m_nTokens)
         return;
     m_nTokens = nTokens < 0 ? 0 : nTokens;
     const std::int32_t bt = m_pool->layout().blockTokens;

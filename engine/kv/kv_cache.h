@@ -84,9 +84,11 @@ public:
     void commitBlocks(std::uint32_t n);
 
     // Whole-block copies between the pool and host memory (blockBytes each), through its memory.
+    // upload and copyBlock may complete only at finishCopies() (see KvMemory).
     void upload(KvBlockId id, const void *hostSrc);
     void download(KvBlockId id, void *hostDst) const;
     void copyBlock(KvBlockId dst, KvBlockId src);
+    void finishCopies() { m_memory->finishCopies(); }
 
 private:
     float *base(KvBlockId id) const { return m_arena + static_cast<std::size_t>(id.value) * m_layout.blockFloats(); }
@@ -137,7 +139,8 @@ public:
     bool reserve(std::int32_t nTokens);
     // Marks positions [0, nTokens) valid. Precondition: nTokens <= capacity().
     void setTokenCount(std::int32_t nTokens);
-    // Drops positions from nTokens on (and blocks no longer needed).
+    // Drops positions from nTokens on, and blocks no longer needed (also blocks reserved but
+    // never filled, when nTokens is the current count).
     void truncate(std::int32_t nTokens);
 
     // K/V row of a position in a layer. Precondition: pos < capacity().

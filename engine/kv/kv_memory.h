@@ -30,10 +30,14 @@ public:
     virtual void *allocateHost(std::size_t bytes) = 0;
     virtual void freeHost(void *p, std::size_t bytes) = 0;
 
-    // Copies between pool memory and host memory; complete when they return.
+    // Copies into the pool and within it may still run when they return (GPU memory: DMA on a
+    // copy stream, so that a restore's blocks stream back to back): their sources must stay as
+    // they are, and nothing may read their destinations, until finishCopies(). Copies out of the
+    // pool are complete when they return (after every earlier copy).
     virtual void copyToPool(void *poolDst, const void *hostSrc, std::size_t bytes) = 0;
-    virtual void copyFromPool(void *hostDst, const void *poolSrc, std::size_t bytes) = 0;
     virtual void copyWithinPool(void *poolDst, const void *poolSrc, std::size_t bytes) = 0;
+    virtual void copyFromPool(void *hostDst, const void *poolSrc, std::size_t bytes) = 0;
+    virtual void finishCopies() {}
 };
 
 // Plain RAM (mmap for arenas, so untouched blocks cost nothing; operator new for host buffers).

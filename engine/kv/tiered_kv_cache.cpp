@@ -294,8 +294,10 @@ Result<bool> TieredKvCache::bringToDevice(Entry &e, Tier from, RestoreReport &re
             return false;
         }
         e.onDisk = true;
-        if (!direct)
+        if (!direct) {
             m_devicePool.upload(*id, destination);
+            m_devicePool.finishCopies(); // m_staging is the next block's destination
+        }
         e.device = *id;
         const std::chrono::duration<double> elapsed = SteadyClock::now() - start;
         if (elapsed.count() > 0) {
@@ -361,6 +363,8 @@ Result<RestoreReport> TieredKvCache::restorePrefix(std::span<const std::int32_t>
         (tier == Tier::Device ? report.nDevice : tier == Tier::Host ? report.nHost : report.nDisk) += block.nTokens;
         matched += block.nTokens;
     }
+    // The blocks' copies (host-tier uploads, tail copies) are done before a forward pass reads them.
+    m_devicePool.finishCopies();
     seq.setTokenCount(matched);
     m_hitDevice += static_cast<std::uint64_t>(report.nDevice);
     m_hitHost += static_cast<std::uint64_t>(report.nHost);

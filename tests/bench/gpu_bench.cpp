@@ -193,6 +193,7 @@ public:
                 fill(b, *id);
                 restored.appendBlock(*id, true);
             }
+            m_pool->finishCopies();
             restored.setTokenCount(kHistory);
             forward(fresh, restored);
             return secondsSince(start);
@@ -231,6 +232,7 @@ public:
                 auto found = (*store)->getKvBlockInto(keys[b], fingerprint, {staging.data(), blockBytes});
                 check(found.ok() && *found == KvBlockLookup::Found, "reading a KV block from the store");
                 m_pool->upload(id, staging.data());
+                m_pool->finishCopies(); // the staging buffer takes the next block
             });
         });
 
@@ -242,6 +244,7 @@ public:
                 ids.push_back(*m_pool->allocate());
                 m_pool->upload(ids.back(), host[b].data());
             }
+            m_pool->finishCopies();
             const double s = secondsSince(start);
             for (KvBlockId id : ids)
                 m_pool->release(id);

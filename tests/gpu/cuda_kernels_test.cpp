@@ -129,7 +129,10 @@ public:
         const cudaError_t status = allocate(host.size());
         if (status != cudaSuccess)
             return status;
-        return cudaMemcpy(m_data, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice);
+        const cudaError_t copied = cudaMemcpy(m_data, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice);
+        // cudaMemcpy from pageable memory may return before the data has landed, and the kernels
+        // run on a non-blocking stream that does not wait for the legacy default stream.
+        return copied != cudaSuccess ? copied : cudaDeviceSynchronize();
     }
     cudaError_t download(std::vector<T> &host) const
     {
@@ -650,6 +653,7 @@ private slots:
         CUDA_CHECK(cudaMemset(dWorkspace.get(), 0xff, dWorkspace.size() * sizeof(float)));
         CUDA_CHECK(dOut.allocate(static_cast<std::size_t>(nTokens * qDim) + guardHalves));
         CUDA_CHECK(cudaMemset(dOut.get(), 0xff, dOut.size() * sizeof(Half)));
+        CUDA_CHECK(cudaDeviceSynchronize()); // the memsets ran on the legacy stream (see upload)
         KvTarget kv;
         kv.arena = dArena.get();
         kv.blockTable = dTable.get();

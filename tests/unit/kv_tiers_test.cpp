@@ -11,6 +11,7 @@
 #include <QTest>
 
 #include <cstring>
+#include <functional>
 #include <map>
 #include <numeric>
 
@@ -19,7 +20,8 @@ using namespace kvchat::engine;
 namespace {
 
 // RAM posing as device memory. Arenas are recorded so copies can be checked to go the right way;
-// host buffers are plain RAM.
+// host buffers are plain RAM. Copies into the pool wait, like DMA on a stream, until
+// finishCopies() (or a copy out of the pool, which is ordered after them).
 class FakeDeviceMemory final : public KvMemory
 {
 public:
@@ -37,20 +39,28 @@ public:
     void copyToPool(void *dst, const void *src, std::size_t bytes) override
     {
         QVERIFY(inArena(dst, bytes) && !inArena(src, bytes));
-        std::memcpy(dst, src, bytes);
+        m_pending.push_back([=] { std::memcpy(dst, src, bytes); });
         ++uploads;
-    }
-    void copyFromPool(void *dst, const void *src, std::size_t bytes) override
-    {
-        QVERIFY(inArena(src, bytes) && !inArena(dst, bytes));
-        std::memcpy(dst, src, bytes);
-        ++downloads;
     }
     void copyWithinPool(void *dst, const void *src, std::size_t bytes) override
     {
         QVERIFY(inArena(dst, bytes) && inArena(src, bytes));
-        std::memcpy(dst, src, bytes);
+        m_pending.push_back([=] { std::memcpy(dst, src, bytes); });
     }
+    void copyFromPool(void *dst, const void *src, std::size_t bytes) override
+    {
+        QVERIFY(inArena(src, bytes) && !inArena(dst, bytes));
+        finishCopies();
+        std::memcpy(dst, src, bytes);
+        ++downloads;
+    }
+    void finishCopies() override
+    {
+        for (const auto &copy : m_pending)
+            copy();
+        m_pending.clear();
+    }
+    std::size_t pendingCopies() const { return m_pending.size(); }
 
     int uploads = 0, downloads = 0;
 
@@ -61,6 +71,7 @@ private:
         return b >= m_arena.data() && b + bytes <= m_arena.data() + m_arena.size();
     }
     std::vector<std::byte> m_arena;
+    std::vector<std::function<void()>> m_pending;
 };
 
 constexpr KvLayout kLayout{2, 8, 4}; // 2 layers, kvDim 8, 4 positions per block
@@ -79,12 +90,39 @@ std::vector<float> blockPayload(std::int32_t first, float seed)
 void fill(KvSequence &seq, std::int32_t n, float seed)
 {
     QVERIFY(seq.reserve(n));
-    for (std::size_t b = 0; b < seq.blocks().size(); ++b)
-        seq.pool().upload(seq.blocks()[b], blockPayload(static_cast<std::int32_t>(b) * kLayout.blockTokens, seed).data());
+    for (std::size_t b = 0; b < seq.blocks().size(); ++b) {
+        const std::vector<float> payload = blockPayload(static_cast<std::int32_t>(b) * kLayout.blockTokens, seed);
+        seq.pool().upload(seq.blocks()[b], payload.data());
+        seq.pool().finishCopies(); // payload is gone after this iteration
+    }
     seq.setTokenCount(n);
 }
 
 } // namespace
+
+// Restores the first conversation (one more token to compute) into a fresh sequence and checks
+// that every block it reuses holds exactly what was written, and that no copy is still pending
+// when restorePrefix returns (a forward pass reads the blocks next). Returns the report.
+RestoreReport restoreAndCheck(TieredKvCache &cache, FakeDeviceMemory &memory, const std::vector<std::int32_t> &tokens)
+{
+    std::vector<std::int32_t> resumed = tokens;
+    resumed.push_back(999);
+    KvSequence seq(cache.devicePool());
+    auto report = cache.restorePrefix(resumed, seq);
+    if (!report)
+        qFatal("%s", report.error().message.c_str());
+    [&] { QCOMPARE(memory.pendingCopies(), std::size_t(0)); }();
+    std::vector<float> got(kLayout.blockFloats());
+    for (std::size_t b = 0; b < seq.blocks().size(); ++b) {
+        cache.devicePool().download(seq.blocks()[b], got.data());
+        [&] {
+            QVERIFY2(got == blockPayload(static_cast<std::int32_t>(b) * kLayout.blockTokens, 0.25f),
+                     qPrintable(QString("block %1").arg(b)));
+        }();
+    }
+    cache.releaseSequence(seq);
+    return *report;
+}
 
 class KvTiersTest : public QObject
 {
@@ -101,53 +139,43 @@ void KvTiersTest::blocksRoundTripThroughEveryTier()
     QVERIFY(store);
     auto memory = std::make_shared<FakeDeviceMemory>();
     KvBudgets budgets;
-    budgets.deviceBytes = 4 * kLayout.blockBytes(); // one sequence of 3 blocks (+1 for a tail copy)
-    budgets.hostBytes = 2 * kLayout.blockBytes();
+    budgets.deviceBytes = 3 * kLayout.blockBytes(); // one sequence of 3 blocks
+    budgets.hostBytes = 3 * kLayout.blockBytes();
     budgets.diskBytes = 64 * kLayout.blockBytes();
     ModelFingerprint fingerprint{};
     fingerprint.bytes[0] = 7;
-    TieredKvCache cache(kLayout, fingerprint, budgets, store->get(), memory);
-
     std::vector<std::int32_t> first(12), second(12);
     std::iota(first.begin(), first.end(), 100);
     std::iota(second.begin(), second.end(), 500);
     {
-        KvSequence seq(cache.devicePool());
-        fill(seq, 12, 0.25f);
-        cache.commitSequence(1, first, seq);
-    }
-    {
-        // The second conversation needs the pool: the first one's blocks move to host and disk.
-        KvSequence seq(cache.devicePool());
-        fill(seq, 12, 0.5f);
-        cache.commitSequence(2, second, seq);
-    }
-    QVERIFY(cache.persist().ok());
-    QCOMPARE(cache.checkInvariants(), std::string());
-    QVERIFY(memory->downloads > 0); // spilled and persisted through the memory's copies
-    const KvCacheStats spilled = cache.stats();
-    QVERIFY(spilled.host.blocks > 0);
-    QVERIFY(spilled.disk.blocks >= 6);
+        TieredKvCache cache(kLayout, fingerprint, budgets, store->get(), memory);
+        {
+            KvSequence seq(cache.devicePool());
+            fill(seq, 12, 0.25f);
+            cache.commitSequence(1, first, seq);
+        }
+        {
+            // The second conversation needs the pool: the first one's blocks move to host RAM.
+            KvSequence seq(cache.devicePool());
+            fill(seq, 12, 0.5f);
+            cache.commitSequence(2, second, seq);
+        }
+        QVERIFY(cache.persist().ok()); // and both conversations to disk
+        QCOMPARE(cache.checkInvariants(), std::string());
+        const KvCacheStats spilled = cache.stats();
+        QCOMPARE(spilled.host.blocks, 3u);
+        QCOMPARE(spilled.disk.blocks, 6u);
+        QVERIFY(memory->downloads >= 6); // spilled and persisted through the memory's copies
 
-    // The first conversation comes back (one more token to compute): every block it reuses holds
-    // exactly what was written, whichever tier it came from.
-    std::vector<std::int32_t> resumed = first;
-    resumed.push_back(999);
-    KvSequence seq(cache.devicePool());
-    const int uploadsBefore = memory->uploads;
-    auto report = cache.restorePrefix(resumed, seq);
-    QVERIFY(report.ok());
-    QCOMPARE(report->reused(), 12);
-    QVERIFY(report->nHost + report->nDisk > 0);
-    QVERIFY(memory->uploads > uploadsBefore);
-    std::vector<float> got(kLayout.blockFloats());
-    for (std::size_t b = 0; b < seq.blocks().size(); ++b) {
-        cache.devicePool().download(seq.blocks()[b], got.data());
-        QVERIFY2(got == blockPayload(static_cast<std::int32_t>(b) * kLayout.blockTokens, 0.25f),
-                 qPrintable(QString("block %1").arg(b)));
+        const RestoreReport fromHost = restoreAndCheck(cache, *memory, first);
+        QCOMPARE(fromHost.nHost, 12);
+        QCOMPARE(cache.checkInvariants(), std::string());
     }
-    cache.releaseSequence(seq);
-    QCOMPARE(cache.checkInvariants(), std::string());
+    // A restart: a new cache on the same store brings the blocks back from disk.
+    TieredKvCache restarted(kLayout, fingerprint, budgets, store->get(), memory);
+    const RestoreReport fromDisk = restoreAndCheck(restarted, *memory, first);
+    QCOMPARE(fromDisk.nDisk, 12);
+    QCOMPARE(restarted.checkInvariants(), std::string());
 }
 
 QTEST_GUILESS_MAIN(KvTiersTest)

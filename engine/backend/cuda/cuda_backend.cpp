@@ -65,7 +65,13 @@ public:
             KVCHAT_CUDA_CHECK(cudaFree(m_data));
         m_data = nullptr;
         m_bytes = 0;
-        KVCHAT_CUDA_CHECK(cudaMalloc(&m_data, bytes));
+        if (const cudaError_t error = cudaMalloc(&m_data, bytes); error != cudaSuccess) {
+            // Not sticky, but cudaMalloc also sets the last error: without this, the next launch
+            // check (of a later, successful forward pass) would report it.
+            cudaGetLastError();
+            m_data = nullptr;
+            throwFailure("cudaMalloc", describe(error), __FILE__, __LINE__);
+        }
         m_bytes = bytes;
     }
     template <typename T> T *as() const { return static_cast<T *>(m_data); }
@@ -237,7 +243,26 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const LlamaModel &model
     auto device = firstCudaDevice();
     if (!device)
         return device.error();
+    // The kernels are built for compute capability 8.0 and up (CMAKE_CUDA_ARCHITECTURES 80;90,
+    // with PTX for newer GPUs); an older GPU would accept the weights and fail every launch.
+    if (device->computeCapability < 80)
+        return makeError(device->name + " (compute capability " + std::to_string(device->computeCapability / 10) +
+                         "." + std::to_string(device->computeCapability % 10) +
+                         ") is older than the CUDA backend supports (8.0: A100, RTX 30xx and newer)");
     const LlamaConfig &c = model.config();
+    // fp16 weights: every matrix, the embedding (shared with the classifier when tied), the norms.
+    std::size_t neededBytes = 0;
+    const auto add = [&](const WeightMatrix &w) { neededBytes += sz(w.nOut * w.nIn) * sizeof(Half); };
+    add(model.tokenEmbedding());
+    if (!model.tiedEmbeddings())
+        add(model.output());
+    for (const LlamaLayerWeights &l : model.layers())
+        for (const WeightMatrix *w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.wGate, &l.wUp, &l.wDown})
+            add(*w);
+    if (neededBytes > device->freeBytes)
+        return makeError("not enough GPU memory for this model on " + device->name + ": its fp16 weights need " +
+                         std::to_string(neededBytes / kMiB) + " MiB, " + std::to_string(device->freeBytes / kMiB) +
+                         " MiB are free");
     if (c.headDim > 256 || c.headDim % 8 != 0)
         return makeError("the CUDA backend supports head sizes up to 256 in multiples of 8 (this model: " +
                          std::to_string(c.headDim) + ")");
@@ -272,13 +297,16 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const LlamaModel &model
             state->layers.push_back(d);
         }
         state->allocateScratch();
+        // cudaMemcpy from pageable memory may return before its last DMA has landed, and the
+        // non-blocking compute stream does not wait for the legacy default stream it ran on.
+        KVCHAT_CUDA_CHECK(cudaDeviceSynchronize());
         KVCHAT_CUDA_CHECK(cudaMemGetInfo(&state->device.freeBytes, &state->device.totalBytes));
     } catch (const CudaFailure &failure) {
         const std::string what = failure.what();
         const bool oom = what.find("cudaErrorMemoryAllocation") != std::string::npos;
         return makeError(oom ? "not enough GPU memory for this model on " + device->name + " (" +
-                                   std::to_string(device->freeBytes / kMiB) + " MiB free; fp16 weights need about " +
-                                   std::to_string(state->weightBytes / kMiB) + "+ MiB): " + what
+                                   std::to_string(device->freeBytes / kMiB) + " MiB free; its fp16 weights need " +
+                                   std::to_string(neededBytes / kMiB) + " MiB, plus scratch): " + what
                              : "setting up the CUDA backend on " + device->name + ": " + what);
     }
     return std::unique_ptr<CudaBackend>(new CudaBackend(std::move(state)));
@@ -334,6 +362,8 @@ Result<void> CudaBackend::forward(std::span<const TokenId> tokens, KvSequence &s
         return makeError("forward: the KV cache has no room for " + std::to_string(n) + " more tokens after " +
                          std::to_string(startPos));
     try {
+        // KV blocks restored just before (uploads queued on the KV copy stream) must have landed.
+        s.kvMemory->finishCopies();
         // The block table covers every position this call writes or reads.
         s.hostBlockTable.clear();
         for (KvBlockId id : seq.blocks())
