@@ -48,6 +48,11 @@ public:
                                  std::vector<float> &logits) = 0;
 };
 
+// What every backend's forward() checks first: tokens is not empty and every id is in the
+// vocabulary; then it reserves KV room for the tokens after seq's positions. Returns the position
+// of the first token (seq.nTokens()), or the error for forward() to return (seq unchanged).
+Result<std::int32_t> beginForward(std::span<const TokenId> tokens, std::int32_t nVocab, KvSequence &seq);
+
 // The reference CPU backend. nThreads <= 0: one per hardware thread.
 std::unique_ptr<Backend> makeCpuBackend(const LlamaModel &model, int nThreads, std::int32_t kvBlockTokens = 16);
 

@@ -40,16 +40,6 @@ constexpr double kArgmaxAgreement = 0.99;
             QSKIP(("no GPU to test on: " + reason).c_str());                                                           \
     } while (0)
 
-std::vector<TokenId> randomTokens(std::size_t n, std::int32_t vocab, std::uint64_t seed)
-{
-    std::mt19937_64 rng(seed);
-    std::uniform_int_distribution<TokenId> dist(0, vocab - 1);
-    std::vector<TokenId> t(n);
-    for (auto &id : t)
-        id = dist(rng);
-    return t;
-}
-
 // Every position's logits from one forward pass over a fresh sequence on backend.
 std::vector<float> allLogits(Backend &backend, const std::vector<TokenId> &tokens)
 {

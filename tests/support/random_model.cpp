@@ -110,4 +110,14 @@ RandomModel writeRandomModel(const std::string &path, const RandomModelSpec &spe
     return model;
 }
 
+std::vector<std::int32_t> randomTokens(std::size_t n, std::int32_t vocab, std::uint64_t seed)
+{
+    std::mt19937_64 rng(seed);
+    std::uniform_int_distribution<std::int32_t> dist(0, vocab - 1);
+    std::vector<std::int32_t> t(n);
+    for (auto &id : t)
+        id = dist(rng);
+    return t;
+}
+
 } // namespace kvchat::testing

@@ -45,4 +45,7 @@ struct RandomModel
 // the decoded weights, or throws std::runtime_error when the file cannot be written.
 RandomModel writeRandomModel(const std::string &path, const RandomModelSpec &spec);
 
+// n token ids uniform in [0, vocab), the same for the same seed.
+std::vector<std::int32_t> randomTokens(std::size_t n, std::int32_t vocab, std::uint64_t seed);
+
 } // namespace kvchat::testing

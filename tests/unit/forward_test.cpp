@@ -39,16 +39,6 @@ Loaded makeModel(const QTemporaryDir &dir, const RandomModelSpec &spec, const ch
     return out;
 }
 
-std::vector<TokenId> randomTokens(std::size_t n, std::int32_t vocab, std::uint64_t seed)
-{
-    std::mt19937_64 rng(seed);
-    std::uniform_int_distribution<TokenId> dist(0, vocab - 1);
-    std::vector<TokenId> t(n);
-    for (auto &id : t)
-        id = dist(rng);
-    return t;
-}
-
 // All-position logits from one batched forward pass over a fresh sequence.
 std::vector<float> batchedLogits(const LlamaModel &model, const std::vector<TokenId> &tokens, int threads = 2,
                                  std::int32_t blockTokens = 16)

@@ -146,16 +146,10 @@ Result<void> CpuBackend::forward(std::span<const TokenId> tokens, KvSequence &se
 {
     const LlamaConfig &c = m_model.config();
     const std::int64_t n = static_cast<std::int64_t>(tokens.size());
-    if (n == 0)
-        return makeError("forward: no tokens to process");
-    for (TokenId id : tokens)
-        if (id < 0 || id >= c.nVocab)
-            return makeError("forward: token id " + std::to_string(id) + " is outside the vocabulary (" +
-                             std::to_string(c.nVocab) + ")");
-    const std::int32_t startPos = seq.nTokens();
-    if (!seq.reserve(startPos + static_cast<std::int32_t>(n)))
-        return makeError("forward: the KV cache has no room for " + std::to_string(n) + " more tokens after " +
-                         std::to_string(startPos));
+    auto begun = beginForward(tokens, c.nVocab, seq);
+    if (!begun)
+        return begun.error();
+    const std::int32_t startPos = *begun;
 
     // Long prompts go through in micro-batches: activations for 256 tokens are enough to reuse
     // every weight panel many times, and the scratch memory stays bounded (a 2k-token prompt of a

@@ -349,18 +349,12 @@ Result<void> CudaBackend::forward(std::span<const TokenId> tokens, KvSequence &s
     State &s = *m_state;
     const LlamaConfig &c = s.config;
     const std::int64_t n = static_cast<std::int64_t>(tokens.size());
-    if (n == 0)
-        return makeError("forward: no tokens to process");
-    for (TokenId id : tokens)
-        if (id < 0 || id >= c.nVocab)
-            return makeError("forward: token id " + std::to_string(id) + " is outside the vocabulary (" +
-                             std::to_string(c.nVocab) + ")");
     if (&seq.pool().memory() != s.kvMemory.get())
         return makeError("forward: the KV sequence is not in this CUDA backend's GPU memory");
-    const std::int32_t startPos = seq.nTokens();
-    if (!seq.reserve(startPos + static_cast<std::int32_t>(n)))
-        return makeError("forward: the KV cache has no room for " + std::to_string(n) + " more tokens after " +
-                         std::to_string(startPos));
+    auto begun = beginForward(tokens, c.nVocab, seq);
+    if (!begun)
+        return begun.error();
+    const std::int32_t startPos = *begun;
     try {
         // KV blocks restored just before (uploads queued on the KV copy stream) must have landed.
         s.kvMemory->finishCopies();

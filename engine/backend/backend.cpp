@@ -3,6 +3,21 @@
 
 namespace kvchat::engine {
 
+Result<std::int32_t> beginForward(std::span<const TokenId> tokens, std::int32_t nVocab, KvSequence &seq)
+{
+    if (tokens.empty())
+        return makeError("forward: no tokens to process");
+    for (TokenId id : tokens)
+        if (id < 0 || id >= nVocab)
+            return makeError("forward: token id " + std::to_string(id) + " is outside the vocabulary (" +
+                             std::to_string(nVocab) + ")");
+    const std::int32_t startPos = seq.nTokens();
+    if (!seq.reserve(startPos + static_cast<std::int32_t>(tokens.size())))
+        return makeError("forward: the KV cache has no room for " + std::to_string(tokens.size()) +
+                         " more tokens after " + std::to_string(startPos));
+    return startPos;
+}
+
 #ifndef KVCHAT_HAS_CUDA
 // This build has no CUDA backend (KVCHAT_CUDA=OFF or no CUDA compiler).
 Result<std::unique_ptr<Backend>> makeCudaBackend(const LlamaModel &, int, std::int32_t)
