@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: MIT
+// Internal interface of the CUDA emulator (tests/gpu/emulator/README.md): what the emulated runtime
+// (emulated_cuda_runtime.cpp) offers the fiber scheduler (emulated_threads.cpp) and the emulated
+// cuBLAS (emulated_cublas.cpp). Single-threaded: every function here runs on the test's thread
+// (the emulated device has no threads of its own; queued work runs when the host synchronizes).
+#pragma once
+#include <cuda_runtime.h>
+
+#include <cstddef>
+#include <functional>
+
+namespace emu {
+
+// The environment switches, read once (see the list at the top of emulated_cuda_runtime.cpp).
+struct Config
+{
+    bool legacyAsync;        // EMU_LEGACY_ASYNC
+    bool pageableDefer;      // EMU_PAGEABLE_DEFER
+    bool reverse;            // EMU_REVERSE
+    bool legacyLast;         // EMU_LEGACY_LAST
+    bool poison;             // EMU_POISON
+    bool trace;              // EMU_TRACE
+    std::size_t deviceBytes; // EMU_DEVICE_BYTES
+};
+const Config &config();
+
+// Prints "EMU FATAL: ..." and aborts: for API misuse that is undefined behaviour on a real GPU, and
+// for CUDA features the emulator does not cover (better a loud stop than a silent wrong answer).
+[[noreturn]] void fatal(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+// Prints "EMU: ..." to stderr.
+void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+// Queues fn on stream s (nullptr or cudaStreamLegacy: the legacy default stream); it runs when
+// something synchronizes that stream or the device. what names it in traces and errors.
+void enqueue(cudaStream_t s, std::function<void()> fn, const char *what);
+bool streamValid(cudaStream_t s);
+// Runs all queued work of every stream (what cudaDeviceSynchronize does).
+void flushAll();
+// [p, p + bytes) lies inside one live cudaMalloc allocation.
+bool deviceRange(const void *p, std::size_t bytes);
+bool isDevicePointer(const void *p);
+
+// Runs a whole grid now, block after block, one fiber per CUDA thread of the block: fn is the
+// kernel call with its arguments bound; smem bytes of dynamic shared memory per block. Only 1-D
+// blocks whose size is a multiple of 32 (launch() checks that first).
+void runGrid(dim3 grid, dim3 block, std::size_t smem, const std::function<void()> &fn);
+
+} // namespace emu

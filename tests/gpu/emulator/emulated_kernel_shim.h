@@ -1,0 +1,110 @@
+// SPDX-License-Identifier: MIT
+// What a CUDA kernel source needs to compile as plain C++ and run on the emulated device.
+// transform_cuda_kernels.py puts `#include "emulated_kernel_shim.h"` in place of <cuda_runtime.h>
+// in a copy of engine/backend/cuda/cuda_kernels.cu and turns each `kernel<<<g, b, smem, s>>>(args)`
+// into an emu::launch() call; the kernels themselves compile unchanged.
+//
+// The model: each CUDA thread of a block is a fiber (emulated_threads.cpp); __syncthreads is a
+// block-wide barrier and the warp shuffles are warp-wide barriers that exchange values, so a
+// divergent barrier deadlocks and is reported. threadIdx, blockIdx, blockDim and gridDim are
+// globals the scheduler sets before it resumes a fiber. Static __shared__ variables become C++
+// statics (one copy; blocks run one after another, so it is never shared between live blocks, but
+// it keeps the previous block's values, where dynamic shared memory is refilled with 0xff bytes).
+// Device math (expf, sqrtf, fmaf, the <cuda_fp16.h> conversions) is the host's: correctly rounded
+// or within an ulp or two of the GPU's, never bit-identical by design.
+//
+// Not covered (a compile error, or EMU FATAL at run time): 2-D/3-D blocks, blocks that are not
+// a multiple of 32 threads, partial warp masks, atomics, __syncwarp, cooperative groups, textures.
+#pragma once
+#include "emulated_device.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <cuda_fp16.h>
+#include <functional>
+
+#undef threadIdx
+#undef blockIdx
+#undef blockDim
+#undef gridDim
+#undef __global__
+#undef __device__
+#undef __host__
+#undef __shared__
+#undef __forceinline__
+#define __global__
+#define __device__
+#define __host__
+#define __shared__ static
+#define __forceinline__ inline
+#define __launch_bounds__(...) // no registers, no occupancy: nothing to bound
+
+// The emulated thread's coordinates and the block's dynamic shared memory (emulated_threads.cpp).
+namespace emu {
+extern uint3 g_threadIdx, g_blockIdx;
+extern dim3 g_blockDim, g_gridDim;
+extern void *g_dynSmem;
+extern std::size_t g_dynSmemBytes;
+void syncthreads();
+// One warp-wide exchange: every lane of the calling thread's warp passes bits, gets lane src's.
+std::uint64_t shuffleBits(std::uint64_t bits, unsigned src);
+// Validates the launch configuration now (errors go to cudaGetLastError) and queues the grid on
+// the stream. fn is the kernel call with its arguments captured by value.
+void launch(dim3 grid, dim3 block, std::size_t smem, cudaStream_t stream, const void *func, const char *name,
+            std::function<void()> fn);
+template <class T> T *dynamicSmem()
+{
+    return static_cast<T *>(g_dynSmem);
+}
+inline unsigned laneId()
+{
+    return (g_threadIdx.x + g_threadIdx.y * g_blockDim.x) % 32;
+}
+template <class T> T shuffleFrom(T v, unsigned src)
+{
+    static_assert(sizeof(T) <= 8);
+    std::uint64_t bits = 0;
+    std::memcpy(&bits, &v, sizeof v);
+    bits = shuffleBits(bits, src % 32);
+    T out;
+    std::memcpy(&out, &bits, sizeof out);
+    return out;
+}
+} // namespace emu
+
+#define threadIdx (emu::g_threadIdx)
+#define blockIdx (emu::g_blockIdx)
+#define blockDim (emu::g_blockDim)
+#define gridDim (emu::g_gridDim)
+inline void __syncthreads()
+{
+    emu::syncthreads();
+}
+template <class T> T __shfl_xor_sync(unsigned mask, T v, int laneMask)
+{
+    if (mask != 0xffffffffu)
+        emu::fatal("__shfl_xor_sync: partial warp mask %#x is not emulated", mask);
+    return emu::shuffleFrom(v, emu::laneId() ^ static_cast<unsigned>(laneMask));
+}
+template <class T> T __shfl_sync(unsigned mask, T v, int src)
+{
+    if (mask != 0xffffffffu)
+        emu::fatal("__shfl_sync: partial warp mask %#x is not emulated", mask);
+    return emu::shuffleFrom(v, static_cast<unsigned>(src));
+}
+inline float4 __ldg(const float4 *p)
+{
+    if (reinterpret_cast<std::uintptr_t>(p) % 16 != 0) // a misaligned address fault on a GPU
+        emu::fatal("__ldg(float4 *%p): address not 16-byte aligned", static_cast<const void *>(p));
+    return *p;
+}
+// Device-side overloads that CUDA provides and the host's <cmath> does not (for int).
+using std::isnan;
+inline int min(int a, int b)
+{
+    return a < b ? a : b;
+}
