@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 #include "engine/backend/backend.h"
 
+#include <algorithm>
+
 namespace kvchat::engine {
 
 Result<std::int32_t> beginForward(std::span<const TokenId> tokens, std::int32_t nVocab, KvSequence &seq)
@@ -16,6 +18,19 @@ Result<std::int32_t> beginForward(std::span<const TokenId> tokens, std::int32_t 
         return makeError("forward: the KV cache has no room for " + std::to_string(tokens.size()) +
                          " more tokens after " + std::to_string(startPos));
     return startPos;
+}
+
+void forEachMicroBatch(std::int64_t n, std::int64_t maxBatch, LogitsMode mode, std::int32_t nVocab,
+                       std::vector<float> &logits, const std::function<void(std::int64_t, std::int64_t, float *)> &run)
+{
+    const std::int64_t nOutputs = mode == LogitsMode::All ? n : 1;
+    logits.resize(static_cast<std::size_t>(nOutputs * nVocab));
+    for (std::int64_t begin = 0; begin < n; begin += maxBatch) {
+        const std::int64_t end = std::min(n, begin + maxBatch);
+        float *chunkLogits =
+            mode == LogitsMode::All ? logits.data() + begin * nVocab : (end == n ? logits.data() : nullptr);
+        run(begin, end, chunkLogits);
+    }
 }
 
 #ifndef KVCHAT_HAS_CUDA

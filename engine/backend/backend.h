@@ -10,6 +10,7 @@
 #include "engine/kv/kv_cache.h"
 #include "engine/model/tokenizer.h"
 
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -52,6 +53,14 @@ public:
 // vocabulary; then it reserves KV room for the tokens after seq's positions. Returns the position
 // of the first token (seq.nTokens()), or the error for forward() to return (seq unchanged).
 Result<std::int32_t> beginForward(std::span<const TokenId> tokens, std::int32_t nVocab, KvSequence &seq);
+
+// Splits a forward pass over n tokens into micro-batches of at most maxBatch tokens, sizes logits
+// for mode, and calls run(begin, end, chunkLogits) for each in order; chunkLogits is where that
+// micro-batch's wanted logits go (every row with LogitsMode::All, the last token's in the last
+// micro-batch with LogitsMode::Last), or nullptr when it has none to give.
+void forEachMicroBatch(std::int64_t n, std::int64_t maxBatch, LogitsMode mode, std::int32_t nVocab,
+                       std::vector<float> &logits,
+                       const std::function<void(std::int64_t begin, std::int64_t end, float *chunkLogits)> &run);
 
 // The reference CPU backend. nThreads <= 0: one per hardware thread.
 std::unique_ptr<Backend> makeCpuBackend(const LlamaModel &model, int nThreads, std::int32_t kvBlockTokens = 16);

@@ -5,8 +5,8 @@
 
 namespace kvchat::engine {
 
-void fillRopeTable(const LlamaConfig &c, const std::vector<float> &factors, std::int32_t startPos,
-                   std::int64_t nTokens, float *out)
+void fillRopeTable(const LlamaConfig &c, const std::vector<float> &factors, std::int32_t startPos, std::int64_t nTokens,
+                   float *out)
 {
     for (std::int64_t t = 0; t < nTokens; ++t) {
         const double pos = static_cast<double>(startPos + t) * c.ropeFreqScale;

@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: MIT
 #include "engine/kv/kv_memory.h"
 
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <cstring>
 #include <new>
+#include <sys/mman.h>
 #include <utility>
 
 namespace kvchat::engine {
@@ -60,8 +60,7 @@ std::shared_ptr<KvMemory> hostKvMemory()
 HostKvBuffer::HostKvBuffer(std::shared_ptr<KvMemory> memory, std::size_t bytes)
     : m_memory(std::move(memory)), m_data(static_cast<std::byte *>(m_memory->allocateHost(bytes))),
       m_bytes(m_data != nullptr ? bytes : 0)
-{
-}
+{}
 
 HostKvBuffer &HostKvBuffer::operator=(HostKvBuffer &&other) noexcept
 {

@@ -266,8 +266,8 @@ void CudaBackendTest::matchesCpuOnSmolLM2()
     auto cpu = cpuOracle(**model);
     auto gpu = cudaBackend(**model);
     const Agreement a = compare(allLogits(*cpu, tokens), allLogits(*gpu, tokens), (*model)->config().nVocab);
-    qInfo("SmolLM2, %zu positions: worst top-logit error %.2e, same argmax on %.2f%%", tokens.size(),
-          a.worstTopError, 100.0 * a.argmaxShare);
+    qInfo("SmolLM2, %zu positions: worst top-logit error %.2e, same argmax on %.2f%%", tokens.size(), a.worstTopError,
+          100.0 * a.argmaxShare);
     QVERIFY(a.worstTopError <= kTopLogitTolerance);
     QVERIFY(a.argmaxShare >= kArgmaxAgreement);
 }

@@ -21,7 +21,11 @@ jobs=$(nproc)
 start=$(date +%s)
 stamp() { echo "[gpu-check +$(($(date +%s) - start))s] $*"; }
 
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+if ! command -v nvcc >/dev/null && [[ -x /usr/local/cuda/bin/nvcc ]]; then
+    export PATH=/usr/local/cuda/bin:$PATH
+fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || echo "gpu-check: nvidia-smi failed"
+nvcc --version | tail -2 || echo "gpu-check: no nvcc on PATH (export PATH=/usr/local/cuda/bin:\$PATH?)"
 
 prefix=/tmp/kvchat-deps
 if [[ -d .gpu-deps ]]; then
@@ -61,6 +65,11 @@ for t in cuda_kernels_test cuda_backend_test; do
     stamp "running $t"
     QT_QPA_PLATFORM=offscreen $build/tests/$t 2>&1 | tee "$out/$t.log" | grep -E "^(PASS|FAIL|SKIP|QWARN|QDEBUG|QINFO|Totals)|Loc:|error" || true
     grep -q "^Totals: .* 0 failed" "$out/$t.log" || status=1
+    # On the GPU machine a test that skipped everything (no device seen) is a failure of the check.
+    if grep -q "^SKIP .*initTestCase\|no GPU to test on" "$out/$t.log"; then
+        echo "gpu-check: $t did not run on the GPU (see $out/$t.log)"
+        status=1
+    fi
 done
 
 models=/tmp/kvchat-gpu-models

@@ -154,17 +154,11 @@ Result<void> CpuBackend::forward(std::span<const TokenId> tokens, KvSequence &se
     // Long prompts go through in micro-batches: activations for 256 tokens are enough to reuse
     // every weight panel many times, and the scratch memory stays bounded (a 2k-token prompt of a
     // 1B model would otherwise need ~200 MB of it). Chunking does not change a single bit.
-    const std::int64_t nOutputs = mode == LogitsMode::All ? n : 1;
-    logits.resize(sz(nOutputs * c.nVocab));
-    for (std::int64_t begin = 0; begin < n; begin += kMaxMicroBatch) {
-        const std::int64_t end = std::min(n, begin + kMaxMicroBatch);
-        const bool last = end == n;
-        float *chunkLogits = mode == LogitsMode::All ? logits.data() + begin * c.nVocab
-                                                     : (last ? logits.data() : nullptr);
+    forEachMicroBatch(n, kMaxMicroBatch, mode, c.nVocab, logits, [&](std::int64_t begin, std::int64_t end, float *out) {
         forwardMicroBatch(tokens.subspan(sz(begin), sz(end - begin)), seq, startPos + static_cast<std::int32_t>(begin),
-                          mode, chunkLogits);
+                          mode, out);
         seq.setTokenCount(startPos + static_cast<std::int32_t>(end));
-    }
+    });
     return {};
 }
 

@@ -9,12 +9,12 @@
 #include "engine/backend/rope_table.h"
 #include "engine/core/thread_pool.h"
 
-#include <cublas_v2.h>
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <cublas_v2.h>
 
 namespace kvchat::engine {
 
@@ -169,8 +169,8 @@ const float *CudaBackend::State::uploadFloats(const std::vector<float> &values)
 {
     auto buffer = std::make_unique<DeviceBuffer>();
     buffer->reserve(values.size() * sizeof(float));
-    KVCHAT_CUDA_CHECK(cudaMemcpy(buffer->as<void>(), values.data(), values.size() * sizeof(float),
-                                 cudaMemcpyHostToDevice));
+    KVCHAT_CUDA_CHECK(
+        cudaMemcpy(buffer->as<void>(), values.data(), values.size() * sizeof(float), cudaMemcpyHostToDevice));
     weightBytes += buffer->bytes();
     const float *p = buffer->as<float>();
     weightBuffers.push_back(std::move(buffer));
@@ -238,7 +238,7 @@ void CudaBackend::State::gemm(const DeviceMatrix &w, const Half *xIn, std::int64
 }
 
 Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const LlamaModel &model, int nThreads,
-                                                        std::int32_t kvBlockTokens)
+                                                         std::int32_t kvBlockTokens)
 {
     auto device = firstCudaDevice();
     if (!device)
@@ -246,8 +246,8 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const LlamaModel &model
     // The kernels are built for compute capability 8.0 and up (CMAKE_CUDA_ARCHITECTURES 80;90,
     // with PTX for newer GPUs); an older GPU would accept the weights and fail every launch.
     if (device->computeCapability < 80)
-        return makeError(device->name + " (compute capability " + std::to_string(device->computeCapability / 10) +
-                         "." + std::to_string(device->computeCapability % 10) +
+        return makeError(device->name + " (compute capability " + std::to_string(device->computeCapability / 10) + "." +
+                         std::to_string(device->computeCapability % 10) +
                          ") is older than the CUDA backend supports (8.0: A100, RTX 30xx and newer)");
     const LlamaConfig &c = model.config();
     // fp16 weights: every matrix, the embedding (shared with the classifier when tied), the norms.
@@ -373,16 +373,11 @@ Result<void> CudaBackend::forward(std::span<const TokenId> tokens, KvSequence &s
         kv.blockFloats = s.kvLayout.blockFloats();
         kv.kvDim = c.kvDim();
 
-        const std::int64_t nOutputs = mode == LogitsMode::All ? n : 1;
-        logits.resize(sz(nOutputs * c.nVocab));
-        for (std::int64_t begin = 0; begin < n; begin += kMaxMicroBatch) {
-            const std::int64_t end = std::min(n, begin + kMaxMicroBatch);
-            const bool last = end == n;
-            float *chunkLogits = mode == LogitsMode::All ? logits.data() + begin * c.nVocab
-                                                         : (last ? logits.data() : nullptr);
-            s.forwardMicroBatch(tokens.subspan(sz(begin), sz(end - begin)),
-                                startPos + static_cast<std::int32_t>(begin), kv, mode, chunkLogits);
-        }
+        forEachMicroBatch(n, kMaxMicroBatch, mode, c.nVocab, logits,
+                          [&](std::int64_t begin, std::int64_t end, float *out) {
+                              s.forwardMicroBatch(tokens.subspan(sz(begin), sz(end - begin)),
+                                                  startPos + static_cast<std::int32_t>(begin), kv, mode, out);
+                          });
         KVCHAT_CUDA_CHECK(cudaStreamSynchronize(s.stream));
     } catch (const CudaFailure &failure) {
         cudaStreamSynchronize(s.stream);
@@ -403,8 +398,8 @@ void CudaBackend::State::forwardMicroBatch(std::span<const TokenId> ids, std::in
     // Pageable sources: cudaMemcpyAsync has staged them before it returns, so the host vectors
     // may be rewritten by the next micro-batch while this one still runs.
     static_assert(sizeof(TokenId) == sizeof(std::int32_t));
-    KVCHAT_CUDA_CHECK(cudaMemcpyAsync(tokens.as<void>(), ids.data(), sz(n) * sizeof(std::int32_t),
-                                      cudaMemcpyHostToDevice, stream));
+    KVCHAT_CUDA_CHECK(
+        cudaMemcpyAsync(tokens.as<void>(), ids.data(), sz(n) * sizeof(std::int32_t), cudaMemcpyHostToDevice, stream));
     fillRopeTable(c, model->ropeFreqFactors(), startPos, n, hostCosSin.data());
     KVCHAT_CUDA_CHECK(cudaMemcpyAsync(cosSin.as<void>(), hostCosSin.data(), sz(n * c.nRot) * sizeof(float),
                                       cudaMemcpyHostToDevice, stream));

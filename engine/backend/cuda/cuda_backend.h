@@ -37,7 +37,7 @@ public:
     // Uploads the weights (nThreads host threads dequantize). Errors: no device, out of GPU
     // memory (with how much was needed), a CUDA or cuBLAS failure.
     static Result<std::unique_ptr<CudaBackend>> create(const LlamaModel &model, int nThreads,
-                                                        std::int32_t kvBlockTokens);
+                                                       std::int32_t kvBlockTokens);
     ~CudaBackend() override;
 
     std::string_view name() const override { return "cuda"; }

@@ -17,8 +17,8 @@ std::string describe(cublasStatus_t status)
 
 void throwFailure(const char *call, const std::string &what, const char *file, int line)
 {
-    throw CudaFailure(std::string(call) + " failed: " + what + " [" +
-                      std::filesystem::path(file).filename().string() + ":" + std::to_string(line) + "]");
+    throw CudaFailure(std::string(call) + " failed: " + what + " [" + std::filesystem::path(file).filename().string() +
+                      ":" + std::to_string(line) + "]");
 }
 
 } // namespace kvchat::engine::cuda
