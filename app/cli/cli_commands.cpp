@@ -53,7 +53,7 @@ int runGenerate(int argc, char **argv)
     const Clock::time_point loadStart = Clock::now();
     auto model = loadModel(args);
     const int threads = args.intValue("--threads", ThreadPool::defaultThreadCount(), 1, 1024);
-    BackendChoice choice = chooseBackend(backendPreference(args), *model, threads, 16);
+    BackendChoice choice = chooseBackend(backendPreference(args), *model, threads);
     if (!choice.notice.empty())
         std::cerr << "kvchat-cli: " << choice.notice << "\n";
     std::unique_ptr<Backend> backend = std::move(choice.backend);

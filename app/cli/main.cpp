@@ -18,11 +18,13 @@ constexpr const char *kUsage =
     "  tokenize -m MODEL.gguf TEXT [--json]\n"
     "  info     -m MODEL.gguf\n"
     "  chat     -m MODEL.gguf --db FILE --session NAME [--system TEXT] --message TEXT [-n N] [--temp T]\n"
-    "           [--seed S] [--no-cache] [--device-mb N] [--host-mb N] [--disk-mb N] [--threads K] [--json]\n"
-    "           [--backend cpu|cuda|auto]  (cuda: the GPU, or the CPU with a notice where it cannot run)\n"
+    "           [--seed S] [--no-cache] [--device-mb N] [--host-mb N] [--disk-mb N] [--threads K] [--backend B]\n"
+    "           [--json]\n"
     "  replay   -m MODEL.gguf --db FILE SCRIPT.jsonl [--device-mb N] [--host-mb N] [--disk-mb N] [--json]\n"
     "  sessions --db FILE list | show NAME | delete NAME | export NAME --format md|json\n"
-    "  latency  --db FILE [--session NAME] --format csv|json\n";
+    "  latency  --db FILE [--session NAME] --format csv|json\n"
+    "  --backend B (generate, chat, replay): cpu (default), cuda (the GPU, or the CPU with a notice where\n"
+    "           it cannot run) or auto (the GPU where one is usable)\n";
 
 } // namespace
 

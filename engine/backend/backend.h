@@ -79,6 +79,6 @@ struct BackendChoice
     std::string notice; // why a wanted GPU is not used; "" otherwise
 };
 BackendChoice chooseBackend(std::string_view preference, const LlamaModel &model, int nThreads,
-                            std::int32_t kvBlockTokens);
+                            std::int32_t kvBlockTokens = 16);
 
 } // namespace kvchat::engine

@@ -229,8 +229,12 @@ bool TieredKvCache::reclaimDeviceBlock()
         // room, and make room there (spilling its oldest to disk) when this block has no other copy.
         const bool safeElsewhere = e.onDisk && m_diskEnabled;
         const bool hostHasRoom = m_hostBlocks < m_maxHostBlocks;
-        if (!e.host && m_maxHostBlocks > 0 && (hostHasRoom || (!safeElsewhere && makeHostRoom())) &&
-            (e.host = HostKvBuffer(m_devicePool.sharedMemory(), blockBytes()))) {
+        bool spilledToHost = false;
+        if (!e.host && m_maxHostBlocks > 0 && (hostHasRoom || (!safeElsewhere && makeHostRoom()))) {
+            e.host = HostKvBuffer(m_devicePool.sharedMemory(), blockBytes()); // empty if none can be had
+            spilledToHost = static_cast<bool>(e.host);
+        }
+        if (spilledToHost) {
             m_devicePool.download(*e.device, e.host.data());
             m_hostLru.push_front(e.key);
             e.hostLruPos = m_hostLru.begin();

@@ -13,6 +13,7 @@
 #include "engine/model/llama_config.h"
 #include "engine/model/tokenizer.h"
 
+#include <array>
 #include <memory>
 #include <string>
 #include <vector>
@@ -42,6 +43,9 @@ struct LlamaLayerWeights
     WeightMatrix wGate;          // [nFf] x [nEmbd]
     WeightMatrix wUp;            // [nFf] x [nEmbd]
     WeightMatrix wDown;          // [nEmbd] x [nFf]
+
+    // The seven projection matrices, in the order above.
+    std::array<const WeightMatrix *, 7> matrices() const { return {&wq, &wk, &wv, &wo, &wGate, &wUp, &wDown}; }
 };
 
 class LlamaModel

@@ -85,7 +85,7 @@ void CpuBackend::prepareWeights(bool useInt8)
         }
     };
     for (const LlamaLayerWeights &l : m_model.layers())
-        for (const WeightMatrix *w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.wGate, &l.wUp, &l.wDown})
+        for (const WeightMatrix *w : l.matrices())
             prepare(*w, useInt8);
     // The output projection keeps fp32 activations: the logits are where rounding the final
     // hidden state to 8 bits shows most (a few outlier dimensions set their blocks' scales; it

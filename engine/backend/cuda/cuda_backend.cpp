@@ -250,14 +250,14 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const LlamaModel &model
                          std::to_string(device->computeCapability % 10) +
                          ") is older than the CUDA backend supports (8.0: A100, RTX 30xx and newer)");
     const LlamaConfig &c = model.config();
-    // fp16 weights: every matrix, the embedding (shared with the classifier when tied), the norms.
+    // fp16 weights: every layer matrix, the embedding, and the classifier unless it is the embedding.
     std::size_t neededBytes = 0;
     const auto add = [&](const WeightMatrix &w) { neededBytes += sz(w.nOut * w.nIn) * sizeof(Half); };
     add(model.tokenEmbedding());
     if (!model.tiedEmbeddings())
         add(model.output());
     for (const LlamaLayerWeights &l : model.layers())
-        for (const WeightMatrix *w : {&l.wq, &l.wk, &l.wv, &l.wo, &l.wGate, &l.wUp, &l.wDown})
+        for (const WeightMatrix *w : l.matrices())
             add(*w);
     if (neededBytes > device->freeBytes)
         return makeError("not enough GPU memory for this model on " + device->name + ": its fp16 weights need " +
