@@ -94,6 +94,25 @@ std::unique_ptr<Backend> cpuOracle(const LlamaModel &model)
     return std::make_unique<cpu::CpuBackend>(model, 2, 16, /*useInt8=*/false);
 }
 
+// A small GQA model (8 heads on 2 KV heads of 32 dims, 2 layers) for the GPU-only checks.
+RandomModelSpec smallGqaSpec(GgmlType type, std::uint64_t seed)
+{
+    RandomModelSpec spec;
+    spec.nEmbd = 256, spec.nLayers = 2, spec.nHeads = 8, spec.nKvHeads = 2, spec.nFf = 512, spec.nVocab = 512;
+    spec.weightType = type, spec.seed = seed;
+    return spec;
+}
+
+std::unique_ptr<LlamaModel> writeAndLoad(const QTemporaryDir &dir, const char *name, const RandomModelSpec &spec)
+{
+    const std::string path = dir.filePath(name).toStdString();
+    writeRandomModel(path, spec);
+    auto model = LlamaModel::load(path);
+    if (!model)
+        qFatal("%s", model.error().message.c_str());
+    return std::move(model).value();
+}
+
 std::unique_ptr<Backend> cudaBackend(const LlamaModel &model)
 {
     auto backend = makeCudaBackend(model, 4);
@@ -122,13 +141,8 @@ private:
 
 void CudaBackendTest::fallsBackToTheCpuWithAReason()
 {
-    QTemporaryDir dir;
-    RandomModelSpec spec;
-    const std::string path = dir.filePath("m.gguf").toStdString();
-    writeRandomModel(path, spec);
-    auto model = LlamaModel::load(path);
-    QVERIFY(model);
-    const BackendChoice choice = chooseBackend("cuda", **model, 1, 16);
+    const auto model = writeAndLoad(m_dir, "fallback.gguf", RandomModelSpec{});
+    const BackendChoice choice = chooseBackend("cuda", *model, 1);
     QVERIFY(choice.backend);
     const std::string reason = cudaUnavailableReason();
     if (reason.empty()) {
@@ -140,7 +154,7 @@ void CudaBackendTest::fallsBackToTheCpuWithAReason()
         QVERIFY2(choice.notice.find(reason) != std::string::npos, choice.notice.c_str());
     }
     // "auto" never leaves a notice: not having a GPU is not a problem there.
-    QVERIFY(chooseBackend("auto", **model, 1, 16).notice.empty());
+    QVERIFY(chooseBackend("auto", *model, 1).notice.empty());
 }
 
 void CudaBackendTest::matchesCpuOnRandomModels_data()
@@ -165,14 +179,11 @@ void CudaBackendTest::matchesCpuOnRandomModels()
 {
     SKIP_WITHOUT_GPU();
     QFETCH(RandomModelSpec, spec);
-    const std::string path = m_dir.filePath(QString("random-%1.gguf").arg(spec.seed)).toStdString();
-    writeRandomModel(path, spec);
-    auto model = LlamaModel::load(path);
-    QVERIFY(model);
+    const auto model = writeAndLoad(m_dir, qPrintable(QString("random-%1.gguf").arg(spec.seed)), spec);
     // 300 tokens: two micro-batches (256 + 44), the second attending across the boundary.
     const auto tokens = randomTokens(300, spec.nVocab, spec.seed);
-    auto cpu = cpuOracle(**model);
-    auto gpu = cudaBackend(**model);
+    auto cpu = cpuOracle(*model);
+    auto gpu = cudaBackend(*model);
     const Agreement a = compare(allLogits(*cpu, tokens), allLogits(*gpu, tokens), spec.nVocab);
     qInfo("worst top-logit error %.2e (limit %.0e), same argmax on %.2f%% of positions", a.worstTopError,
           kTopLogitTolerance, 100.0 * a.argmaxShare);
@@ -183,14 +194,9 @@ void CudaBackendTest::matchesCpuOnRandomModels()
 void CudaBackendTest::tokenByTokenMatchesBatched()
 {
     SKIP_WITHOUT_GPU();
-    RandomModelSpec spec;
-    spec.nEmbd = 256, spec.nLayers = 2, spec.nHeads = 8, spec.nKvHeads = 2, spec.nFf = 512, spec.nVocab = 512;
-    spec.weightType = GgmlType::F16;
-    const std::string path = m_dir.filePath("decode.gguf").toStdString();
-    writeRandomModel(path, spec);
-    auto model = LlamaModel::load(path);
-    QVERIFY(model);
-    auto gpu = cudaBackend(**model);
+    const RandomModelSpec spec = smallGqaSpec(GgmlType::F16, 1);
+    const auto model = writeAndLoad(m_dir, "decode.gguf", spec);
+    auto gpu = cudaBackend(*model);
     const auto tokens = randomTokens(120, spec.nVocab, 7);
     const std::vector<float> batched = allLogits(*gpu, tokens);
 
@@ -215,14 +221,9 @@ void CudaBackendTest::tokenByTokenMatchesBatched()
 void CudaBackendTest::hostRestoredKvGivesIdenticalLogits()
 {
     SKIP_WITHOUT_GPU();
-    RandomModelSpec spec;
-    spec.nEmbd = 256, spec.nLayers = 2, spec.nHeads = 8, spec.nKvHeads = 2, spec.nFf = 512, spec.nVocab = 512;
-    spec.weightType = GgmlType::Q8_0, spec.seed = 9;
-    const std::string path = m_dir.filePath("restore.gguf").toStdString();
-    writeRandomModel(path, spec);
-    auto model = LlamaModel::load(path);
-    QVERIFY(model);
-    auto gpu = cudaBackend(**model);
+    const RandomModelSpec spec = smallGqaSpec(GgmlType::Q8_0, 9);
+    const auto model = writeAndLoad(m_dir, "restore.gguf", spec);
+    auto gpu = cudaBackend(*model);
     const auto history = randomTokens(200, spec.nVocab, 10);
     const auto next = randomTokens(30, spec.nVocab, 11);
 
