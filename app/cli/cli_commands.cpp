@@ -159,7 +159,7 @@ int runInfo(int argc, char **argv)
     };
     const ChatTemplate &tmpl = model->chatTemplate();
     auto tokenText = [&](std::optional<TokenId> id) {
-        return id ? std::to_string(*id) + " " + tok.piece(*id) : std::string("-");
+        return id ? std::to_string(*id) + " " + std::string(tok.piece(*id)) : std::string("-");
     };
 
     std::printf("file:            %s (GGUF v%u, %.1f MiB)\n", file.path().c_str(), file.version(),

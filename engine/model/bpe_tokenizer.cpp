@@ -18,6 +18,7 @@
 // one (SmolLM2 lacks a few C0 controls and bytes that never occur in UTF-8) becomes the vocabulary's
 // Unknown-type token if it has one, else is left out, as in HF tokenizers' BPE without unk_token.
 // tokenizer.ggml.unknown_token_id is not used for this: SmolLM2 names <|endoftext|>, a control.
+#include "engine/model/bpe_lookup_tables.h"
 #include "engine/model/bpe_pretokenizer.h"
 #include "engine/model/gguf_file.h"
 #include "engine/model/tokenizer.h"
@@ -25,7 +26,6 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
-#include <unordered_map>
 
 namespace kvchat::engine {
 
@@ -102,16 +102,7 @@ bool takesPartInBpe(TokenKind kind)
         || kind == TokenKind::Undefined;
 }
 
-struct Merge
-{
-    std::int32_t rank;
-    TokenId result;
-};
-
-std::uint64_t pairKey(TokenId left, TokenId right)
-{
-    return (static_cast<std::uint64_t>(static_cast<std::uint32_t>(left)) << 32) | static_cast<std::uint32_t>(right);
-}
+using Merge = MergeTable::Merge;
 
 class BpeTokenizer final : public Tokenizer
 {
@@ -134,16 +125,16 @@ public:
         }
         m_preTokenizer = std::move(preTokenizer.value());
 
+        m_pieceToId = PieceIndex(m_pieces, m_pieces.size());
         for (std::size_t id = 0; id < m_pieces.size(); ++id) {
             if (takesPartInBpe(m_kinds[id])) {
                 // The first of duplicate pieces wins, as in llama.cpp's token_to_id.
-                m_pieceToId.emplace(m_pieces[id], static_cast<TokenId>(id));
+                m_pieceToId.insert(static_cast<TokenId>(id));
             }
         }
         const ByteAlphabet &alphabet = byteAlphabet();
         for (std::size_t b = 0; b < 256; ++b) {
-            const auto it = m_pieceToId.find(alphabet.utf8[b]);
-            m_byteToken[b] = it != m_pieceToId.end() ? it->second : -1;
+            m_byteToken[b] = m_pieceToId.find(alphabet.utf8[b]).value_or(-1);
         }
         for (std::size_t id = 0; id < m_pieces.size(); ++id) {
             if (m_kinds[id] == TokenKind::Unknown && !m_unknown) {
@@ -155,19 +146,21 @@ public:
             return merges;
         }
 
-        m_tokenBytes.resize(m_pieces.size());
+        // Decoding byte-level spelling never lengthens a piece, so the pieces' text bounds the size.
+        m_tokenBytes.reserve(m_pieces.size(), m_pieces.textBytes());
         for (std::size_t id = 0; id < m_pieces.size(); ++id) {
             switch (m_kinds[id]) {
             case TokenKind::Control:
             case TokenKind::Unknown:
             case TokenKind::Unused:
-                break; // contribute nothing to text
+                m_tokenBytes.append({}); // contribute nothing to text
+                break;
             case TokenKind::UserDefined:
                 // Added by hand to the vocabulary, stored as plain text rather than byte-level.
-                m_tokenBytes[id] = m_pieces[id];
+                m_tokenBytes.append(m_pieces[id]);
                 break;
             default:
-                m_tokenBytes[id] = decodeByteLevel(m_pieces[id]);
+                m_tokenBytes.append(decodeByteLevel(m_pieces[id]));
                 break;
             }
         }
@@ -191,7 +184,7 @@ public:
         if (id < 0 || static_cast<std::size_t>(id) >= m_tokenBytes.size()) {
             return {};
         }
-        return m_tokenBytes[static_cast<std::size_t>(id)];
+        return std::string(m_tokenBytes[static_cast<std::size_t>(id)]);
     }
 
 private:
@@ -233,10 +226,11 @@ private:
         if (merges->type != GgufValueType::Array || merges->elementType != GgufValueType::String) {
             return makeError(file.path() + ": tokenizer.ggml.merges is not an array of strings");
         }
-        m_merges.reserve(merges->strings.size());
+        m_merges = MergeTable(static_cast<std::size_t>(merges->strings.size()));
         std::string joined;
-        for (std::size_t rank = 0; rank < merges->strings.size(); ++rank) {
-            const std::string_view merge = merges->strings[rank];
+        std::size_t rank = 0;
+        for (auto next = merges->strings.begin(); next != merges->strings.end(); ++next, ++rank) {
+            const std::string_view merge = *next;
             // The separator is the first space after the first character; a byte-level piece never
             // contains a space itself (space is spelled "Ġ").
             const std::size_t space = merge.find(' ', 1);
@@ -251,24 +245,16 @@ private:
             const auto rightId = m_pieceToId.find(right);
             joined.assign(left).append(right);
             const auto resultId = m_pieceToId.find(joined);
-            if (leftId == m_pieceToId.end() || rightId == m_pieceToId.end() || resultId == m_pieceToId.end()) {
+            if (!leftId || !rightId || !resultId) {
                 continue; // unusable (see the top of the file); HF would refuse the file, llama.cpp ignores it
             }
             // Duplicates keep their first (lowest) rank.
-            m_merges.emplace(pairKey(leftId->second, rightId->second),
-                             Merge{static_cast<std::int32_t>(rank), resultId->second});
+            m_merges.insert(*leftId, *rightId, Merge{static_cast<std::int32_t>(rank), *resultId});
         }
         return {};
     }
 
-    const Merge *findMerge(TokenId left, TokenId right) const
-    {
-        if (left < 0 || right < 0) {
-            return nullptr;
-        }
-        const auto it = m_merges.find(pairKey(left, right));
-        return it != m_merges.end() ? &it->second : nullptr;
-    }
+    const Merge *findMerge(TokenId left, TokenId right) const { return m_merges.find(left, right); }
 
     void pushCandidate(Scratch &scratch, std::int32_t left) const
     {
@@ -294,8 +280,8 @@ private:
             for (char c : word) {
                 scratch.spelled += alphabet.utf8[static_cast<unsigned char>(c)];
             }
-            if (const auto it = m_pieceToId.find(scratch.spelled); it != m_pieceToId.end()) {
-                out.push_back(it->second);
+            if (const auto id = m_pieceToId.find(scratch.spelled)) {
+                out.push_back(*id);
                 return;
             }
         }
@@ -357,12 +343,12 @@ private:
     }
 
     std::unique_ptr<BpePreTokenizer> m_preTokenizer;
-    // Keys view m_pieces, which is never modified after loading.
-    std::unordered_map<std::string_view, TokenId> m_pieceToId;
-    std::unordered_map<std::uint64_t, Merge> m_merges;
+    // Indexes m_pieces, which is never modified after loading.
+    PieceIndex m_pieceToId;
+    MergeTable m_merges;
     std::array<TokenId, 256> m_byteToken{};
     std::optional<TokenId> m_unknown;
-    std::vector<std::string> m_tokenBytes;
+    StringTable m_tokenBytes;
 };
 
 } // namespace

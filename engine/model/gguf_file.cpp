@@ -306,12 +306,13 @@ Result<void> Parser::readArray(GgufKv &kv, const std::string &what)
         if (kv.count > m_cur.left() / kMinStringBytes)
             return tooMany(kMinStringBytes);
         kv.raw = m_cur.here();
-        kv.strings.resize(static_cast<std::size_t>(kv.count));
         for (std::uint64_t k = 0; k < kv.count; ++k) {
             const auto describe = [&] { return "string " + std::to_string(k) + " of " + what; };
-            if (auto r = readString(kv.strings[k], describe); !r)
+            std::string_view checked;
+            if (auto r = readString(checked, describe); !r)
                 return r;
         }
+        kv.strings = GgufStringArray(kv.raw, m_cur.here(), kv.count);
         return {};
     }
     // Array of arrays: validated and skipped; raw points at the first nested array's header.
@@ -693,6 +694,28 @@ Result<std::optional<bool>> GgufFile::getBool(std::string_view key) const
         return makeError(m_path + ": metadata " + quoted(key) + " has type " + typeDescription(*kv) +
                          ", expected bool");
     return std::optional<bool>(kv->u != 0);
+}
+
+namespace {
+// The length prefix of a string the parser has already checked.
+std::uint64_t stringLength(const std::byte *prefix)
+{
+    std::uint64_t len = 0;
+    for (std::size_t k = 0; k < sizeof len; ++k)
+        len |= static_cast<std::uint64_t>(std::to_integer<std::uint8_t>(prefix[k])) << (8 * k);
+    return len;
+}
+} // namespace
+
+std::string_view GgufStringArray::Iterator::operator*() const
+{
+    return {reinterpret_cast<const char *>(m_at + sizeof(std::uint64_t)), static_cast<std::size_t>(stringLength(m_at))};
+}
+
+GgufStringArray::Iterator &GgufStringArray::Iterator::operator++()
+{
+    m_at += sizeof(std::uint64_t) + stringLength(m_at);
+    return *this;
 }
 
 std::size_t ggufScalarSize(GgufValueType type)

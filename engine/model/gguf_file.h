@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <span>
@@ -39,8 +40,56 @@ enum class GgufValueType : std::uint32_t {
     Float64 = 12,
 };
 
+// The elements of a string array, read in order straight from the mapping, where the parser has
+// already checked every length. It keeps no per-string index: a 150k-entry vocabulary plus its
+// merges would otherwise hold megabytes of views for the model's whole lifetime, which matters
+// next to a 100 MB model (see the RSS budget in the README).
+class GgufStringArray
+{
+public:
+    class Iterator
+    {
+    public:
+        using iterator_category = std::forward_iterator_tag;
+        using value_type = std::string_view;
+        using difference_type = std::ptrdiff_t;
+        using pointer = void;
+        using reference = std::string_view;
+        Iterator() = default;
+        explicit Iterator(const std::byte *at) : m_at(at) {}
+        std::string_view operator*() const;
+        Iterator &operator++();
+        Iterator operator++(int)
+        {
+            Iterator before = *this;
+            ++*this;
+            return before;
+        }
+        bool operator==(const Iterator &other) const { return m_at == other.m_at; }
+
+    private:
+        const std::byte *m_at = nullptr; // the length prefix of the current string
+    };
+
+    GgufStringArray() = default;
+    // first: the first string's length prefix; end: just past the last string; count strings.
+    GgufStringArray(const std::byte *first, const std::byte *end, std::uint64_t count)
+        : m_first(first), m_end(end), m_count(count)
+    {
+    }
+    Iterator begin() const { return Iterator(m_first); }
+    Iterator end() const { return Iterator(m_end); }
+    std::uint64_t size() const { return m_count; }
+    bool empty() const { return m_count == 0; }
+
+private:
+    const std::byte *m_first = nullptr;
+    const std::byte *m_end = nullptr;
+    std::uint64_t m_count = 0;
+};
+
 // One metadata entry. Scalars are held widened; arrays keep a view of their raw little-endian
-// elements (numeric) or one view per string.
+// elements (numeric) or of their strings.
 struct GgufKv
 {
     std::string_view key;
@@ -55,7 +104,7 @@ struct GgufKv
     GgufValueType elementType = GgufValueType::UInt8;
     std::uint64_t count = 0;
     const std::byte *raw = nullptr;        // numeric elements, packed, count * elementSize bytes
-    std::vector<std::string_view> strings; // when elementType == String
+    GgufStringArray strings;               // when elementType == String
 };
 
 struct GgufTensorInfo

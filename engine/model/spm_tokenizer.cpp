@@ -119,7 +119,7 @@ public:
     {
         if (id < 0 || id >= vocabSize())
             return {};
-        const std::string &piece = m_pieces[static_cast<std::size_t>(id)];
+        const std::string_view piece = m_pieces[static_cast<std::size_t>(id)];
         switch (m_kinds[static_cast<std::size_t>(id)]) {
         case TokenKind::Control:
         case TokenKind::Unused:
@@ -128,8 +128,8 @@ public:
             return " \xE2\x81\x87 "; // sentencepiece's unk surface " ⁇ "
         case TokenKind::Byte:
             if (piece.size() == 6 && piece.starts_with("<0x") && piece.back() == '>')
-                return std::string(1, static_cast<char>(std::stoi(piece.substr(3, 2), nullptr, 16)));
-            return piece;
+                return std::string(1, static_cast<char>(std::stoi(std::string(piece.substr(3, 2)), nullptr, 16)));
+            return std::string(piece);
         default:
             break;
         }

@@ -61,7 +61,14 @@ Result<void> Tokenizer::loadCommon(const GgufFile &file)
         return makeError(file.path() + ": tokenizer.ggml.tokens is empty");
     if (tokens->strings.size() > 0x7fffffff)
         return makeError(file.path() + ": tokenizer.ggml.tokens has too many entries");
-    m_pieces.assign(tokens->strings.begin(), tokens->strings.end());
+    std::size_t textBytes = 0;
+    for (std::string_view piece : tokens->strings)
+        textBytes += piece.size();
+    if (textBytes > StringTable::maxTextBytes())
+        return makeError(file.path() + ": tokenizer.ggml.tokens holds more than 4 GiB of text");
+    m_pieces.reserve(static_cast<std::size_t>(tokens->strings.size()), textBytes);
+    for (std::string_view piece : tokens->strings)
+        m_pieces.append(piece);
 
     m_kinds.assign(m_pieces.size(), TokenKind::Normal);
     if (const GgufKv *types = file.find("tokenizer.ggml.token_type")) {

@@ -8,6 +8,7 @@
 #pragma once
 
 #include "engine/core/result.h"
+#include "engine/core/string_table.h"
 
 #include <cstdint>
 #include <memory>
@@ -39,6 +40,9 @@ class Tokenizer
 {
 public:
     virtual ~Tokenizer() = default;
+    // Lookup tables inside a tokenizer point at its own members, so it stays where it was built.
+    Tokenizer(const Tokenizer &) = delete;
+    Tokenizer &operator=(const Tokenizer &) = delete;
 
     // Builds the tokenizer named by tokenizer.ggml.model (llama, gpt2) from the file's vocabulary.
     static Result<std::unique_ptr<Tokenizer>> fromGguf(const GgufFile &file);
@@ -57,7 +61,7 @@ public:
     virtual bool addsSpacePrefix() const { return false; }
 
     std::int32_t vocabSize() const { return static_cast<std::int32_t>(m_pieces.size()); }
-    const std::string &piece(TokenId id) const { return m_pieces.at(static_cast<std::size_t>(id)); }
+    std::string_view piece(TokenId id) const { return m_pieces.at(static_cast<std::size_t>(id)); }
     TokenKind tokenKind(TokenId id) const { return m_kinds.at(static_cast<std::size_t>(id)); }
     // Id of a special (control or user-defined) token by its exact piece, e.g. "<|im_start|>".
     std::optional<TokenId> specialToken(std::string_view piece) const;
@@ -77,7 +81,7 @@ protected:
     // Reads pieces, token types and the special ids shared by both kinds.
     Result<void> loadCommon(const GgufFile &file);
 
-    std::vector<std::string> m_pieces;
+    StringTable m_pieces;
     std::vector<TokenKind> m_kinds;
     std::optional<TokenId> m_bos, m_eos, m_eot;
     std::vector<TokenId> m_endOfGeneration;

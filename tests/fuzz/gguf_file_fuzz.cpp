@@ -88,9 +88,16 @@ void exercise(const GgufFile &f, const std::byte *begin, const std::byte *end)
                   "numeric array lies inside the input");
             touch(raw, static_cast<std::size_t>(kv.count * size));
         } else if (kv.elementType == GgufValueType::String) {
-            check(kv.strings.size() == kv.count, "one view per string");
-            for (std::string_view s : kv.strings)
+            check(kv.strings.size() == kv.count, "one string per element");
+            std::uint64_t seen = 0;
+            for (std::string_view s : kv.strings) {
+                check(reinterpret_cast<const std::byte *>(s.data()) >= begin &&
+                          static_cast<std::size_t>(end - reinterpret_cast<const std::byte *>(s.data())) >= s.size(),
+                      "string lies inside the input");
                 touch(s.data(), s.size());
+                ++seen;
+            }
+            check(seen == kv.count, "iterating the strings visits count of them");
         }
     }
 

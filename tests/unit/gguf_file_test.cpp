@@ -40,6 +40,12 @@ QString qs(std::string_view s)
     return QString::fromUtf8(s.data(), static_cast<qsizetype>(s.size()));
 }
 
+// A string array's elements by index (the file hands them out in order only).
+std::vector<std::string_view> stringsOf(const GgufKv &kv)
+{
+    return {kv.strings.begin(), kv.strings.end()};
+}
+
 std::span<const std::byte> asSpan(const Bytes &b)
 {
     return std::as_bytes(std::span<const std::uint8_t>(b));
@@ -249,10 +255,10 @@ void GgufFileTest::metadataRoundTrip()
     QCOMPARE(strs->elementType, GgufValueType::String);
     QCOMPARE(strs->count, 4u);
     QCOMPARE(strs->strings.size(), 4u);
-    QCOMPARE(strs->strings[0], std::string_view("<s>"));
-    QCOMPARE(strs->strings[1], std::string_view(""));
-    QCOMPARE(strs->strings[2], std::string_view("\xe2\x96\x81the"));
-    QCOMPARE(strs->strings[3], std::string_view("nul\0byte", 8));
+    QCOMPARE(stringsOf(*strs)[0], std::string_view("<s>"));
+    QCOMPARE(stringsOf(*strs)[1], std::string_view(""));
+    QCOMPARE(stringsOf(*strs)[2], std::string_view("\xe2\x96\x81the"));
+    QCOMPARE(stringsOf(*strs)[3], std::string_view("nul\0byte", 8));
 
     const GgufKv *floats = f.find("t.floats");
     QCOMPARE(floats->elementType, GgufValueType::Float32);
@@ -638,7 +644,7 @@ void GgufFileTest::openMatchesFromMemory()
     QCOMPARE(f.fileBytes(), bytes.size());
     QCOMPARE(f.metadata().size(), 4u);
     QCOMPARE(qs(*f.getString("general.architecture").value()), QString("llama"));
-    QCOMPARE(f.find("tokenizer.ggml.tokens")->strings[2], std::string_view("bc"));
+    QCOMPARE(stringsOf(*f.find("tokenizer.ggml.tokens"))[2], std::string_view("bc"));
     const GgufTensorInfo *b = f.tensor("b");
     QVERIFY(b);
     QVERIFY(std::memcmp(b->data, bytes.data() + layout.tensorDataStarts[1], b->sizeBytes) == 0);
@@ -910,9 +916,9 @@ void GgufFileTest::realModelStories260K()
     QCOMPARE(tokens->elementType, GgufValueType::String);
     QCOMPARE(tokens->count, 512u);
     QCOMPARE(tokens->strings.size(), 512u);
-    QCOMPARE(tokens->strings[1], std::string_view("<s>"));
-    QCOMPARE(tokens->strings[2], std::string_view("</s>"));
-    QCOMPARE(tokens->strings[3], std::string_view("<0x00>"));
+    QCOMPARE(stringsOf(*tokens)[1], std::string_view("<s>"));
+    QCOMPARE(stringsOf(*tokens)[2], std::string_view("</s>"));
+    QCOMPARE(stringsOf(*tokens)[3], std::string_view("<0x00>"));
 
     const GgufTensorInfo *embd = f.tensor("token_embd.weight");
     QVERIFY(embd);

@@ -71,7 +71,7 @@ private slots:
         qInfo("reply: %s", result->text.c_str());
         QVERIFY2(result->text.find("Paris") != std::string::npos, result->text.c_str());
         QCOMPARE(result->stopReason, StopReason::EndOfGeneration);
-        QCOMPARE(m_model->tokenizer().piece(result->tokens.back()), std::string("<|im_end|>"));
+        QCOMPARE(std::string(m_model->tokenizer().piece(result->tokens.back())), std::string("<|im_end|>"));
     }
 };
 

@@ -117,14 +117,12 @@ void CpuBackend::ensureScratch(std::int64_t n)
             v.resize(sz(size));
     };
     grow(m_x, n * c.nEmbd);
-    grow(m_xNorm, n * c.nEmbd);
-    grow(m_q, n * qDim);
+    grow(m_xNorm, n * std::max<std::int64_t>(c.nEmbd, qDim));
+    grow(m_q, n * std::max<std::int64_t>(qDim, c.nEmbd));
     grow(m_k, n * c.kvDim());
     grow(m_v, n * c.kvDim());
-    grow(m_attnOut, n * qDim);
-    grow(m_proj, n * c.nEmbd);
     grow(m_gate, n * c.nFf);
-    grow(m_up, n * c.nFf);
+    grow(m_up, n * std::max<std::int64_t>(c.nFf, c.nEmbd));
     grow(m_ropeTable, n * c.nRot);
 }
 
@@ -137,7 +135,7 @@ void CpuBackend::attention(std::int32_t layer, std::int32_t startPos, std::int64
 
     // One work item per (head, token); each thread's items go to the tiled kernel in one call.
     m_pool.parallelFor(n * c.nHeads, [&](std::int64_t begin, std::int64_t end, int thread) {
-        attendItems(shape, seq, layer, startPos, n, m_q.data(), m_attnOut.data(), begin, end, m_scores[sz(thread)]);
+        attendItems(shape, seq, layer, startPos, n, m_q.data(), attnOut(), begin, end, m_scores[sz(thread)]);
     });
 }
 
@@ -194,8 +192,8 @@ void CpuBackend::forwardMicroBatch(std::span<const TokenId> tokens, KvSequence &
         }
         attention(l, startPos, n, seq);
         quantized = false;
-        project(w.wo, m_attnOut.data(), n, m_proj.data(), quantized);
-        add(m_x.data(), m_proj.data(), n * c.nEmbd);
+        project(w.wo, attnOut(), n, attnProjection(), quantized);
+        add(m_x.data(), attnProjection(), n * c.nEmbd);
 
         for (std::int64_t t = 0; t < n; ++t)
             rmsNorm(m_xNorm.data() + t * c.nEmbd, m_x.data() + t * c.nEmbd, w.ffnNorm.data(), c.nEmbd, c.rmsEps);
@@ -204,8 +202,8 @@ void CpuBackend::forwardMicroBatch(std::span<const TokenId> tokens, KvSequence &
         project(w.wUp, m_xNorm.data(), n, m_up.data(), quantized);
         siluMul(m_gate.data(), m_up.data(), n * c.nFf);
         quantized = false;
-        project(w.wDown, m_gate.data(), n, m_proj.data(), quantized);
-        add(m_x.data(), m_proj.data(), n * c.nEmbd);
+        project(w.wDown, m_gate.data(), n, ffnProjection(), quantized);
+        add(m_x.data(), ffnProjection(), n * c.nEmbd);
     }
 
     if (logits == nullptr)

@@ -56,16 +56,22 @@ private:
     QuantizedActivations m_quantizedInput;
     KvLayout m_kvLayout;
 
-    // Activations, [nTokens][width] row-major; grown on demand, never shrunk.
-    std::vector<float> m_x;      // residual stream [n][nEmbd]
-    std::vector<float> m_xNorm;  // [n][nEmbd]
-    std::vector<float> m_q;      // [n][nHeads * headDim]
-    std::vector<float> m_k;      // [n][kvDim]
-    std::vector<float> m_v;      // [n][kvDim]
-    std::vector<float> m_attnOut; // [n][nHeads * headDim]
-    std::vector<float> m_proj;   // [n][nEmbd]
-    std::vector<float> m_gate;   // [n][nFf]
-    std::vector<float> m_up;     // [n][nFf]
+    // Activations, [nTokens][width] row-major; grown on demand, never shrunk. Steps whose
+    // buffers are dead by then reuse them (the accessors below): for a small model the scratch is
+    // a large share of the memory beyond weights and KV.
+    std::vector<float> m_x;     // residual stream [n][nEmbd]
+    std::vector<float> m_xNorm; // [n][max(nEmbd, qDim)]
+    std::vector<float> m_q;     // [n][max(qDim, nEmbd)]
+    std::vector<float> m_k;     // [n][kvDim]
+    std::vector<float> m_v;     // [n][kvDim]
+    std::vector<float> m_gate;  // [n][nFf]
+    std::vector<float> m_up;    // [n][max(nFf, nEmbd)]
+    // The attention output [n][qDim]: the normed input is dead once Q, K and V are projected.
+    float *attnOut() { return m_xNorm.data(); }
+    // The Wo projection [n][nEmbd]: Q is dead once attention has read it.
+    float *attnProjection() { return m_q.data(); }
+    // The down projection [n][nEmbd]: "up" is dead once SwiGLU has folded it into "gate".
+    float *ffnProjection() { return m_up.data(); }
     std::vector<float> m_ropeTable; // [n][nRot/2][cos, sin]
     std::vector<std::vector<float>> m_scores; // per thread: attention scores over the context
 };
