@@ -133,6 +133,7 @@ private slots:
     // Synthetic vocabularies
     void mergesApplyByRank();
     void mergeTiesGoLeftmostFirst();
+    void duplicatesKeepTheFirst();
     void wholeWordLookupOnlyForLlama3();
     void unspellableBytesAreSkipped();
     void mergeIntoControlTokenIsIgnored();
@@ -420,6 +421,18 @@ void BpeTokenizerTest::mergeTiesGoLeftmostFirst()
     QCOMPARE(encodeWith(abcVocab({"a a"}), "aaa"), (Ids{8, 1}));
     QCOMPARE(encodeWith(abcVocab({"a a"}), "aaaaa"), (Ids{8, 8, 1}));
     QCOMPARE(encodeWith(abcVocab({"a a", "aa aa"}), "aaaaa"), (Ids{9, 1}));
+}
+
+void BpeTokenizerTest::duplicatesKeepTheFirst()
+{
+    // A piece listed twice maps to its first id (llama.cpp's token_to_id): 11 is a second "ab".
+    TinyVocab vocab = abcVocab({"a b"});
+    vocab.pieces.push_back("ab");
+    vocab.kinds.push_back(static_cast<std::int32_t>(TokenKind::Normal));
+    QCOMPARE(encodeWith(vocab, "ab"), (Ids{5}));
+    // A merge listed twice keeps its first (lowest) rank: "b c" at rank 0 still beats "a b".
+    QCOMPARE(encodeWith(abcVocab({"b c", "a b", "b c"}), "abc"), (Ids{1, 6}));
+    QCOMPARE(encodeWith(abcVocab({"a b", "b c", "a b"}), "abc"), (Ids{5, 3}));
 }
 
 void BpeTokenizerTest::wholeWordLookupOnlyForLlama3()
