@@ -6,6 +6,9 @@
 // the reason where none is usable; the fallback test runs everywhere.
 #include "engine/backend/backend.h"
 #include "engine/backend/cpu/cpu_backend.h"
+#ifdef KVCHAT_HAS_CUDA
+#include "engine/backend/cuda/cuda_backend.h"
+#endif
 #include "engine/model/llama_model.h"
 #include "engine/model/prompt_tokens.h"
 #include "tests/support/random_model.h"
@@ -132,6 +135,7 @@ private slots:
     void matchesCpuOnRandomModels_data();
     void matchesCpuOnRandomModels();
     void tokenByTokenMatchesBatched();
+    void decodeGraphMatchesDirectLaunches();
     void hostRestoredKvGivesIdenticalLogits();
     void matchesCpuOnSmolLM2();
 
@@ -216,6 +220,49 @@ void CudaBackendTest::tokenByTokenMatchesBatched()
     qInfo("token by token vs batched: worst top-logit error %.2e", a.worstTopError);
     QVERIFY(a.worstTopError <= 1e-3);
     QCOMPARE(a.argmaxShare, 1.0);
+}
+
+void CudaBackendTest::decodeGraphMatchesDirectLaunches()
+{
+    SKIP_WITHOUT_GPU();
+#ifdef KVCHAT_HAS_CUDA
+    const RandomModelSpec spec = smallGqaSpec(GgmlType::F16, 3);
+    const auto model = writeAndLoad(m_dir, "graph.gguf", spec);
+    auto directBackend = cudaBackend(*model), graphBackend = cudaBackend(*model);
+    auto &direct = dynamic_cast<cuda::CudaBackend &>(*directBackend);
+    auto &graph = dynamic_cast<cuda::CudaBackend &>(*graphBackend);
+    direct.setDecodeGraphs(false);
+    graph.setDecodeGraphs(true);
+    const auto tokens = randomTokens(280, spec.nVocab, 4);
+
+    // Decode steps at contexts 241..280: attention starts splitting the context at 257, which
+    // changes the step's set of kernels (a merge kernel appears) and so needs a new instantiation.
+    auto decode = [&](cuda::CudaBackend &backend) {
+        KvBlockPool pool(backend.kvLayout(), 64, backend.kvMemory());
+        KvSequence seq(pool);
+        std::vector<float> logits, steps;
+        if (!backend.forward(std::span(tokens).first(240), seq, LogitsMode::Last, logits).ok())
+            qFatal("prefill failed");
+        for (std::size_t i = 240; i < tokens.size(); ++i) {
+            auto ok = backend.forward(std::span(tokens).subspan(i, 1), seq, LogitsMode::Last, logits);
+            if (!ok)
+                qFatal("decode step %zu: %s", i, ok.error().message.c_str());
+            steps.insert(steps.end(), logits.begin(), logits.end());
+        }
+        return steps;
+    };
+    const std::vector<float> fromDirect = decode(direct);
+    const std::vector<float> fromGraph = decode(graph);
+    const auto stats = graph.decodeGraphStats();
+    qInfo("decode graph: %lld launches, %lld instantiations", static_cast<long long>(stats.launches),
+          static_cast<long long>(stats.instantiations));
+    QCOMPARE(direct.decodeGraphStats().launches, std::int64_t{0});
+    QCOMPARE(stats.launches, std::int64_t{40});
+    // Most steps update the instantiated graph in place instead of instantiating a new one.
+    QVERIFY(stats.instantiations >= 1 && stats.instantiations <= 4);
+    // The same kernels and GEMMs on the same data, only launched differently: bit-identical.
+    QVERIFY(fromDirect == fromGraph);
+#endif
 }
 
 void CudaBackendTest::hostRestoredKvGivesIdenticalLogits()

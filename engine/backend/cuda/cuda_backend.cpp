@@ -13,8 +13,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <cublas_v2.h>
+#include <functional>
+#include <string_view>
 
 namespace kvchat::engine {
 
@@ -118,11 +121,20 @@ struct CudaBackend::State
 
     // Activations for up to kMaxMicroBatch tokens ([tokens][width], row-major).
     DeviceBuffer x, xNorm, q, k, v, attnOut, gate, up, act, logits, tokens, cosSin, blockTable, workspace;
+    // cuBLAS's workspace, owned here: with its default one, every graph capture may make cuBLAS
+    // allocate another (PyTorch #83461).
+    DeviceBuffer gemmWorkspace;
     std::vector<float> hostCosSin;
     std::vector<std::int32_t> hostBlockTable;
 
+    // The decode step's graph (see CudaBackend::DecodeGraphStats).
+    cudaGraphExec_t decodeGraph = nullptr;
+    DecodeGraphStats graphStats;
+
     ~State()
     {
+        if (decodeGraph != nullptr)
+            cudaGraphExecDestroy(decodeGraph);
         if (cublas != nullptr)
             cublasDestroy(cublas);
         if (stream != nullptr)
@@ -135,6 +147,12 @@ struct CudaBackend::State
     void gemm(const DeviceMatrix &w, const Half *x, std::int64_t nTokens, float *y, float beta);
     void forwardMicroBatch(std::span<const TokenId> tokens, std::int32_t startPos, const KvTarget &kvBase,
                            LogitsMode mode, float *hostLogits);
+    // The kernels and GEMMs of one micro-batch, from the embedding to the logits of rows
+    // [firstLogit, n) (none when firstLogit == n); its inputs are on the device already.
+    void enqueueLayers(std::int64_t n, std::int32_t startPos, const KvTarget &kvBase, std::int64_t firstLogit);
+    // Runs enqueue() through the decode graph: captured, then updated into (or instantiated as)
+    // decodeGraph and launched on the stream.
+    void launchAsGraph(const std::function<void()> &enqueue);
 };
 
 // The most tokens one pass through the layers takes (the attention kernel's tile bound, and a
@@ -277,6 +295,13 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const LlamaModel &model
         KVCHAT_CUDA_CHECK(cudaStreamCreateWithFlags(&state->stream, cudaStreamNonBlocking));
         KVCHAT_CUBLAS_CHECK(cublasCreate(&state->cublas));
         KVCHAT_CUBLAS_CHECK(cublasSetStream(state->cublas, state->stream));
+        // After cublasSetStream, which resets the workspace to cuBLAS's default pool.
+        // 32 MiB: what NVIDIA recommends for Hopper, more than enough for earlier GPUs.
+        state->gemmWorkspace.reserve(32 * kMiB);
+        KVCHAT_CUBLAS_CHECK(
+            cublasSetWorkspace(state->cublas, state->gemmWorkspace.as<void>(), state->gemmWorkspace.bytes()));
+        const char *graphs = std::getenv("KVCHAT_CUDA_GRAPHS");
+        state->graphStats.enabled = graphs == nullptr || std::string_view(graphs) != "0";
 
         ThreadPool pool(nThreads);
         std::vector<Half> staging;
@@ -343,6 +368,16 @@ std::size_t CudaBackend::weightBytes() const
     return m_state->weightBytes;
 }
 
+CudaBackend::DecodeGraphStats CudaBackend::decodeGraphStats() const
+{
+    return m_state->graphStats;
+}
+
+void CudaBackend::setDecodeGraphs(bool enabled)
+{
+    m_state->graphStats.enabled = enabled;
+}
+
 Result<void> CudaBackend::forward(std::span<const TokenId> tokens, KvSequence &seq, LogitsMode mode,
                                   std::vector<float> &logits)
 {
@@ -393,8 +428,9 @@ void CudaBackend::State::forwardMicroBatch(std::span<const TokenId> ids, std::in
 {
     const LlamaConfig &c = config;
     const std::int64_t n = static_cast<std::int64_t>(ids.size());
-    void *const st = stream;
 
+    // Inputs and every buffer this step needs are in place before any kernel is queued: none of
+    // it may happen inside a graph capture (pageable copies and cudaMalloc are not capturable).
     // Pageable sources: cudaMemcpyAsync has staged them before it returns, so the host vectors
     // may be rewritten by the next micro-batch while this one still runs.
     static_assert(sizeof(TokenId) == sizeof(std::int32_t));
@@ -403,9 +439,33 @@ void CudaBackend::State::forwardMicroBatch(std::span<const TokenId> ids, std::in
     fillRopeTable(c, model->ropeFreqFactors(), startPos, n, hostCosSin.data());
     KVCHAT_CUDA_CHECK(cudaMemcpyAsync(cosSin.as<void>(), hostCosSin.data(), sz(n * c.nRot) * sizeof(float),
                                       cudaMemcpyHostToDevice, stream));
-
     const AttentionShape shape{c.nHeads, c.nKvHeads, c.headDim, 1.0f / std::sqrt(static_cast<float>(c.headDim))};
     workspace.reserve(attentionWorkspaceFloats(shape, n, startPos + static_cast<std::int32_t>(n)) * sizeof(float));
+    const std::int64_t firstLogit = hostLogits == nullptr ? n : mode == LogitsMode::All ? 0 : n - 1;
+    const std::int64_t nOut = n - firstLogit;
+    logits.reserve(sz(std::max<std::int64_t>(nOut, 1) * c.nVocab) * sizeof(float));
+
+    const auto enqueue = [&] { enqueueLayers(n, startPos, kvBase, firstLogit); };
+    if (n == 1 && graphStats.enabled)
+        launchAsGraph(enqueue);
+    else
+        enqueue();
+
+    if (nOut == 0)
+        return; // a micro-batch before the last, with only the last token's logits wanted
+    KVCHAT_CUDA_CHECK(cudaMemcpyAsync(hostLogits, logits.as<void>(), sz(nOut * c.nVocab) * sizeof(float),
+                                      cudaMemcpyDeviceToHost, stream));
+    // The destination is pageable memory the caller reads after forward() returns, and the next
+    // micro-batch may reuse the device logits buffer: wait here.
+    KVCHAT_CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
+void CudaBackend::State::enqueueLayers(std::int64_t n, std::int32_t startPos, const KvTarget &kvBase,
+                                       std::int64_t firstLogit)
+{
+    const LlamaConfig &c = config;
+    void *const st = stream;
+    const AttentionShape shape{c.nHeads, c.nKvHeads, c.headDim, 1.0f / std::sqrt(static_cast<float>(c.headDim))};
 
     embedTokens(embedding.data, tokens.as<std::int32_t>(), n, c.nEmbd, x.as<float>(), st);
     KVCHAT_CUDA_CHECK_LAUNCH("embedTokens");
@@ -434,19 +494,51 @@ void CudaBackend::State::forwardMicroBatch(std::span<const TokenId> ids, std::in
         gemm(w.wDown, act.as<Half>(), n, x.as<float>(), 1.0f); // x += SwiGLU · Wdownᵀ
     }
 
-    if (hostLogits == nullptr)
-        return; // a micro-batch before the last, with only the last token's logits wanted
-    const std::int64_t first = mode == LogitsMode::All ? 0 : n - 1;
-    const std::int64_t nOut = n - first;
-    logits.reserve(sz(nOut * c.nVocab) * sizeof(float));
-    rmsNorm(x.as<float>() + first * c.nEmbd, outputNorm, nOut, c.nEmbd, c.rmsEps, xNorm.as<Half>(), st);
+    const std::int64_t nOut = n - firstLogit;
+    if (nOut == 0)
+        return;
+    rmsNorm(x.as<float>() + firstLogit * c.nEmbd, outputNorm, nOut, c.nEmbd, c.rmsEps, xNorm.as<Half>(), st);
     KVCHAT_CUDA_CHECK_LAUNCH("rmsNorm (output)");
     gemm(output, xNorm.as<Half>(), nOut, logits.as<float>(), 0.0f);
-    KVCHAT_CUDA_CHECK(cudaMemcpyAsync(hostLogits, logits.as<void>(), sz(nOut * c.nVocab) * sizeof(float),
-                                      cudaMemcpyDeviceToHost, stream));
-    // The destination is pageable memory the caller reads after forward() returns, and the next
-    // micro-batch may reuse the device logits buffer: wait here.
-    KVCHAT_CUDA_CHECK(cudaStreamSynchronize(stream));
+}
+
+void CudaBackend::State::launchAsGraph(const std::function<void()> &enqueue)
+{
+    // Thread-local capture: a cudaMalloc on another thread (a host-tier buffer, say) does not
+    // invalidate this capture, while one on this thread still fails loudly.
+    KVCHAT_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+    cudaGraph_t graph = nullptr;
+    try {
+        enqueue();
+    } catch (...) {
+        // End the capture whatever failed, or the stream stays unusable for the next turn.
+        if (cudaStreamEndCapture(stream, &graph) == cudaSuccess && graph != nullptr)
+            cudaGraphDestroy(graph);
+        cudaGetLastError();
+        throw;
+    }
+    KVCHAT_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+    struct GraphOwner
+    {
+        cudaGraph_t graph;
+        ~GraphOwner() { cudaGraphDestroy(graph); }
+    } owner{graph};
+
+    if (decodeGraph != nullptr) {
+        cudaGraphExecUpdateResultInfo info{};
+        if (cudaGraphExecUpdate(decodeGraph, graph, &info) != cudaSuccess) {
+            // A different shape of step (another set of kernels): instantiate afresh below.
+            cudaGetLastError();
+            cudaGraphExecDestroy(decodeGraph);
+            decodeGraph = nullptr;
+        }
+    }
+    if (decodeGraph == nullptr) {
+        KVCHAT_CUDA_CHECK(cudaGraphInstantiate(&decodeGraph, graph, 0));
+        ++graphStats.instantiations;
+    }
+    KVCHAT_CUDA_CHECK(cudaGraphLaunch(decodeGraph, stream));
+    ++graphStats.launches;
 }
 
 } // namespace cuda

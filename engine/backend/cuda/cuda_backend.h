@@ -52,6 +52,21 @@ public:
     const CudaDeviceInfo &device() const;
     std::size_t weightBytes() const; // fp16 weights on the device
 
+    // A decode step (one token) is captured as a CUDA graph and replayed: one launch instead of
+    // ~12 kernels and GEMMs per layer, whose launch gaps dominate a small model's step. Each step
+    // is captured again (its positions, block table and context length differ) and the
+    // instantiated graph updated in place (cudaGraphExecUpdate); a new instantiation happens only
+    // when the step's shape changes (e.g. attention starts splitting the context). On by default;
+    // KVCHAT_CUDA_GRAPHS=0 or setDecodeGraphs(false) launches the kernels one by one.
+    struct DecodeGraphStats
+    {
+        bool enabled = false;
+        std::int64_t launches = 0;       // decode steps run through the graph
+        std::int64_t instantiations = 0; // times the graph was (re)instantiated
+    };
+    DecodeGraphStats decodeGraphStats() const;
+    void setDecodeGraphs(bool enabled);
+
     struct State; // device buffers, streams, handles (cuda_backend.cpp)
 
 private:

@@ -108,6 +108,15 @@ cublasStatus_t cublasSetStream_v2(cublasHandle_t handle, cudaStream_t stream)
     return CUBLAS_STATUS_SUCCESS;
 }
 
+cublasStatus_t cublasSetWorkspace_v2(cublasHandle_t handle, void *workspace, size_t workspaceSizeInBytes)
+{
+    if (!liveHandles.count(handle))
+        emu::fatal("cublasSetWorkspace: not a live handle");
+    if (workspaceSizeInBytes > 0 && !emu::deviceRange(workspace, workspaceSizeInBytes))
+        emu::fatal("cublasSetWorkspace(%p, %zu): not inside one device allocation", workspace, workspaceSizeInBytes);
+    return CUBLAS_STATUS_SUCCESS; // the emulated GEMM needs no workspace
+}
+
 const char *cublasGetStatusName(cublasStatus_t s)
 {
     switch (s) {

@@ -19,7 +19,8 @@
 // beyond a byte count (no fragmentation, no per-allocation overhead, pinned memory unlimited);
 // asynchronous kernel faults and sticky errors (a bad device access is an ASan report instead);
 // a kernel reading host memory through a device pointer (host and device share one address space
-// here); events, graphs, multiple devices, cudaStreamPerThread, blocking streams, cudaMemcpyDefault.
+// here); events, multiple devices, cudaStreamPerThread, blocking streams, cudaMemcpyDefault. Stream
+// capture and graphs are in emulated_cuda_graphs.cpp.
 //
 // Environment switches (0 or 1 unless said otherwise; read once, at the first API call):
 //   EMU_LEGACY_ASYNC=0    run legacy-default-stream work (cudaMemcpy D2D, cudaMemset) when it is
@@ -157,6 +158,11 @@ void flushStream(cudaStream_t s)
 }
 } // namespace
 
+cudaError_t recordError(cudaError_t e)
+{
+    return fail(e);
+}
+
 void flushAll()
 {
     std::vector<Op> ops(std::make_move_iterator(pending.begin()), std::make_move_iterator(pending.end()));
@@ -178,6 +184,10 @@ void enqueue(cudaStream_t s, std::function<void()> fn, const char *what)
     if (!streamValid(s))
         fatal("%s queued on an invalid (destroyed?) stream %p", what, static_cast<void *>(s));
     s = canon(s);
+    if (captureWork(s, fn, what)) {
+        TRACE("capture %s on stream %p", what, static_cast<void *>(s));
+        return;
+    }
     if (s == nullptr && !config().legacyAsync) {
         std::vector<Op> ops;
         ops.push_back(Op{s, std::move(fn), what});
@@ -370,6 +380,7 @@ cudaError_t cudaMemGetInfo(size_t *free, size_t *total)
 
 cudaError_t cudaMalloc(void **p, size_t n)
 {
+    forbidDuringCapture("cudaMalloc");
     *p = nullptr;
     if (n == 0)
         return cudaSuccess;
@@ -391,6 +402,7 @@ cudaError_t cudaMalloc(void **p, size_t n)
 
 cudaError_t cudaFree(void *p)
 {
+    forbidDuringCapture("cudaFree");
     if (p == nullptr)
         return cudaSuccess;
     flushAll(); // cudaFree synchronizes the device
@@ -406,6 +418,7 @@ cudaError_t cudaFree(void *p)
 
 cudaError_t cudaHostAlloc(void **p, size_t n, unsigned int flags)
 {
+    forbidDuringCapture("cudaHostAlloc");
     (void)flags;
     *p = nullptr;
     void *q = nullptr;
@@ -420,6 +433,7 @@ cudaError_t cudaHostAlloc(void **p, size_t n, unsigned int flags)
 
 cudaError_t cudaFreeHost(void *p)
 {
+    forbidDuringCapture("cudaFreeHost");
     if (p == nullptr)
         return cudaSuccess;
     flushAll(); // synchronizes like cudaFree
@@ -433,6 +447,7 @@ cudaError_t cudaFreeHost(void *p)
 
 cudaError_t cudaMemset(void *d, int v, size_t n)
 {
+    forbidDuringCapture("cudaMemset");
     if (n == 0)
         return cudaSuccess;
     if (!deviceRange(d, n))
@@ -456,6 +471,7 @@ cudaError_t cudaMemsetAsync(void *d, int v, size_t n, cudaStream_t s)
 
 cudaError_t cudaMemcpy(void *d, const void *s, size_t n, cudaMemcpyKind kind)
 {
+    forbidDuringCapture("cudaMemcpy");
     checkCopy("cudaMemcpy", d, s, n, kind);
     if (n == 0)
         return cudaSuccess;
@@ -489,6 +505,10 @@ cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind kin
         fatal("cudaMemcpyAsync on an invalid stream");
     if (n == 0)
         return cudaSuccess;
+    if (isCapturing(st) && ((kind == cudaMemcpyHostToDevice && !isPinned(s)) ||
+                            (kind == cudaMemcpyDeviceToHost && !isPinned(d))))
+        fatal("cudaMemcpyAsync %s from or to pageable memory on a stream being captured: not permitted",
+              kindName(kind));
     TRACE("cudaMemcpyAsync %s %zu (%s)", kindName(kind), n,
           (kind == cudaMemcpyHostToDevice ? isPinned(s) : isPinned(d)) ? "pinned" : "pageable");
     switch (kind) {
@@ -540,6 +560,7 @@ cudaError_t cudaStreamDestroy(cudaStream_t s)
 
 cudaError_t cudaStreamSynchronize(cudaStream_t s)
 {
+    forbidDuringCapture("cudaStreamSynchronize");
     if (!streamValid(s))
         fatal("cudaStreamSynchronize(%p): not a live stream", static_cast<void *>(s));
     flushStream(s);
@@ -548,6 +569,7 @@ cudaError_t cudaStreamSynchronize(cudaStream_t s)
 
 cudaError_t cudaDeviceSynchronize(void)
 {
+    forbidDuringCapture("cudaDeviceSynchronize");
     flushAll();
     return cudaSuccess;
 }

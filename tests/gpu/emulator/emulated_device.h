@@ -40,6 +40,17 @@ void flushAll();
 bool deviceRange(const void *p, std::size_t bytes);
 bool isDevicePointer(const void *p);
 
+// Sets the error cudaGetLastError reports next, and returns it.
+cudaError_t recordError(cudaError_t e);
+
+// Stream capture (emulated_cuda_graphs.cpp). captureWork: when s is the stream being captured,
+// moves fn into the capture and returns true (false: queue it as usual); stops with EMU FATAL for
+// legacy-stream work during a capture. forbidDuringCapture: stops with EMU FATAL when a capture is
+// open (for calls a GPU does not permit then). isCapturing: s is the stream being captured.
+bool captureWork(cudaStream_t s, std::function<void()> &fn, const char *what);
+void forbidDuringCapture(const char *api);
+bool isCapturing(cudaStream_t s);
+
 // Runs a whole grid now, block after block, one fiber per CUDA thread of the block: fn is the
 // kernel call with its arguments bound; smem bytes of dynamic shared memory per block. Only 1-D
 // blocks whose size is a multiple of 32 (launch() checks that first).
