@@ -20,6 +20,15 @@ Result<std::int32_t> beginForward(std::span<const TokenId> tokens, std::int32_t 
     return startPos;
 }
 
+Result<void> Backend::forwardCandidates(std::span<const TokenId> tokens, KvSequence &seq,
+                                        const CandidateRequest &request, std::vector<TokenCandidate> &out)
+{
+    if (auto ok = forward(tokens, seq, LogitsMode::Last, m_candidateLogits); !ok)
+        return ok;
+    selectCandidates(m_candidateLogits, request, out);
+    return {};
+}
+
 void forEachMicroBatch(std::int64_t n, std::int64_t maxBatch, LogitsMode mode, std::int32_t nVocab,
                        std::vector<float> &logits, const std::function<void(std::int64_t, std::int64_t, float *)> &run)
 {

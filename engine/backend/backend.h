@@ -6,6 +6,7 @@
 // worker threads inside a call.
 #pragma once
 
+#include "engine/backend/token_candidates.h"
 #include "engine/core/result.h"
 #include "engine/kv/kv_cache.h"
 #include "engine/model/tokenizer.h"
@@ -47,6 +48,14 @@ public:
     // writes logits as mode says (resizing the vector). On error seq is unchanged.
     virtual Result<void> forward(std::span<const TokenId> tokens, KvSequence &seq, LogitsMode mode,
                                  std::vector<float> &logits) = 0;
+    // forward() with only the last position's best candidates as its output (token_candidates.h):
+    // what generation needs. This default runs forward() and selects on the host; the CUDA
+    // backend selects on the device and copies back request.k pairs instead of every logit.
+    virtual Result<void> forwardCandidates(std::span<const TokenId> tokens, KvSequence &seq,
+                                           const CandidateRequest &request, std::vector<TokenCandidate> &out);
+
+private:
+    std::vector<float> m_candidateLogits; // the default forwardCandidates' logits, kept between calls
 };
 
 // What every backend's forward() checks first: tokens is not empty and every id is in the

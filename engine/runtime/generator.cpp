@@ -31,11 +31,11 @@ double GenerationMetrics::decodeTokensPerSecond() const
 Result<GenerationResult> Generator::generate(const GenerationRequest &request, KvSequence &seq)
 {
     const Tokenizer &tokenizer = m_model.tokenizer();
-    const std::int32_t contextLimit =
-        request.contextLimit > 0 ? request.contextLimit : m_model.config().nCtxTrain;
+    const std::int32_t contextLimit = request.contextLimit > 0 ? request.contextLimit : m_model.config().nCtxTrain;
     if (request.newTokens.empty())
         return makeError("generate: the prompt is empty (no tokens to condition on)");
-    const std::int64_t promptEnd = static_cast<std::int64_t>(seq.nTokens()) + static_cast<std::int64_t>(request.newTokens.size());
+    const std::int64_t promptEnd =
+        static_cast<std::int64_t>(seq.nTokens()) + static_cast<std::int64_t>(request.newTokens.size());
     if (promptEnd >= contextLimit)
         return makeError("generate: the prompt needs " + std::to_string(promptEnd) +
                          " positions but the context holds " + std::to_string(contextLimit));
@@ -46,16 +46,24 @@ Result<GenerationResult> Generator::generate(const GenerationRequest &request, K
     const Clock::time_point started = Clock::now();
     m.queue = started - request.submitted;
 
-    if (auto ok = m_backend.forward(request.newTokens, seq, LogitsMode::Last, m_logits); !ok)
-        return ok.error();
-    const Clock::time_point prefilled = Clock::now();
-    m.prefill = prefilled - started;
-    if (request.firstLogits)
-        *request.firstLogits = m_logits;
-
     // History for the repetition penalty: the new prompt tokens plus what is generated.
     std::vector<TokenId> history(request.newTokens.begin(), request.newTokens.end());
     Sampler sampler(request.sampling);
+    // Each step asks the backend only for the candidates the sampler can pick from (the top-k,
+    // one when greedy), which a GPU backend selects on the device.
+    CandidateRequest candidateRequest;
+    sampler.candidateRequest(history, m_model.config().nVocab, candidateRequest);
+
+    if (request.firstLogits) {
+        if (auto ok = m_backend.forward(request.newTokens, seq, LogitsMode::Last, m_logits); !ok)
+            return ok.error();
+        *request.firstLogits = m_logits;
+        selectCandidates(m_logits, candidateRequest, m_candidates);
+    } else if (auto ok = m_backend.forwardCandidates(request.newTokens, seq, candidateRequest, m_candidates); !ok) {
+        return ok.error();
+    }
+    const Clock::time_point prefilled = Clock::now();
+    m.prefill = prefilled - started;
     // Generated text starts the sequence's text when everything before it is control tokens
     // (a prompt of BOS alone): then a sentencepiece dummy-prefix space is not part of the text.
     bool textStart = seq.nTokens() == static_cast<std::int32_t>(request.newTokens.size());
@@ -66,7 +74,7 @@ Result<GenerationResult> Generator::generate(const GenerationRequest &request, K
     bool keepGoing = true;
 
     while (true) {
-        const TokenId next = sampler.sample(m_logits, history);
+        const TokenId next = sampler.sampleFromCandidates(m_candidates);
         result.tokens.push_back(next);
         history.push_back(next);
         const bool end = tokenizer.isEndOfGeneration(next);
@@ -99,7 +107,10 @@ Result<GenerationResult> Generator::generate(const GenerationRequest &request, K
             result.stopReason = StopReason::ContextFull;
             break;
         }
-        if (auto ok = m_backend.forward(std::span<const TokenId>(&next, 1), seq, LogitsMode::Last, m_logits); !ok)
+        sampler.candidateRequest(history, m_model.config().nVocab, candidateRequest);
+        if (auto ok =
+                m_backend.forwardCandidates(std::span<const TokenId>(&next, 1), seq, candidateRequest, m_candidates);
+            !ok)
             return ok.error();
     }
     const std::string tail = stream.finish();

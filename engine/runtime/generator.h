@@ -24,13 +24,13 @@ std::string_view stopReasonName(StopReason reason);
 
 struct GenerationMetrics
 {
-    std::int32_t nPromptTokens = 0;  // tokens prefilled in this call
-    std::int32_t nDecodeTokens = 0;  // tokens generated after the first one
-    Millis queue{0};                 // submit -> generation started (tokenizing, waiting)
-    Millis prefill{0};               // forward pass over the prompt tokens
-    Millis firstSample{0};           // sampling and detokenizing the first token
-    Millis ttft{0};                  // submit -> first token's text available; = queue + prefill + firstSample
-    Millis decode{0};                // first token -> last token
+    std::int32_t nPromptTokens = 0; // tokens prefilled in this call
+    std::int32_t nDecodeTokens = 0; // tokens generated after the first one
+    Millis queue{0};                // submit -> generation started (tokenizing, waiting)
+    Millis prefill{0};              // forward pass over the prompt tokens, with the first token's candidates
+    Millis firstSample{0};          // sampling and detokenizing the first token
+    Millis ttft{0};                 // submit -> first token's text available; = queue + prefill + firstSample
+    Millis decode{0};               // first token -> last token
 
     double prefillTokensPerSecond() const;
     double decodeTokensPerSecond() const;
@@ -46,9 +46,9 @@ struct GenerationResult
 
 struct GenerationRequest
 {
-    std::vector<TokenId> newTokens;  // appended after the KV already in the sequence
+    std::vector<TokenId> newTokens; // appended after the KV already in the sequence
     std::int32_t maxNewTokens = 256;
-    std::int32_t contextLimit = 0;   // positions the sequence may reach; 0: the model's context length
+    std::int32_t contextLimit = 0; // positions the sequence may reach; 0: the model's context length
     SamplingParams sampling;
     Clock::time_point submitted = Clock::now();
     // Called with each new piece of text as soon as it is complete UTF-8; return false to stop.
@@ -72,7 +72,8 @@ public:
 private:
     const LlamaModel &m_model;
     Backend &m_backend;
-    std::vector<float> m_logits;
+    std::vector<float> m_logits;              // when the request wants the first logits
+    std::vector<TokenCandidate> m_candidates; // the next token's, from the backend
 };
 
 } // namespace kvchat::engine

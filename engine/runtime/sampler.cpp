@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <unordered_set>
 
 namespace kvchat::engine {
 
@@ -20,51 +19,43 @@ Sampler::Sampler(const SamplingParams &params) : m_params(params), m_rng(params.
 
 TokenId Sampler::sample(std::span<const float> logits, std::span<const TokenId> history)
 {
-    const bool penalise = m_params.repeatPenalty != 1.0f && m_params.repeatLastN != 0;
-    std::unordered_set<TokenId> recent;
-    if (penalise) {
-        const std::size_t window = m_params.repeatLastN < 0
-                                       ? history.size()
-                                       : std::min(history.size(), static_cast<std::size_t>(m_params.repeatLastN));
-        recent.insert(history.end() - static_cast<std::ptrdiff_t>(window), history.end());
-    }
-    // The penalty as llama.cpp applies it: divide positive logits, multiply negative ones.
-    auto penalised = [&](TokenId id, float logit) {
-        if (!penalise || !recent.contains(id))
-            return logit;
-        return logit > 0 ? logit / m_params.repeatPenalty : logit * m_params.repeatPenalty;
-    };
+    candidateRequest(history, static_cast<std::int32_t>(logits.size()), m_request);
+    m_logits.assign(logits.begin(), logits.end());
+    selectCandidates(m_logits, m_request, m_selected);
+    return sampleFromCandidates(m_selected);
+}
 
-    if (m_params.temperature <= 0.0f) {
-        TokenId best = 0;
-        float bestLogit = penalised(0, logits[0]);
-        for (std::size_t i = 1; i < logits.size(); ++i) {
-            const float l = penalised(static_cast<TokenId>(i), logits[i]);
-            if (l > bestLogit) {
-                bestLogit = l;
-                best = static_cast<TokenId>(i);
-            }
-        }
-        return best;
-    }
+void Sampler::candidateRequest(std::span<const TokenId> history, std::int32_t nVocab, CandidateRequest &out) const
+{
+    if (m_params.temperature <= 0.0f)
+        out.k = 1;
+    else if (m_params.topK > 0)
+        out.k = std::min(m_params.topK, nVocab);
+    else
+        out.k = nVocab;
+    out.repeatPenalty = m_params.repeatPenalty;
+    out.penalised.clear();
+    if (m_params.repeatPenalty == 1.0f || m_params.repeatLastN == 0)
+        return;
+    const std::size_t window = m_params.repeatLastN < 0
+                                   ? history.size()
+                                   : std::min(history.size(), static_cast<std::size_t>(m_params.repeatLastN));
+    out.penalised.assign(history.end() - static_cast<std::ptrdiff_t>(window), history.end());
+    std::sort(out.penalised.begin(), out.penalised.end());
+    out.penalised.erase(std::unique(out.penalised.begin(), out.penalised.end()), out.penalised.end());
+}
 
+TokenId Sampler::sampleFromCandidates(std::span<const TokenCandidate> candidates)
+{
+    if (candidates.empty())
+        return 0;
+    if (m_params.temperature <= 0.0f)
+        return candidates.front().id;
+
+    // Candidates arrive best first and already cut to top-k.
     m_candidates.clear();
-    m_candidates.reserve(logits.size());
-    for (std::size_t i = 0; i < logits.size(); ++i)
-        m_candidates.push_back({static_cast<TokenId>(i), penalised(static_cast<TokenId>(i), logits[i]), 0.0f});
-    auto byLogit = [](const Candidate &a, const Candidate &b) {
-        return a.logit > b.logit || (a.logit == b.logit && a.id < b.id);
-    };
-    // Top-k first: it bounds the sort to k candidates.
-    std::size_t keep = m_candidates.size();
-    if (m_params.topK > 0 && static_cast<std::size_t>(m_params.topK) < keep) {
-        keep = static_cast<std::size_t>(m_params.topK);
-        std::partial_sort(m_candidates.begin(), m_candidates.begin() + static_cast<std::ptrdiff_t>(keep),
-                          m_candidates.end(), byLogit);
-    } else {
-        std::sort(m_candidates.begin(), m_candidates.end(), byLogit);
-    }
-    m_candidates.resize(keep);
+    for (const TokenCandidate &c : candidates)
+        m_candidates.push_back({c.id, c.logit, 0.0f});
 
     // Softmax at the temperature, in double for stable sums over large vocabularies.
     const double maxLogit = m_candidates.front().logit;

@@ -4,7 +4,8 @@
 //     FLOP rate that is (2 x matrix parameters x tokens + causal attention FLOPs);
 //   decode tokens/s at context 0 and 1,024, and the share of the bandwidth roofline: bytes one
 //     token reads (fp16 weights + fp32 KV of the context) / the device-to-device copy bandwidth
-//     measured here;
+//     measured here; a step runs as generation runs it (a CUDA graph, the top 40 candidates
+//     picked on the device), and again without the graph and copying all logits, for comparison;
 //   TTFT for a 2,000-token history + 30 new tokens: cold (all 2,030 computed), history on the
 //     device, restored from pinned host memory, restored from the disk store; and the 30 tokens
 //     alone on an empty sequence;
@@ -135,19 +136,36 @@ public:
         });
     }
 
+    // How a decode step runs: as generation does (the step as a CUDA graph, the top 40 candidates
+    // selected on the device), or without one of those two, to show what each is worth.
+    enum class DecodePath { Generation, NoGraph, FullLogits };
+
     // Seconds per token of kDecodeSteps single-token steps after depth positions.
-    double decodeSecondsPerToken(int depth)
+    double decodeSecondsPerToken(int depth, DecodePath path)
     {
-        return timed([&] {
+        m_backend->setDecodeGraphs(path != DecodePath::NoGraph);
+        CandidateRequest request;
+        request.k = 40; // the app's default top-k
+        std::vector<TokenCandidate> candidates;
+        const double s = timed([&] {
             KvSequence seq(*m_pool);
             if (depth > 0)
                 forward(tokens(depth), seq);
             const auto steps = tokens(kDecodeSteps);
             const auto start = Clock::now();
-            for (int i = 0; i < kDecodeSteps; ++i)
-                forward(std::span(steps).subspan(static_cast<std::size_t>(i), 1), seq);
+            for (int i = 0; i < kDecodeSteps; ++i) {
+                const auto step = std::span(steps).subspan(static_cast<std::size_t>(i), 1);
+                if (path == DecodePath::FullLogits) {
+                    forward(step, seq);
+                } else {
+                    auto r = m_backend->forwardCandidates(step, seq, request, candidates);
+                    check(r.ok(), r ? "" : "forwardCandidates: " + r.error().message);
+                }
+            }
             return secondsSince(start) / kDecodeSteps;
         });
+        m_backend->setDecodeGraphs(true);
+        return s;
     }
 
     json ttftAndRestore(const std::string &workDir)
@@ -367,12 +385,18 @@ int main(int argc, char **argv)
                                                     {"peak_fraction", peak > 0 ? prefillFlops(n) / s / peak : 0.0}};
         }
         for (int depth : {0, 1024}) {
-            const double s = bench.decodeSecondsPerToken(depth);
+            const double s = bench.decodeSecondsPerToken(depth, GpuBench::DecodePath::Generation);
+            const double noGraph = bench.decodeSecondsPerToken(depth, GpuBench::DecodePath::NoGraph);
+            const double fullLogits = bench.decodeSecondsPerToken(depth, GpuBench::DecodePath::FullLogits);
             const double ctx = depth + kDecodeSteps / 2.0;
             result["decode"][std::to_string(depth)] = {{"tokens_per_s", 1.0 / s},
                                                        {"bytes_per_token", decodeBytes(ctx)},
-                                                       {"roofline_fraction", decodeBytes(ctx) / s / bandwidth}};
+                                                       {"roofline_fraction", decodeBytes(ctx) / s / bandwidth},
+                                                       {"tokens_per_s_without_graph", 1.0 / noGraph},
+                                                       {"tokens_per_s_copying_all_logits", 1.0 / fullLogits}};
         }
+        result["decode_graph"] = {{"launches", bench.backend().decodeGraphStats().launches},
+                                  {"instantiations", bench.backend().decodeGraphStats().instantiations}};
         result["ttft"] = bench.ttftAndRestore(workDir);
         const json &t = result["ttft"];
         result["targets"] = {
@@ -387,10 +411,15 @@ int main(int argc, char **argv)
             std::printf("| prefill %s: tokens/s (share of %.0f TFLOP/s fp16 peak) | %.0f (%.2f) |\n", n, peak / 1e12,
                         result["prefill"][n]["tokens_per_s"].get<double>(),
                         result["prefill"][n]["peak_fraction"].get<double>());
-        for (const char *d : {"0", "1024"})
+        for (const char *d : {"0", "1024"}) {
             std::printf("| decode at context %s: tokens/s (share of %.0f GB/s roofline) | %.1f (%.2f) |\n", d,
                         bandwidth / 1e9, result["decode"][d]["tokens_per_s"].get<double>(),
                         result["decode"][d]["roofline_fraction"].get<double>());
+            std::printf(
+                "| decode at context %s without the CUDA graph / copying all logits: tokens/s | %.1f / %.1f |\n", d,
+                result["decode"][d]["tokens_per_s_without_graph"].get<double>(),
+                result["decode"][d]["tokens_per_s_copying_all_logits"].get<double>());
+        }
         const std::pair<const char *, const char *> ttftRows[] = {
             {"ttft_alone_ms", "TTFT ms: the 30 new tokens alone"},
             {"ttft_cold_ms", "TTFT ms: 2,000 + 30 tokens, all computed"},

@@ -8,6 +8,7 @@
 #include "engine/backend/cpu/cpu_backend.h"
 #ifdef KVCHAT_HAS_CUDA
 #include "engine/backend/cuda/cuda_backend.h"
+#include "engine/backend/cuda/cuda_kernels.h"
 #endif
 #include "engine/model/llama_model.h"
 #include "engine/model/prompt_tokens.h"
@@ -136,6 +137,8 @@ private slots:
     void matchesCpuOnRandomModels();
     void tokenByTokenMatchesBatched();
     void decodeGraphMatchesDirectLaunches();
+    void candidatesOnTheDeviceMatchTheHost();
+    void aTurnAllocatesNoGpuMemory();
     void hostRestoredKvGivesIdenticalLogits();
     void matchesCpuOnSmolLM2();
 
@@ -262,6 +265,77 @@ void CudaBackendTest::decodeGraphMatchesDirectLaunches()
     QVERIFY(stats.instantiations >= 1 && stats.instantiations <= 4);
     // The same kernels and GEMMs on the same data, only launched differently: bit-identical.
     QVERIFY(fromDirect == fromGraph);
+#endif
+}
+
+void CudaBackendTest::candidatesOnTheDeviceMatchTheHost()
+{
+    SKIP_WITHOUT_GPU();
+    const RandomModelSpec spec = smallGqaSpec(GgmlType::Q4_K, 5);
+    const auto model = writeAndLoad(m_dir, "candidates.gguf", spec);
+    auto gpu = cudaBackend(*model);
+    const auto tokens = randomTokens(60, spec.nVocab, 6);
+
+    // Sequence A gives logits and the host selects (the reference); sequence B selects on the
+    // device. The logits are the same computation, so the candidates must be identical.
+    for (const std::int32_t k : {1, 40}) {
+        CandidateRequest request;
+        request.k = k;
+        request.repeatPenalty = k == 1 ? 1.0f : 1.3f;
+        KvBlockPool pool(gpu->kvLayout(), 64, gpu->kvMemory());
+        KvSequence a(pool), b(pool);
+        std::vector<float> logits;
+        std::vector<TokenCandidate> fromHost, fromDevice;
+        for (std::size_t step = 0; step < 11; ++step) {
+            // A 50-token prompt, then 10 decode steps (through the decode graph).
+            const auto input = step == 0 ? std::span(tokens).first(50) : std::span(tokens).subspan(49 + step, 1);
+            if (request.repeatPenalty != 1.0f) {
+                request.penalised.assign(tokens.begin() + static_cast<std::ptrdiff_t>(49 + step) - 8,
+                                         tokens.begin() + static_cast<std::ptrdiff_t>(49 + step) + 1);
+                std::sort(request.penalised.begin(), request.penalised.end());
+                request.penalised.erase(std::unique(request.penalised.begin(), request.penalised.end()),
+                                        request.penalised.end());
+            }
+            QVERIFY(gpu->forward(input, a, LogitsMode::Last, logits).ok());
+            selectCandidates(logits, request, fromHost);
+            QVERIFY(gpu->forwardCandidates(input, b, request, fromDevice).ok());
+            QCOMPARE(fromDevice.size(), static_cast<std::size_t>(k));
+            for (std::size_t i = 0; i < fromHost.size(); ++i) {
+                QCOMPARE(fromDevice[i].id, fromHost[i].id);
+                QCOMPARE(fromDevice[i].logit, fromHost[i].logit);
+            }
+        }
+        QCOMPARE(b.nTokens(), 60);
+    }
+}
+
+void CudaBackendTest::aTurnAllocatesNoGpuMemory()
+{
+    SKIP_WITHOUT_GPU();
+#ifdef KVCHAT_HAS_CUDA
+    // Scratch is reserved at load for the whole context, so running out of GPU memory can only
+    // happen there (where the engine falls back to the CPU with the reason), not inside a turn.
+    RandomModelSpec spec = smallGqaSpec(GgmlType::F16, 8);
+    spec.nCtx = 1024;
+    const auto model = writeAndLoad(m_dir, "scratch.gguf", spec);
+    auto backend = cudaBackend(*model);
+    auto &gpu = dynamic_cast<cuda::CudaBackend &>(*backend);
+    const std::size_t atLoad = gpu.scratchBytes();
+    const auto tokens = randomTokens(600, spec.nVocab, 9);
+    KvBlockPool pool(gpu.kvLayout(), 64, gpu.kvMemory());
+    KvSequence seq(pool);
+    std::vector<float> logits;
+    std::vector<TokenCandidate> candidates;
+    CandidateRequest request;
+    request.k = cuda::kMaxDeviceCandidates;
+    request.repeatPenalty = 1.1f;
+    request.penalised.assign(tokens.begin(), tokens.begin() + 300);
+    std::sort(request.penalised.begin(), request.penalised.end());
+    request.penalised.erase(std::unique(request.penalised.begin(), request.penalised.end()), request.penalised.end());
+    QVERIFY(gpu.forward(std::span(tokens).first(580), seq, LogitsMode::Last, logits).ok()); // 3 micro-batches
+    for (std::size_t i = 580; i < tokens.size(); ++i)
+        QVERIFY(gpu.forwardCandidates(std::span(tokens).subspan(i, 1), seq, request, candidates).ok());
+    QCOMPARE(gpu.scratchBytes(), atLoad);
 #endif
 }
 

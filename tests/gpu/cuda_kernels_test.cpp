@@ -2,8 +2,9 @@
 // The CUDA backend's own kernels (engine/backend/cuda/cuda_kernels.h) against straightforward scalar
 // references written here (double accumulation) on random inputs with fixed seeds: the embedding
 // lookup, RMSNorm, RoPE and the KV store into the paged arena (whole arena compared, so a stray
-// write anywhere shows), SwiGLU, greedy argmax (ties, n = 1, a full vocabulary) and causal GQA
-// attention over a shuffled block table (one chunk and flash-decoding chunks, prefill and decode).
+// write anywhere shows), SwiGLU, next-token candidates (ties, NaN, the repetition penalty, a full
+// vocabulary, against a full sort) and causal GQA attention over a shuffled block table (one chunk
+// and flash-decoding chunks, prefill and decode).
 // Every tolerance is stated where it is used. Skips, saying why, when no CUDA device can be used.
 #include "engine/backend/cuda/cuda_kernels.h"
 
@@ -505,82 +506,115 @@ private slots:
         QVERIFY2(mismatch.isEmpty(), qPrintable(mismatch));
     }
 
-    void argmaxFindsFirstLargest()
+    void candidatesMatchTheReference()
     {
         struct Case
         {
             const char *name;
             std::vector<float> logits;
-            std::int32_t expected;
         };
         std::vector<Case> cases;
-        cases.push_back({"n = 1", {0.5f}, 0});
+        cases.push_back({"n = 1", {0.5f}});
         {
             std::vector<float> l = randomFloats(151936, 10);
             l[123457] = 10.0f;
-            cases.push_back({"vocabulary of 151936", l, 123457});
+            l[151935] = 9.0f; // the last index
+            cases.push_back({"vocabulary of 151936", l});
         }
         {
-            std::vector<float> l = randomFloats(151936, 11);
-            l[151935] = 10.0f;
-            cases.push_back({"largest at the last index", l, 151935});
-        }
-        {
-            // Equal maxima in different threads, warps and the second reduction stage.
+            // Equal values inside one block, across blocks and across levels.
             std::vector<float> l = randomFloats(151936, 12);
-            l[150000] = 7.0f;
-            l[99999] = 7.0f;
-            l[70001] = 7.0f;
-            cases.push_back({"ties across threads", l, 70001});
+            for (std::size_t i : {150000u, 99999u, 70001u, 2u, 3u, 1026u, 5000u})
+                l[i] = 7.0f;
+            cases.push_back({"ties across blocks", l});
         }
-        {
-            std::vector<float> l = randomFloats(5000, 13);
-            l[2 + 1024] = 9.0f; // the same thread as index 2
-            l[2] = 9.0f;
-            cases.push_back({"ties in one thread", l, 2});
-        }
-        {
-            std::vector<float> l = randomFloats(5000, 14);
-            l[6] = 9.0f;
-            l[5] = 9.0f;
-            l[37] = 9.0f;
-            cases.push_back({"ties in one warp and the next", l, 5});
-        }
-        cases.push_back({"all equal", std::vector<float>(5000, 1.0f), 0});
-        cases.push_back({"all -inf", std::vector<float>(3000, -std::numeric_limits<float>::infinity()), 0});
+        cases.push_back({"all equal", std::vector<float>(5000, 1.0f)});
+        cases.push_back({"all -inf", std::vector<float>(3000, -std::numeric_limits<float>::infinity())});
         {
             std::vector<float> l = randomFloats(2000, 15);
             l[10] = std::numeric_limits<float>::quiet_NaN();
+            l[11] = -std::numeric_limits<float>::quiet_NaN();
             l[1500] = 30.0f;
-            cases.push_back({"a NaN is not chosen", l, 1500});
+            l[7] = -0.0f;
+            l[8] = 0.0f; // equal to -0.0: the lower id first
+            cases.push_back({"NaN counts as -inf, -0 equals +0", l});
         }
-        {
-            std::vector<float> l = randomFloats(1023, 16);
-            l[1022] = 30.0f;
-            cases.push_back({"fewer logits than threads", l, 1022});
-        }
-        for (const Case &c : cases) {
-            // The scalar reference of the CPU sampler: the first index whose value nothing exceeds.
-            std::int32_t ref = 0;
-            for (std::size_t i = 1; i < c.logits.size(); ++i)
-                if (c.logits[i] > c.logits[static_cast<std::size_t>(ref)])
-                    ref = static_cast<std::int32_t>(i);
-            QVERIFY2(ref == c.expected, c.name); // the case is built as intended
+        cases.push_back({"fewer logits than a block", randomFloats(1023, 16)});
+        cases.push_back({"one more than a block", randomFloats(1025, 17)});
 
-            DeviceBuffer<float> dLogits;
-            DeviceBuffer<std::int32_t> dOut;
-            CUDA_CHECK(dLogits.upload(c.logits));
-            CUDA_CHECK(dOut.upload(std::vector<std::int32_t>{-7}));
-            argmax(dLogits.get(), static_cast<std::int32_t>(c.logits.size()), dOut.get(), m_stream);
-            CUDA_CHECK_LAUNCH();
-            std::vector<std::int32_t> got;
-            CUDA_CHECK(dOut.download(got));
-            if (got[0] != c.expected)
-                QFAIL(qPrintable(QStringLiteral("%1: got %2, expected %3")
-                                     .arg(QString::fromUtf8(c.name))
-                                     .arg(got[0])
-                                     .arg(c.expected)));
+        for (const Case &c : cases) {
+            const auto n = static_cast<std::int32_t>(c.logits.size());
+            for (std::int32_t k : {1, 40, kMaxDeviceCandidates}) {
+                if (k > n)
+                    continue;
+                for (const bool penalise : {false, true}) {
+                    // Distinct ids, the best ones among them, and a negative logit.
+                    std::vector<std::int32_t> ids;
+                    if (penalise)
+                        for (std::int32_t id : {0, n / 2, n - 1, 1500, 123457, 7})
+                            if (id < n && std::find(ids.begin(), ids.end(), id) == ids.end())
+                                ids.push_back(id);
+                    const float penalty = 1.7f;
+
+                    // The reference: penalise, NaN as -inf, sort every (logit, id) pair.
+                    std::vector<float> ref = c.logits;
+                    for (std::int32_t id : ids)
+                        ref[static_cast<std::size_t>(id)] = ref[static_cast<std::size_t>(id)] > 0.0f
+                                                                ? ref[static_cast<std::size_t>(id)] / penalty
+                                                                : ref[static_cast<std::size_t>(id)] * penalty;
+                    for (float &x : ref)
+                        if (std::isnan(x))
+                            x = -std::numeric_limits<float>::infinity();
+                    std::vector<std::int32_t> order(ref.size());
+                    std::iota(order.begin(), order.end(), 0);
+                    std::stable_sort(order.begin(), order.end(), [&](std::int32_t a, std::int32_t b) {
+                        return ref[static_cast<std::size_t>(a)] > ref[static_cast<std::size_t>(b)];
+                    });
+
+                    DeviceBuffer<float> dLogits;
+                    DeviceBuffer<std::int32_t> dIds;
+                    DeviceBuffer<std::uint64_t> dWorkspace, dOut;
+                    CUDA_CHECK(dLogits.upload(c.logits));
+                    CUDA_CHECK(dIds.upload(ids.empty() ? std::vector<std::int32_t>{0} : ids));
+                    CUDA_CHECK(dWorkspace.allocate(candidatesWorkspaceKeys(n, k)));
+                    CUDA_CHECK(dOut.allocate(static_cast<std::size_t>(k)));
+                    applyRepeatPenalty(dLogits.get(), dIds.get(), static_cast<std::int32_t>(ids.size()), penalty,
+                                       m_stream);
+                    selectCandidates(dLogits.get(), n, k, dWorkspace.get(), dOut.get(), m_stream);
+                    CUDA_CHECK_LAUNCH();
+                    std::vector<std::uint64_t> keys;
+                    CUDA_CHECK(dOut.download(keys));
+                    for (std::int32_t i = 0; i < k; ++i) {
+                        const TokenCandidateBits got = decodeCandidateKey(keys[static_cast<std::size_t>(i)]);
+                        const std::int32_t want = order[static_cast<std::size_t>(i)];
+                        const float wantLogit = ref[static_cast<std::size_t>(want)];
+                        if (got.id != want || !(got.logit == wantLogit))
+                            QFAIL(qPrintable(QStringLiteral("%1, k %2%3: candidate %4 is id %5 (%6), expected %7 (%8)")
+                                                 .arg(QString::fromUtf8(c.name))
+                                                 .arg(k)
+                                                 .arg(penalise ? ", penalised" : "")
+                                                 .arg(i)
+                                                 .arg(got.id)
+                                                 .arg(double(got.logit))
+                                                 .arg(want)
+                                                 .arg(double(wantLogit))));
+                    }
+                }
+            }
         }
+    }
+
+    void candidatesRejectAnImpossibleK()
+    {
+        DeviceBuffer<float> dLogits;
+        DeviceBuffer<std::uint64_t> dWorkspace, dOut;
+        CUDA_CHECK(dLogits.upload(randomFloats(100, 3)));
+        CUDA_CHECK(dWorkspace.allocate(candidatesWorkspaceKeys(100, 100)));
+        CUDA_CHECK(dOut.allocate(300));
+        selectCandidates(dLogits.get(), 100, 101, dWorkspace.get(), dOut.get(), m_stream); // k > n
+        QCOMPARE(cudaGetLastError(), cudaErrorInvalidConfiguration);
+        selectCandidates(dLogits.get(), 100, 0, dWorkspace.get(), dOut.get(), m_stream);
+        QCOMPARE(cudaGetLastError(), cudaErrorInvalidConfiguration);
     }
 
     void attentionMatchesReference_data()

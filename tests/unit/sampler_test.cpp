@@ -109,6 +109,61 @@ private slots:
         QCOMPARE(s.sample(logits, old), 1);
     }
 
+    void candidatesAreTheBestAfterThePenalty()
+    {
+        // Ids 1 and 3 tie at 2.0 before the penalty; id 3 is penalised (2.0 / 2 = 1.0, tying id 0),
+        // and id 4's negative logit is multiplied (-1.0 * 2 = -2.0) once although listed twice.
+        std::vector<float> logits = {1.0f, 2.0f, 0.5f, 2.0f, -1.0f};
+        CandidateRequest request;
+        request.k = 3;
+        request.repeatPenalty = 2.0f;
+        request.penalised = {3, 4};
+        std::vector<TokenCandidate> top;
+        selectCandidates(logits, request, top);
+        QCOMPARE(top.size(), std::size_t{3});
+        QCOMPARE(top[0].id, 1);
+        QCOMPARE(top[1].id, 0); // ties at 1.0: the lower id first
+        QCOMPARE(top[2].id, 3);
+        QCOMPARE(top[2].logit, 1.0f);
+        QCOMPARE(logits[4], -2.0f);
+
+        // k beyond the vocabulary: everything, sorted; k = 1: the first maximum.
+        std::vector<float> again = {1.0f, 2.0f, 0.5f, 2.0f};
+        request = CandidateRequest{};
+        request.k = 10;
+        selectCandidates(again, request, top);
+        QCOMPARE(top.size(), std::size_t{4});
+        QCOMPARE(top[0].id, 1);
+        QCOMPARE(top[1].id, 3);
+        QCOMPARE(top[3].id, 2);
+        request.k = 1;
+        selectCandidates(again, request, top);
+        QCOMPARE(top.size(), std::size_t{1});
+        QCOMPARE(top[0].id, 1);
+    }
+
+    void requestFollowsTheParams()
+    {
+        SamplingParams p = plain(0.7f);
+        p.topK = 5;
+        p.repeatPenalty = 1.3f;
+        p.repeatLastN = 3;
+        Sampler s(p);
+        CandidateRequest request;
+        const std::vector<TokenId> history = {9, 4, 2, 4};
+        s.candidateRequest(history, 100, request);
+        QCOMPARE(request.k, 5);
+        QCOMPARE(request.penalised, (std::vector<TokenId>{2, 4})); // the last 3, distinct
+        p.topK = 0; // off: the whole vocabulary
+        Sampler all(p);
+        all.candidateRequest(history, 100, request);
+        QCOMPARE(request.k, 100);
+        Sampler greedy(plain(0.0f));
+        greedy.candidateRequest(history, 100, request);
+        QCOMPARE(request.k, 1);
+        QVERIFY(request.penalised.empty()); // plain() has no penalty
+    }
+
     void sameSeedSameSequence()
     {
         const std::vector<float> logits = {0.1f, 0.2f, 0.3f, 0.4f, 0.5f, 0.6f};

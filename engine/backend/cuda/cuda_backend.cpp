@@ -85,6 +85,21 @@ private:
     std::size_t m_bytes = 0;
 };
 
+// Page-locked host memory (cudaHostAlloc), so device-to-host copies into it are true DMA and may
+// be part of a graph.
+class PinnedBuffer
+{
+public:
+    explicit PinnedBuffer(std::size_t bytes) { KVCHAT_CUDA_CHECK(cudaHostAlloc(&m_data, bytes, cudaHostAllocDefault)); }
+    ~PinnedBuffer() { cudaFreeHost(m_data); }
+    PinnedBuffer(const PinnedBuffer &) = delete;
+    PinnedBuffer &operator=(const PinnedBuffer &) = delete;
+    template <typename T> T *as() const { return static_cast<T *>(m_data); }
+
+private:
+    void *m_data = nullptr;
+};
+
 // An fp16 matrix of nOut rows of nIn elements (ggml orientation: row r is output r).
 struct DeviceMatrix
 {
@@ -124,6 +139,11 @@ struct CudaBackend::State
     // cuBLAS's workspace, owned here: with its default one, every graph capture may make cuBLAS
     // allocate another (PyTorch #83461).
     DeviceBuffer gemmWorkspace;
+    // Next-token candidates: the penalised ids, the selection's levels, its k keys on the device
+    // and their pinned host copy.
+    DeviceBuffer penalisedIds, candidateWorkspace, candidateKeys;
+    std::unique_ptr<PinnedBuffer> hostCandidateKeys;
+    std::vector<float> candidateRunLogits; // forEachMicroBatch's sizing in a candidates run
     std::vector<float> hostCosSin;
     std::vector<std::int32_t> hostBlockTable;
 
@@ -144,12 +164,19 @@ struct CudaBackend::State
     const float *uploadFloats(const std::vector<float> &values);
     DeviceMatrix uploadMatrix(ThreadPool &pool, const WeightMatrix &w, std::vector<Half> &staging);
     void allocateScratch();
+    std::size_t scratchBytes() const;
     void gemm(const DeviceMatrix &w, const Half *x, std::int64_t nTokens, float *y, float beta);
+    // One micro-batch. hostLogits: where its logits go (nullptr: it has none to give); with a
+    // candidate request, hostLogits only marks the micro-batch that gives the output, and the
+    // last position's candidates go to *candidates instead.
     void forwardMicroBatch(std::span<const TokenId> tokens, std::int32_t startPos, const KvTarget &kvBase,
-                           LogitsMode mode, float *hostLogits);
+                           LogitsMode mode, float *hostLogits, const CandidateRequest *request,
+                           std::vector<TokenCandidate> *candidates);
     // The kernels and GEMMs of one micro-batch, from the embedding to the logits of rows
-    // [firstLogit, n) (none when firstLogit == n); its inputs are on the device already.
-    void enqueueLayers(std::int64_t n, std::int32_t startPos, const KvTarget &kvBase, std::int64_t firstLogit);
+    // [firstLogit, n) (none when firstLogit == n), then, with a request, the candidates of the
+    // last row; its inputs are on the device already.
+    void enqueueLayers(std::int64_t n, std::int32_t startPos, const KvTarget &kvBase, std::int64_t firstLogit,
+                       const CandidateRequest *request);
     // Runs enqueue() through the decode graph: captured, then updated into (or instantiated as)
     // decodeGraph and launched on the stream.
     void launchAsGraph(const std::function<void()> &enqueue);
@@ -241,6 +268,28 @@ void CudaBackend::State::allocateScratch()
     tokens.reserve(n * sizeof(std::int32_t));
     cosSin.reserve(n * sz(c.nRot) * sizeof(float));
     hostCosSin.resize(n * sz(c.nRot));
+    // What a turn would otherwise grow into, up to the model's context length: a chat turn then
+    // never allocates GPU memory, so running out of it can only happen here, at load, where the
+    // engine falls back to the CPU with the reason (vLLM likewise reserves its peak activation
+    // memory up front). The attention workspace is bounded (nTokens x chunks <= 1024, see
+    // attentionWorkspaceFloats); the penalised ids are at most one per position.
+    const AttentionShape shape{c.nHeads, c.nKvHeads, c.headDim, 1.0f};
+    workspace.reserve(attentionWorkspaceFloats(shape, kMaxMicroBatch, c.nCtxTrain) * sizeof(float));
+    blockTable.reserve((sz(c.nCtxTrain) / sz(kvLayout.blockTokens) + 2) * sizeof(std::int32_t));
+    penalisedIds.reserve(sz(std::max(c.nCtxTrain, 1)) * sizeof(std::int32_t));
+    candidateWorkspace.reserve(candidatesWorkspaceKeys(c.nVocab, std::min(kMaxDeviceCandidates, c.nVocab)) *
+                               sizeof(std::uint64_t));
+    candidateKeys.reserve(sz(kMaxDeviceCandidates) * sizeof(std::uint64_t));
+}
+
+std::size_t CudaBackend::State::scratchBytes() const
+{
+    std::size_t total = 0;
+    for (const DeviceBuffer *b :
+         {&x, &xNorm, &q, &k, &v, &attnOut, &gate, &up, &act, &logits, &tokens, &cosSin, &blockTable, &workspace,
+          &gemmWorkspace, &penalisedIds, &candidateWorkspace, &candidateKeys})
+        total += b->bytes();
+    return total;
 }
 
 void CudaBackend::State::gemm(const DeviceMatrix &w, const Half *xIn, std::int64_t nTokens, float *y, float beta)
@@ -300,6 +349,7 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const LlamaModel &model
         state->gemmWorkspace.reserve(32 * kMiB);
         KVCHAT_CUBLAS_CHECK(
             cublasSetWorkspace(state->cublas, state->gemmWorkspace.as<void>(), state->gemmWorkspace.bytes()));
+        state->hostCandidateKeys = std::make_unique<PinnedBuffer>(sz(kMaxDeviceCandidates) * sizeof(std::uint64_t));
         const char *graphs = std::getenv("KVCHAT_CUDA_GRAPHS");
         state->graphStats.enabled = graphs == nullptr || std::string_view(graphs) != "0";
 
@@ -368,6 +418,11 @@ std::size_t CudaBackend::weightBytes() const
     return m_state->weightBytes;
 }
 
+std::size_t CudaBackend::scratchBytes() const
+{
+    return m_state->scratchBytes();
+}
+
 CudaBackend::DecodeGraphStats CudaBackend::decodeGraphStats() const
 {
     return m_state->graphStats;
@@ -380,6 +435,25 @@ void CudaBackend::setDecodeGraphs(bool enabled)
 
 Result<void> CudaBackend::forward(std::span<const TokenId> tokens, KvSequence &seq, LogitsMode mode,
                                   std::vector<float> &logits)
+{
+    return run(tokens, seq, mode, &logits, nullptr, nullptr);
+}
+
+Result<void> CudaBackend::forwardCandidates(std::span<const TokenId> tokens, KvSequence &seq,
+                                            const CandidateRequest &request, std::vector<TokenCandidate> &out)
+{
+    if (request.k > kMaxDeviceCandidates || request.k > m_state->config.nVocab)
+        return Backend::forwardCandidates(tokens, seq, request, out); // top-k off or large: on the host
+    for (TokenId id : request.penalised)
+        if (id < 0 || id >= m_state->config.nVocab)
+            return makeError("forwardCandidates: penalised token id " + std::to_string(id) +
+                             " is outside the vocabulary");
+    return run(tokens, seq, LogitsMode::Last, nullptr, &request, &out);
+}
+
+Result<void> CudaBackend::run(std::span<const TokenId> tokens, KvSequence &seq, LogitsMode mode,
+                              std::vector<float> *logits, const CandidateRequest *request,
+                              std::vector<TokenCandidate> *candidates)
 {
     State &s = *m_state;
     const LlamaConfig &c = s.config;
@@ -408,10 +482,13 @@ Result<void> CudaBackend::forward(std::span<const TokenId> tokens, KvSequence &s
         kv.blockFloats = s.kvLayout.blockFloats();
         kv.kvDim = c.kvDim();
 
-        forEachMicroBatch(n, kMaxMicroBatch, mode, c.nVocab, logits,
+        // With a candidate request the logits stay on the device; forEachMicroBatch still sizes
+        // a host vector (one row, kept between calls) whose pointer marks the output micro-batch.
+        forEachMicroBatch(n, kMaxMicroBatch, mode, c.nVocab, logits != nullptr ? *logits : s.candidateRunLogits,
                           [&](std::int64_t begin, std::int64_t end, float *out) {
                               s.forwardMicroBatch(tokens.subspan(sz(begin), sz(end - begin)),
-                                                  startPos + static_cast<std::int32_t>(begin), kv, mode, out);
+                                                  startPos + static_cast<std::int32_t>(begin), kv, mode, out, request,
+                                                  candidates);
                           });
         KVCHAT_CUDA_CHECK(cudaStreamSynchronize(s.stream));
     } catch (const CudaFailure &failure) {
@@ -424,7 +501,8 @@ Result<void> CudaBackend::forward(std::span<const TokenId> tokens, KvSequence &s
 }
 
 void CudaBackend::State::forwardMicroBatch(std::span<const TokenId> ids, std::int32_t startPos, const KvTarget &kvBase,
-                                           LogitsMode mode, float *hostLogits)
+                                           LogitsMode mode, float *hostLogits, const CandidateRequest *request,
+                                           std::vector<TokenCandidate> *candidates)
 {
     const LlamaConfig &c = config;
     const std::int64_t n = static_cast<std::int64_t>(ids.size());
@@ -441,11 +519,22 @@ void CudaBackend::State::forwardMicroBatch(std::span<const TokenId> ids, std::in
                                       cudaMemcpyHostToDevice, stream));
     const AttentionShape shape{c.nHeads, c.nKvHeads, c.headDim, 1.0f / std::sqrt(static_cast<float>(c.headDim))};
     workspace.reserve(attentionWorkspaceFloats(shape, n, startPos + static_cast<std::int32_t>(n)) * sizeof(float));
-    const std::int64_t firstLogit = hostLogits == nullptr ? n : mode == LogitsMode::All ? 0 : n - 1;
+    const bool givesOutput = hostLogits != nullptr;
+    const CandidateRequest *select = givesOutput ? request : nullptr;
+    const std::int64_t firstLogit = !givesOutput ? n : (mode == LogitsMode::All && select == nullptr) ? 0 : n - 1;
     const std::int64_t nOut = n - firstLogit;
     logits.reserve(sz(std::max<std::int64_t>(nOut, 1) * c.nVocab) * sizeof(float));
+    if (select != nullptr) {
+        candidateWorkspace.reserve(candidatesWorkspaceKeys(c.nVocab, select->k) * sizeof(std::uint64_t));
+        if (!select->penalised.empty() && select->repeatPenalty != 1.0f) {
+            penalisedIds.reserve(select->penalised.size() * sizeof(std::int32_t));
+            KVCHAT_CUDA_CHECK(cudaMemcpyAsync(penalisedIds.as<void>(), select->penalised.data(),
+                                              select->penalised.size() * sizeof(std::int32_t), cudaMemcpyHostToDevice,
+                                              stream));
+        }
+    }
 
-    const auto enqueue = [&] { enqueueLayers(n, startPos, kvBase, firstLogit); };
+    const auto enqueue = [&] { enqueueLayers(n, startPos, kvBase, firstLogit, select); };
     if (n == 1 && graphStats.enabled)
         launchAsGraph(enqueue);
     else
@@ -453,6 +542,18 @@ void CudaBackend::State::forwardMicroBatch(std::span<const TokenId> ids, std::in
 
     if (nOut == 0)
         return; // a micro-batch before the last, with only the last token's logits wanted
+    if (select != nullptr) {
+        const std::size_t k = sz(select->k);
+        KVCHAT_CUDA_CHECK(cudaMemcpyAsync(hostCandidateKeys->as<void>(), candidateKeys.as<void>(),
+                                          k * sizeof(std::uint64_t), cudaMemcpyDeviceToHost, stream));
+        KVCHAT_CUDA_CHECK(cudaStreamSynchronize(stream));
+        candidates->resize(k);
+        for (std::size_t i = 0; i < k; ++i) {
+            const TokenCandidateBits bits = decodeCandidateKey(hostCandidateKeys->as<std::uint64_t>()[i]);
+            (*candidates)[i] = TokenCandidate{bits.id, bits.logit};
+        }
+        return;
+    }
     KVCHAT_CUDA_CHECK(cudaMemcpyAsync(hostLogits, logits.as<void>(), sz(nOut * c.nVocab) * sizeof(float),
                                       cudaMemcpyDeviceToHost, stream));
     // The destination is pageable memory the caller reads after forward() returns, and the next
@@ -461,7 +562,7 @@ void CudaBackend::State::forwardMicroBatch(std::span<const TokenId> ids, std::in
 }
 
 void CudaBackend::State::enqueueLayers(std::int64_t n, std::int32_t startPos, const KvTarget &kvBase,
-                                       std::int64_t firstLogit)
+                                       std::int64_t firstLogit, const CandidateRequest *request)
 {
     const LlamaConfig &c = config;
     void *const st = stream;
@@ -500,6 +601,16 @@ void CudaBackend::State::enqueueLayers(std::int64_t n, std::int32_t startPos, co
     rmsNorm(x.as<float>() + firstLogit * c.nEmbd, outputNorm, nOut, c.nEmbd, c.rmsEps, xNorm.as<Half>(), st);
     KVCHAT_CUDA_CHECK_LAUNCH("rmsNorm (output)");
     gemm(output, xNorm.as<Half>(), nOut, logits.as<float>(), 0.0f);
+    if (request == nullptr)
+        return;
+    if (!request->penalised.empty() && request->repeatPenalty != 1.0f) {
+        applyRepeatPenalty(logits.as<float>(), penalisedIds.as<std::int32_t>(),
+                           static_cast<std::int32_t>(request->penalised.size()), request->repeatPenalty, st);
+        KVCHAT_CUDA_CHECK_LAUNCH("applyRepeatPenalty");
+    }
+    selectCandidates(logits.as<float>(), c.nVocab, request->k, candidateWorkspace.as<std::uint64_t>(),
+                     candidateKeys.as<std::uint64_t>(), st);
+    KVCHAT_CUDA_CHECK_LAUNCH("selectCandidates");
 }
 
 void CudaBackend::State::launchAsGraph(const std::function<void()> &enqueue)

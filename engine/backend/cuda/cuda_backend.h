@@ -48,9 +48,16 @@ public:
 
     Result<void> forward(std::span<const TokenId> tokens, KvSequence &seq, LogitsMode mode,
                          std::vector<float> &logits) override;
+    // Selects the candidates on the device (up to kMaxDeviceCandidates of them; more: on the
+    // host) and copies back only those, as part of the decode step's graph.
+    Result<void> forwardCandidates(std::span<const TokenId> tokens, KvSequence &seq, const CandidateRequest &request,
+                                   std::vector<TokenCandidate> &out) override;
 
     const CudaDeviceInfo &device() const;
     std::size_t weightBytes() const; // fp16 weights on the device
+    // Activations and workspaces on the device: all reserved at load for up to the model's
+    // context length, so that a turn allocates nothing (only LogitsMode::All grows the logits).
+    std::size_t scratchBytes() const;
 
     // A decode step (one token) is captured as a CUDA graph and replayed: one launch instead of
     // ~12 kernels and GEMMs per layer, whose launch gaps dominate a small model's step. Each step
@@ -71,6 +78,10 @@ public:
 
 private:
     explicit CudaBackend(std::unique_ptr<State> state);
+    // forward() and forwardCandidates(): logits for mode into *logits, or request's candidates
+    // into *candidates.
+    Result<void> run(std::span<const TokenId> tokens, KvSequence &seq, LogitsMode mode, std::vector<float> *logits,
+                     const CandidateRequest *request, std::vector<TokenCandidate> *candidates);
     std::unique_ptr<State> m_state;
 };
 

@@ -14,9 +14,11 @@
 //                     of position startPos + t (block table lookup once per block).
 // - siluMulKernel     grid min(ceil(count / 256), 65536), 256 threads, grid-stride loop (count is
 //                     64-bit and may exceed what one thread per element would launch).
-// - argmaxKernel      grid 1, 1024 threads. Each thread scans a strided part of the logits (coalesced),
-//                     then (value, index) pairs are reduced by warp shuffles and across the 32 warps
-//                     in shared memory, ties going to the smaller index. n = 152k: ~150 loads a thread.
+// - selectCandidatesKernel  grid ceil(n / 1024), 512 threads. Each block sorts 1024 candidate keys
+//                     (logit and id in one uint64, cuda_kernels.h) in shared memory with a bitonic
+//                     network (55 steps, one compare-exchange per thread each) and keeps its best k;
+//                     levels repeat on the survivors until one block is left: 152k logits and k = 40
+//                     take 3 levels (149, then 6, then 1 block).
 // - attentionKernel   grid (ceil(nTokens * group / (4R)), nChunks, nKvHeads), 128 threads (4 warps).
 //                     A block owns 4R "rows" (row = (token, query head of the KV head's GQA group),
 //                     flattened token-major) and one chunk of context positions; R (rows per warp)
@@ -51,6 +53,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cstring>
 #include <cuda_fp16.h>
 
 namespace kvchat::engine::cuda {
@@ -198,60 +201,71 @@ __global__ void __launch_bounds__(kRowThreads)
     }
 }
 
-constexpr int kArgmaxThreads = 1024;
+// ---------------------------------------------------------------------------------------------
+// Next-token candidates
 
-// (v, i) becomes the better of itself and (ov, oi): the larger value, the smaller index on ties.
-__device__ __forceinline__ void takeBetter(float &v, int &i, float ov, int oi)
+constexpr int kSelectSlots = 1024;  // keys one block sorts
+constexpr int kSelectThreads = 512; // one compare-exchange of the bitonic network per thread and step
+
+// Larger key = better candidate: the logit's bits made order-preserving in the high half (a NaN
+// counts as -inf, and -0 as +0, as the host's comparisons see them), the complement of the id in
+// the low half (lower id first among equal logits). 0 is below every real key.
+__device__ __forceinline__ std::uint64_t candidateKey(float logit, int id)
 {
-    if (ov > v || (ov == v && oi < i)) {
-        v = ov;
-        i = oi;
+    if (isnan(logit))
+        logit = -INFINITY;
+    if (logit == 0.0f)
+        logit = 0.0f;
+    std::uint32_t u = __float_as_uint(logit);
+    u = (u & 0x80000000u) != 0 ? ~u : (u | 0x80000000u);
+    return (static_cast<std::uint64_t>(u) << 32) | static_cast<std::uint32_t>(~static_cast<std::uint32_t>(id));
+}
+
+__global__ void __launch_bounds__(kRowThreads)
+    repeatPenaltyKernel(float *__restrict__ logits, const std::int32_t *__restrict__ ids, int nIds, float penalty)
+{
+    const int i = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
+    if (i < nIds) {
+        const float l = logits[ids[i]];
+        logits[ids[i]] = l > 0.0f ? l / penalty : l * penalty;
     }
 }
 
-// NaN logits count as -inf (never chosen unless every logit is NaN or -inf, then index 0 wins as
-// the smallest index among equal values).
-__global__ void __launch_bounds__(kArgmaxThreads)
-    argmaxKernel(const float *__restrict__ logits, int n, std::int32_t *__restrict__ out)
+// Block b sorts keys [b * kSelectSlots, (b + 1) * kSelectSlots) of its input (made from logits,
+// or an earlier level's keys) in shared memory, largest first, and writes its best k to
+// out[b * k, (b + 1) * k). Missing elements of the last block are key 0.
+__global__ void __launch_bounds__(kSelectThreads)
+    selectCandidatesKernel(const float *__restrict__ logits, const std::uint64_t *__restrict__ keysIn, int n, int k,
+                           std::uint64_t *__restrict__ out)
 {
-    __shared__ float warpValue[kArgmaxThreads / 32];
-    __shared__ int warpIndex[kArgmaxThreads / 32];
-    const int lane = static_cast<int>(threadIdx.x) & 31;
-    const int warp = static_cast<int>(threadIdx.x) >> 5;
-
-    float best = -INFINITY;
-    int bestIndex = INT_MAX; // "no element yet": loses every tie against a real index
-    for (int i = static_cast<int>(threadIdx.x); i < n; i += kArgmaxThreads) {
-        float value = logits[i];
-        if (isnan(value))
-            value = -INFINITY;
-        takeBetter(best, bestIndex, value, i);
-    }
-#pragma unroll
-    for (int offset = 16; offset > 0; offset >>= 1) {
-        const float ov = __shfl_xor_sync(kFullMask, best, offset);
-        const int oi = __shfl_xor_sync(kFullMask, bestIndex, offset);
-        takeBetter(best, bestIndex, ov, oi);
-    }
-    if (lane == 0) {
-        warpValue[warp] = best;
-        warpIndex[warp] = bestIndex;
+    __shared__ std::uint64_t keys[kSelectSlots];
+    const int base = static_cast<int>(blockIdx.x) * kSelectSlots;
+    for (int i = static_cast<int>(threadIdx.x); i < kSelectSlots; i += kSelectThreads) {
+        const int g = base + i;
+        keys[i] = g >= n ? 0 : logits != nullptr ? candidateKey(logits[g], g) : keysIn[g];
     }
     __syncthreads();
-    if (warp == 0) {
-        best = warpValue[lane]; // kArgmaxThreads / 32 == 32 warps: one per lane
-        bestIndex = warpIndex[lane];
-#pragma unroll
-        for (int offset = 16; offset > 0; offset >>= 1) {
-            const float ov = __shfl_xor_sync(kFullMask, best, offset);
-            const int oi = __shfl_xor_sync(kFullMask, bestIndex, offset);
-            takeBetter(best, bestIndex, ov, oi);
+    // Bitonic sort: for each (size, stride), thread t compares element i (bit `stride` clear) with
+    // i + stride, in the direction of i's size-run (descending where bit `size` of i is clear).
+    for (int size = 2; size <= kSelectSlots; size <<= 1) {
+        for (int stride = size >> 1; stride > 0; stride >>= 1) {
+            const int t = static_cast<int>(threadIdx.x);
+            const int i = 2 * t - (t & (stride - 1));
+            const int j = i + stride;
+            const bool descending = (i & size) == 0;
+            const std::uint64_t a = keys[i], b = keys[j];
+            if ((a < b) == descending) {
+                keys[i] = b;
+                keys[j] = a;
+            }
+            __syncthreads();
         }
-        if (lane == 0)
-            *out = bestIndex;
     }
+    for (int i = static_cast<int>(threadIdx.x); i < k; i += kSelectThreads)
+        out[static_cast<std::size_t>(blockIdx.x) * static_cast<std::size_t>(k) + static_cast<std::size_t>(i)] = keys[i];
 }
-static_assert(kArgmaxThreads == 32 * 32, "the second reduction stage gives one warp result to each lane");
+static_assert(kSelectSlots == 2 * kSelectThreads, "one compare-exchange per thread and step");
+static_assert(kMaxDeviceCandidates * 2 <= kSelectSlots, "each level must at least halve the keys");
 
 // ---------------------------------------------------------------------------------------------
 // Attention
@@ -666,11 +680,53 @@ void siluMul(const float *gate, const float *up, std::int64_t count, Half *out, 
                                                                                        reinterpret_cast<__half *>(out));
 }
 
-void argmax(const float *logits, std::int32_t n, std::int32_t *out, void *stream)
+void applyRepeatPenalty(float *logits, const std::int32_t *ids, std::int32_t nIds, float penalty, void *stream)
 {
-    if (n <= 0)
+    if (nIds <= 0)
         return;
-    argmaxKernel<<<1, kArgmaxThreads, 0, asStream(stream)>>>(logits, n, out);
+    const auto blocks = static_cast<unsigned>(ceilDiv(nIds, kRowThreads));
+    repeatPenaltyKernel<<<blocks, kRowThreads, 0, asStream(stream)>>>(logits, ids, nIds, penalty);
+}
+
+std::size_t candidatesWorkspaceKeys(std::int32_t n, std::int32_t k)
+{
+    return 2 * static_cast<std::size_t>(ceilDiv(std::max(n, 1), kSelectSlots)) * static_cast<std::size_t>(k);
+}
+
+void selectCandidates(const float *logits, std::int32_t n, std::int32_t k, std::uint64_t *workspace,
+                      std::uint64_t *out, void *stream)
+{
+    const cudaStream_t s = asStream(stream);
+    if (n <= 0 || k <= 0 || k > kMaxDeviceCandidates || k > n) {
+        unsupportedShapeKernel<<<0, 1, 0, s>>>(); // reported by the caller's cudaGetLastError
+        return;
+    }
+    // Levels: every block keeps its best k of kSelectSlots keys, until one block is left. The
+    // number of levels depends only on n and k, so a decode graph keeps its shape.
+    std::uint64_t *buffers[2] = {workspace, workspace + candidatesWorkspaceKeys(n, k) / 2};
+    const float *fromLogits = logits;
+    const std::uint64_t *fromKeys = nullptr;
+    std::int64_t count = n;
+    for (int level = 0;; ++level) {
+        const std::int64_t blocks = ceilDiv(count, kSelectSlots);
+        std::uint64_t *dst = blocks == 1 ? out : buffers[level % 2];
+        selectCandidatesKernel<<<static_cast<unsigned>(blocks), kSelectThreads, 0, s>>>(
+            fromLogits, fromKeys, static_cast<int>(count), k, dst);
+        if (blocks == 1)
+            return;
+        fromLogits = nullptr;
+        fromKeys = dst;
+        count = blocks * k;
+    }
+}
+
+TokenCandidateBits decodeCandidateKey(std::uint64_t key)
+{
+    std::uint32_t u = static_cast<std::uint32_t>(key >> 32);
+    u = (u & 0x80000000u) != 0 ? (u & 0x7fffffffu) : ~u;
+    float logit = 0.0f;
+    std::memcpy(&logit, &u, sizeof logit);
+    return {static_cast<std::int32_t>(~static_cast<std::uint32_t>(key)), logit};
 }
 
 } // namespace kvchat::engine::cuda

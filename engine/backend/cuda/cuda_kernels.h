@@ -37,10 +37,10 @@ void rmsNorm(const float *x, const float *weight, std::int64_t nTokens, std::int
 
 struct KvTarget
 {
-    float *arena = nullptr;              // device KV arena
+    float *arena = nullptr;                   // device KV arena
     const std::int32_t *blockTable = nullptr; // device, the sequence's block ids in order
     std::int32_t blockTokens = 16;
-    std::size_t blockFloats = 0;         // nLayers * 2 * blockTokens * kvDim
+    std::size_t blockFloats = 0; // nLayers * 2 * blockTokens * kvDim
     std::int32_t layer = 0;
     std::int32_t kvDim = 0;
 };
@@ -72,7 +72,25 @@ void attention(const AttentionShape &shape, const float *q, const KvTarget &kv, 
 // out[i] = fp16(silu(gate[i]) * up[i]) for i < count; silu(g) = g / (1 + exp(-g)).
 void siluMul(const float *gate, const float *up, std::int64_t count, Half *out, void *stream);
 
-// *out = the smallest index of the largest of logits[0..n), n >= 1 (greedy sampling on the device).
-void argmax(const float *logits, std::int32_t n, std::int32_t *out, void *stream);
+// Next-token candidates on the device (engine/backend/token_candidates.h): the same choice as the
+// host's selectCandidates, with only k pairs to copy back. A candidate travels as a 64-bit key
+// that orders as candidates do (higher logit, then lower id; NaN counts as -inf).
+constexpr std::int32_t kMaxDeviceCandidates = 256;
+// The repetition penalty in place at nIds distinct ids (llama.cpp's rule: positive logits are
+// divided by it, negative ones multiplied).
+void applyRepeatPenalty(float *logits, const std::int32_t *ids, std::int32_t nIds, float penalty, void *stream);
+// Keys of device workspace selectCandidates needs for n logits and k candidates.
+std::size_t candidatesWorkspaceKeys(std::int32_t n, std::int32_t k);
+// out[0..k) = the keys of the k best of logits[0..n), best first; 1 <= k <= min(n, kMaxDeviceCandidates)
+// (otherwise the launch fails with cudaErrorInvalidConfiguration).
+void selectCandidates(const float *logits, std::int32_t n, std::int32_t k, std::uint64_t *workspace, std::uint64_t *out,
+                      void *stream);
+struct TokenCandidateBits
+{
+    std::int32_t id;
+    float logit;
+};
+// A key back as (id, logit), on the host.
+TokenCandidateBits decodeCandidateKey(std::uint64_t key);
 
 } // namespace kvchat::engine::cuda

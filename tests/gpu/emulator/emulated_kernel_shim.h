@@ -104,6 +104,13 @@ inline float4 __ldg(const float4 *p)
 }
 // Device-side overloads that CUDA provides and the host's <cmath> does not (for int).
 using std::isnan;
+inline unsigned int __float_as_uint(float f)
+{
+    unsigned int u;
+    std::memcpy(&u, &f, sizeof u);
+    return u;
+}
+
 inline int min(int a, int b)
 {
     return a < b ? a : b;
