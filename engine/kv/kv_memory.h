@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 
 namespace kvchat::engine {
@@ -38,6 +39,19 @@ public:
     virtual void copyWithinPool(void *poolDst, const void *poolSrc, std::size_t bytes) = 0;
     virtual void copyFromPool(void *hostDst, const void *poolSrc, std::size_t bytes) = 0;
     virtual void finishCopies() {}
+
+    // A restore the next forward pass overlaps with (GPU memory): between beginLayeredUploads and
+    // endLayeredUploads, copies into and within the pool are queued and then issued layer by
+    // layer (every block's rows of layer 0, then of layer 1, ...), so that the forward pass can
+    // start computing once layer 0 has landed and wait for each later layer just before it reads
+    // it. A block's layer l is the layerBytes at offset l * layerBytes. endLayeredUploads returns
+    // false where copies are not layered (then finishCopies() completes them as usual).
+    virtual void beginLayeredUploads(std::int32_t nLayers, std::size_t layerBytes)
+    {
+        (void)nLayers;
+        (void)layerBytes;
+    }
+    virtual bool endLayeredUploads() { return false; }
 };
 
 // Plain RAM (mmap for arenas, so untouched blocks cost nothing; operator new for host buffers).

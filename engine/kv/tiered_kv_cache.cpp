@@ -329,6 +329,9 @@ Result<RestoreReport> TieredKvCache::restorePrefix(std::span<const std::int32_t>
     RestoreReport report;
     m_lookupTokens += tokens.size();
     const std::vector<PlannedBlock> plan = planPrefix(tokens);
+    // Uploads from the host tier and tail copies may still be landing, layer by layer, when the
+    // forward pass of the new tokens starts (GPU memory; see KvMemory::beginLayeredUploads).
+    m_devicePool.memory().beginLayeredUploads(m_layout.nLayers, blockBytes() / static_cast<std::size_t>(m_layout.nLayers));
     std::vector<KvBlockKey> &pinned = m_pinnedBy[&seq];
     std::int32_t matched = 0;
     for (const PlannedBlock &block : plan) {
@@ -367,8 +370,10 @@ Result<RestoreReport> TieredKvCache::restorePrefix(std::span<const std::int32_t>
         (tier == Tier::Device ? report.nDevice : tier == Tier::Host ? report.nHost : report.nDisk) += block.nTokens;
         matched += block.nTokens;
     }
-    // The blocks' copies (host-tier uploads, tail copies) are done before a forward pass reads them.
-    m_devicePool.finishCopies();
+    // The blocks' copies (host-tier uploads, tail copies) are done before a forward pass reads
+    // them: the backend waits for each layer's (layered), or they are complete now.
+    if (!m_devicePool.memory().endLayeredUploads())
+        m_devicePool.finishCopies();
     seq.setTokenCount(matched);
     m_hitDevice += static_cast<std::uint64_t>(report.nDevice);
     m_hitHost += static_cast<std::uint64_t>(report.nHost);

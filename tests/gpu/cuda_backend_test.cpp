@@ -9,6 +9,7 @@
 #ifdef KVCHAT_HAS_CUDA
 #include "engine/backend/cuda/cuda_backend.h"
 #include "engine/backend/cuda/cuda_kernels.h"
+#include "engine/backend/cuda/cuda_kv_memory.h"
 #endif
 #include "engine/model/llama_model.h"
 #include "engine/model/prompt_tokens.h"
@@ -140,6 +141,7 @@ private slots:
     void candidatesOnTheDeviceMatchTheHost();
     void aTurnAllocatesNoGpuMemory();
     void hostRestoredKvGivesIdenticalLogits();
+    void layeredRestoreGivesIdenticalLogits();
     void matchesCpuOnSmolLM2();
 
 private:
@@ -372,6 +374,61 @@ void CudaBackendTest::hostRestoredKvGivesIdenticalLogits()
     QVERIFY(gpu->forward(next, original, LogitsMode::All, fromOriginal).ok());
     QVERIFY(gpu->forward(next, restored, LogitsMode::All, fromRestored).ok());
     QVERIFY(fromOriginal == fromRestored);
+}
+
+void CudaBackendTest::layeredRestoreGivesIdenticalLogits()
+{
+    SKIP_WITHOUT_GPU();
+#ifdef KVCHAT_HAS_CUDA
+    // A restore as TieredKvCache makes it: host-tier uploads and a copied partial tail block,
+    // issued layer by layer and not waited for; the forward pass of the new tokens waits for each
+    // layer just before reading it. Without those waits the new tokens would read blocks that
+    // have not landed (zeros here), and the logits would differ.
+    RandomModelSpec spec = smallGqaSpec(GgmlType::F16, 12);
+    spec.nLayers = 5;
+    const auto model = writeAndLoad(m_dir, "layered.gguf", spec);
+    auto gpu = cudaBackend(*model);
+    const auto history = randomTokens(200, spec.nVocab, 13); // 12 full blocks and 8 tokens
+    const auto next = randomTokens(30, spec.nVocab, 14);
+    KvBlockPool pool(gpu->kvLayout(), 64, gpu->kvMemory());
+    auto &memory = dynamic_cast<cuda::CudaKvMemory &>(pool.memory());
+    KvSequence original(pool);
+    std::vector<float> logits;
+    QVERIFY(gpu->forward(history, original, LogitsMode::Last, logits).ok());
+
+    std::vector<HostKvBuffer> host;
+    for (KvBlockId id : original.blocks()) {
+        host.emplace_back(pool.sharedMemory(), pool.layout().blockBytes());
+        QVERIFY(host.back());
+        pool.download(id, host.back().data());
+    }
+    KvSequence restored(pool);
+    memory.beginLayeredUploads(spec.nLayers, pool.layout().blockBytes() / static_cast<std::size_t>(spec.nLayers));
+    for (std::size_t b = 0; b < host.size(); ++b) {
+        auto block = pool.allocate();
+        QVERIFY(block);
+        pool.upload(*block, host[b].data());
+        if (b + 1 < host.size()) {
+            restored.appendBlock(*block, true);
+            continue;
+        }
+        auto tail = pool.allocate(); // the partial tail is a copy the sequence appends to
+        QVERIFY(tail);
+        pool.copyBlock(*tail, *block);
+        restored.appendBlock(*tail, true);
+    }
+    QVERIFY(memory.endLayeredUploads());
+    QVERIFY(memory.layeredUploadsPending());
+    restored.setTokenCount(original.nTokens());
+
+    // LogitsMode::Last: no buffer grows, so nothing synchronizes the device on the way (cudaFree
+    // would, and the emulator would then land the uploads however the waits were placed).
+    std::vector<float> fromOriginal, fromRestored;
+    QVERIFY(gpu->forward(next, restored, LogitsMode::Last, fromRestored).ok());
+    QVERIFY(!memory.layeredUploadsPending());
+    QVERIFY(gpu->forward(next, original, LogitsMode::Last, fromOriginal).ok());
+    QVERIFY(fromOriginal == fromRestored);
+#endif
 }
 
 void CudaBackendTest::matchesCpuOnSmolLM2()

@@ -169,14 +169,15 @@ struct CudaBackend::State
     // One micro-batch. hostLogits: where its logits go (nullptr: it has none to give); with a
     // candidate request, hostLogits only marks the micro-batch that gives the output, and the
     // last position's candidates go to *candidates instead.
+    // waitLayers: a layered restore is in flight; each layer waits for its rows before using them.
     void forwardMicroBatch(std::span<const TokenId> tokens, std::int32_t startPos, const KvTarget &kvBase,
                            LogitsMode mode, float *hostLogits, const CandidateRequest *request,
-                           std::vector<TokenCandidate> *candidates);
+                           std::vector<TokenCandidate> *candidates, bool waitLayers);
     // The kernels and GEMMs of one micro-batch, from the embedding to the logits of rows
     // [firstLogit, n) (none when firstLogit == n), then, with a request, the candidates of the
     // last row; its inputs are on the device already.
     void enqueueLayers(std::int64_t n, std::int32_t startPos, const KvTarget &kvBase, std::int64_t firstLogit,
-                       const CandidateRequest *request);
+                       const CandidateRequest *request, bool waitLayers);
     // Runs enqueue() through the decode graph: captured, then updated into (or instantiated as)
     // decodeGraph and launched on the stream.
     void launchAsGraph(const std::function<void()> &enqueue);
@@ -465,8 +466,12 @@ Result<void> CudaBackend::run(std::span<const TokenId> tokens, KvSequence &seq, 
         return begun.error();
     const std::int32_t startPos = *begun;
     try {
-        // KV blocks restored just before (uploads queued on the KV copy stream) must have landed.
-        s.kvMemory->finishCopies();
+        // KV blocks restored just before (uploads on the KV copy stream) must have landed before
+        // they are read: a layered restore is waited for layer by layer inside the first
+        // micro-batch (its layer l lands while layer l - 1 computes), anything else now.
+        const bool waitLayers = s.kvMemory->layeredUploadsPending();
+        if (!waitLayers)
+            s.kvMemory->finishCopies();
         // The block table covers every position this call writes or reads.
         s.hostBlockTable.clear();
         for (KvBlockId id : seq.blocks())
@@ -488,11 +493,18 @@ Result<void> CudaBackend::run(std::span<const TokenId> tokens, KvSequence &seq, 
                           [&](std::int64_t begin, std::int64_t end, float *out) {
                               s.forwardMicroBatch(tokens.subspan(sz(begin), sz(end - begin)),
                                                   startPos + static_cast<std::int32_t>(begin), kv, mode, out, request,
-                                                  candidates);
+                                                  candidates, waitLayers && begin == 0);
                           });
         KVCHAT_CUDA_CHECK(cudaStreamSynchronize(s.stream));
+        if (waitLayers)
+            s.kvMemory->layeredUploadsConsumed(); // the stream waited for every layer
     } catch (const CudaFailure &failure) {
         cudaStreamSynchronize(s.stream);
+        try {
+            s.kvMemory->finishCopies();
+        } catch (const CudaFailure &) {
+            // Already failing: the first error is the one to report.
+        }
         seq.truncate(startPos);
         return makeError(std::string("CUDA forward pass: ") + failure.what());
     }
@@ -502,7 +514,7 @@ Result<void> CudaBackend::run(std::span<const TokenId> tokens, KvSequence &seq, 
 
 void CudaBackend::State::forwardMicroBatch(std::span<const TokenId> ids, std::int32_t startPos, const KvTarget &kvBase,
                                            LogitsMode mode, float *hostLogits, const CandidateRequest *request,
-                                           std::vector<TokenCandidate> *candidates)
+                                           std::vector<TokenCandidate> *candidates, bool waitLayers)
 {
     const LlamaConfig &c = config;
     const std::int64_t n = static_cast<std::int64_t>(ids.size());
@@ -534,8 +546,10 @@ void CudaBackend::State::forwardMicroBatch(std::span<const TokenId> ids, std::in
         }
     }
 
-    const auto enqueue = [&] { enqueueLayers(n, startPos, kvBase, firstLogit, select); };
-    if (n == 1 && graphStats.enabled)
+    const auto enqueue = [&] { enqueueLayers(n, startPos, kvBase, firstLogit, select, waitLayers); };
+    // Not captured while a restore is landing: the capture would depend on the copy stream's
+    // events from outside it.
+    if (n == 1 && graphStats.enabled && !waitLayers)
         launchAsGraph(enqueue);
     else
         enqueue();
@@ -562,7 +576,7 @@ void CudaBackend::State::forwardMicroBatch(std::span<const TokenId> ids, std::in
 }
 
 void CudaBackend::State::enqueueLayers(std::int64_t n, std::int32_t startPos, const KvTarget &kvBase,
-                                       std::int64_t firstLogit, const CandidateRequest *request)
+                                       std::int64_t firstLogit, const CandidateRequest *request, bool waitLayers)
 {
     const LlamaConfig &c = config;
     void *const st = stream;
@@ -579,6 +593,9 @@ void CudaBackend::State::enqueueLayers(std::int64_t n, std::int32_t startPos, co
         gemm(w.wq, xNorm.as<Half>(), n, q.as<float>(), 0.0f);
         gemm(w.wk, xNorm.as<Half>(), n, k.as<float>(), 0.0f);
         gemm(w.wv, xNorm.as<Half>(), n, v.as<float>(), 0.0f);
+        // The first use of layer l's KV rows (the store may write into a restored tail block).
+        if (waitLayers)
+            kvMemory->waitForLayer(l, stream);
         ropeAndStoreKv(q.as<float>(), k.as<float>(), v.as<float>(), cosSin.as<float>(), n, c.nHeads, c.nKvHeads,
                        c.headDim, c.nRot, kv, startPos, st);
         KVCHAT_CUDA_CHECK_LAUNCH("ropeAndStoreKv");

@@ -22,6 +22,8 @@ CudaKvMemory::CudaKvMemory(int device) : m_device(device)
 
 CudaKvMemory::~CudaKvMemory()
 {
+    for (void *event : m_layerReady)
+        cudaEventDestroy(static_cast<cudaEvent_t>(event));
     if (m_stream != nullptr) {
         cudaStreamSynchronize(asStream(m_stream));
         cudaStreamDestroy(asStream(m_stream));
@@ -77,29 +79,98 @@ void *CudaKvMemory::allocateHost(std::size_t bytes)
 
 void CudaKvMemory::freeHost(void *p, std::size_t bytes)
 {
+    // A queued copy may still read p: issue it, so that p's next use (a copy on the same stream)
+    // is ordered after it.
+    issueQueued();
     if (p != nullptr)
         m_freeHost[bytes].push_back(p);
 }
 
 void CudaKvMemory::copyToPool(void *poolDst, const void *hostSrc, std::size_t bytes)
 {
+    if (m_layering && bytes == m_layerBytes * static_cast<std::size_t>(m_nLayers)) {
+        m_queued.push_back({poolDst, hostSrc, true});
+        return;
+    }
+    issueQueued();
+    m_otherCopiesPending = true;
     KVCHAT_CUDA_CHECK(cudaMemcpyAsync(poolDst, hostSrc, bytes, cudaMemcpyHostToDevice, asStream(m_stream)));
 }
 
 void CudaKvMemory::copyWithinPool(void *poolDst, const void *poolSrc, std::size_t bytes)
 {
+    if (m_layering && bytes == m_layerBytes * static_cast<std::size_t>(m_nLayers)) {
+        // Layer l of this copy is issued after layer l of every upload before it, which is all
+        // it can read.
+        m_queued.push_back({poolDst, poolSrc, false});
+        return;
+    }
+    issueQueued();
+    m_otherCopiesPending = true;
     KVCHAT_CUDA_CHECK(cudaMemcpyAsync(poolDst, poolSrc, bytes, cudaMemcpyDeviceToDevice, asStream(m_stream)));
 }
 
 void CudaKvMemory::copyFromPool(void *hostDst, const void *poolSrc, std::size_t bytes)
 {
+    issueQueued();
     KVCHAT_CUDA_CHECK(cudaMemcpyAsync(hostDst, poolSrc, bytes, cudaMemcpyDeviceToHost, asStream(m_stream)));
     KVCHAT_CUDA_CHECK(cudaStreamSynchronize(asStream(m_stream)));
 }
 
 void CudaKvMemory::finishCopies()
 {
+    issueQueued();
     KVCHAT_CUDA_CHECK(cudaStreamSynchronize(asStream(m_stream)));
+    m_layersPending = false;
+    m_otherCopiesPending = false;
+}
+
+void CudaKvMemory::beginLayeredUploads(std::int32_t nLayers, std::size_t layerBytes)
+{
+    issueQueued();
+    while (m_layerReady.size() < static_cast<std::size_t>(nLayers)) {
+        cudaEvent_t event = nullptr;
+        KVCHAT_CUDA_CHECK(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
+        m_layerReady.push_back(event);
+    }
+    m_layering = true;
+    m_nLayers = nLayers;
+    m_layerBytes = layerBytes;
+}
+
+bool CudaKvMemory::endLayeredUploads()
+{
+    issueQueued();
+    m_layering = false;
+    return true;
+}
+
+void CudaKvMemory::issueQueued()
+{
+    if (m_queued.empty())
+        return;
+    // Clear first: a failure below throws, and the queue must not be issued twice.
+    const std::vector<QueuedCopy> queued = std::move(m_queued);
+    m_queued.clear();
+    m_layersPending = true;
+    for (std::int32_t l = 0; l < m_nLayers; ++l) {
+        const std::size_t offset = static_cast<std::size_t>(l) * m_layerBytes;
+        for (const QueuedCopy &c : queued)
+            KVCHAT_CUDA_CHECK(cudaMemcpyAsync(
+                static_cast<char *>(c.dst) + offset, static_cast<const char *>(c.src) + offset, m_layerBytes,
+                c.fromHost ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToDevice, asStream(m_stream)));
+        KVCHAT_CUDA_CHECK(
+            cudaEventRecord(static_cast<cudaEvent_t>(m_layerReady[static_cast<std::size_t>(l)]), asStream(m_stream)));
+    }
+}
+
+void CudaKvMemory::waitForLayer(std::int32_t layer, void *stream)
+{
+    issueQueued();
+    if (!m_layersPending || layer < 0 || layer >= m_nLayers)
+        return;
+    KVCHAT_CUDA_CHECK(cudaStreamWaitEvent(asStream(stream),
+                                          static_cast<cudaEvent_t>(m_layerReady[static_cast<std::size_t>(layer)]), 0));
 }
 
 } // namespace kvchat::engine::cuda

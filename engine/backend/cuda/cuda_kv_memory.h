@@ -2,7 +2,8 @@
 // KV memory of the CUDA backend: pools are one cudaMalloc arena on the GPU (the device tier), host
 // tier buffers are pinned (cudaHostAlloc) so that spills and restores are DMA at full bus speed,
 // and copies run on a stream of their own (not the compute stream). Uploads are queued back to
-// back on that stream and waited for once, in finishCopies().
+// back on that stream and waited for once, in finishCopies(), or, for a restore, issued layer by
+// layer for the forward pass to wait on one layer at a time (beginLayeredUploads).
 //
 // Pinned host buffers come from slabs of kSlabBuffers buffers, never given back before this
 // object dies: cudaHostAlloc costs far more than a block copy, cudaFreeHost synchronizes the whole
@@ -12,6 +13,7 @@
 
 #include "engine/kv/kv_memory.h"
 
+#include <cstdint>
 #include <map>
 #include <vector>
 
@@ -37,11 +39,37 @@ public:
     void copyFromPool(void *hostDst, const void *poolSrc, std::size_t bytes) override;
     void finishCopies() override;
 
+    void beginLayeredUploads(std::int32_t nLayers, std::size_t layerBytes) override;
+    bool endLayeredUploads() override;
+    // Layered copies are issued and not yet known to have landed, and no other copy into the
+    // pool is: waiting for every layer (waitForLayer) is then waiting for every copy.
+    bool layeredUploadsPending() const { return (m_layersPending || !m_queued.empty()) && !m_otherCopiesPending; }
+    // Makes stream (a cudaStream_t) wait until layer's rows of every layered copy have landed.
+    void waitForLayer(std::int32_t layer, void *stream);
+    // The caller's stream waited for every layer and has been synchronized: nothing is pending.
+    void layeredUploadsConsumed() { m_layersPending = false; }
+
 private:
     static constexpr std::size_t kSlabBuffers = 32;
 
+    struct QueuedCopy
+    {
+        void *dst;
+        const void *src;
+        bool fromHost; // else within the pool
+    };
+    // Issues the queued copies layer-major, recording m_layerReady[l] after layer l's.
+    void issueQueued();
+
     int m_device;
     void *m_stream = nullptr; // cudaStream_t
+    bool m_layering = false;
+    std::int32_t m_nLayers = 0;
+    std::size_t m_layerBytes = 0;
+    std::vector<QueuedCopy> m_queued;
+    std::vector<void *> m_layerReady; // cudaEvent_t, one per layer
+    bool m_layersPending = false;
+    bool m_otherCopiesPending = false; // copies into the pool outside the layered batch, since finishCopies
     std::vector<void *> m_slabs;
     std::map<std::size_t, std::vector<void *>> m_freeHost; // by buffer size
 };

@@ -19,8 +19,8 @@
 // beyond a byte count (no fragmentation, no per-allocation overhead, pinned memory unlimited);
 // asynchronous kernel faults and sticky errors (a bad device access is an ASan report instead);
 // a kernel reading host memory through a device pointer (host and device share one address space
-// here); events, multiple devices, cudaStreamPerThread, blocking streams, cudaMemcpyDefault. Stream
-// capture and graphs are in emulated_cuda_graphs.cpp.
+// here); multiple devices, cudaStreamPerThread, blocking streams, cudaMemcpyDefault. Stream
+// capture and graphs are in emulated_cuda_graphs.cpp, events in emulated_cuda_events.cpp.
 //
 // Environment switches (0 or 1 unless said otherwise; read once, at the first API call):
 //   EMU_LEGACY_ASYNC=0    run legacy-default-stream work (cudaMemcpy D2D, cudaMemset) when it is
@@ -157,6 +157,21 @@ void flushStream(cudaStream_t s)
     runOps(ops);
 }
 } // namespace
+
+bool runNextQueued(cudaStream_t s)
+{
+    s = canon(s);
+    for (auto it = pending.begin(); it != pending.end(); ++it) {
+        if (it->stream != s)
+            continue;
+        Op op = std::move(*it);
+        pending.erase(it);
+        TRACE("run %s on stream %p (for an event wait)", op.what.c_str(), static_cast<void *>(op.stream));
+        op.fn();
+        return true;
+    }
+    return false;
+}
 
 cudaError_t recordError(cudaError_t e)
 {

@@ -51,6 +51,10 @@ bool captureWork(cudaStream_t s, std::function<void()> &fn, const char *what);
 void forbidDuringCapture(const char *api);
 bool isCapturing(cudaStream_t s);
 
+// Runs the first queued piece of work of stream s now, out of its turn (for an event wait);
+// false when s has none queued.
+bool runNextQueued(cudaStream_t s);
+
 // Runs a whole grid now, block after block, one fiber per CUDA thread of the block: fn is the
 // kernel call with its arguments bound; smem bytes of dynamic shared memory per block. Only 1-D
 // blocks whose size is a multiple of 32 (launch() checks that first).

@@ -93,7 +93,7 @@ objName() { local p=${1#"$repo"/}; echo "obj/${p//\//_}.o"; }
     echo "build obj/cuda_kernels_emulated.o: cxx gen/cuda_kernels_emulated.cpp"
     echo "  flags = $base -I$here -w" # kernel warnings are nvcc's to report
     emulatorObjs=""
-    for s in emulated_threads emulated_cuda_runtime emulated_cuda_graphs emulated_cublas; do
+    for s in emulated_threads emulated_cuda_runtime emulated_cuda_graphs emulated_cuda_events emulated_cublas; do
         echo "build obj/$s.o: cxx $here/$s.cpp"
         if [[ $s == emulated_cublas ]]; then # its inner product is not instrumented, and wants AVX2
             echo "  flags = $base $warn -O3 -mavx2 -mfma"
