@@ -41,6 +41,12 @@
 //                     hd = 128, R = 4); above 48 KiB (hd > 152) the opt-in attribute is set before
 //                     the launch. Templated on the dims per lane (hd <= 64, 128, 256) and on R so
 //                     the accumulators stay in registers.
+// - attentionMmaKernel  the prefill form (>= 64 rows per KV head, hd 64 or 128): grid
+//                     (ceil(nTokens * group / 64), nChunks, nKvHeads), 128 threads. 64 rows per block
+//                     (16 per warp), tiles of 64 positions; S = Q K^T and P V on tensor cores (WMMA
+//                     16x16x16, fp16 in, fp32 accumulate), the online softmax and O in fp32 shared
+//                     memory (see the kernel). Shared memory: 71 KiB at hd 64, 111 KiB at hd 128,
+//                     with the opt-in attribute (A100: 163 KiB, H100: 227 KiB per block).
 // - attentionMerge    grid nTokens * nHeads, 128 threads. One block per (token, head): combines the
 //                     chunks' partial results with weights exp(max_c - max) and writes fp16.
 //
@@ -55,6 +61,7 @@
 #include <climits>
 #include <cstring>
 #include <cuda_fp16.h>
+#include <mma.h>
 
 namespace kvchat::engine::cuda {
 namespace {
@@ -489,6 +496,233 @@ template <int DPL, int R> __global__ void __launch_bounds__(kAttnThreads) attent
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Attention on tensor cores (prefill)
+//
+// The same rows, chunks and outputs as attentionKernel, for batches of at least kMmaRows rows
+// (query head x token) and head sizes 64 and 128: a block takes 64 rows of one KV head (4 warps x
+// 16), walks its chunk in tiles of 64 positions, and computes S = Q K^T and P V with WMMA
+// (16x16x16, fp16 inputs, fp32 accumulation). Q, the K/V tile and P are rounded to fp16 in shared
+// memory; scores, the online softmax and the output accumulator O stay fp32. O lives in shared
+// memory because the row of a WMMA accumulator element is unspecified: each tile rescales O's rows
+// by the softmax correction in plain code, then adds P V on the tensor cores.
+
+namespace wmma = nvcuda::wmma;
+
+constexpr int kMmaRows = 64;       // rows per block: 4 warps x 16
+constexpr int kMmaKeys = 64;       // positions per tile
+constexpr int kMmaThreads = 128;   // 4 warps
+
+constexpr std::size_t align32(std::size_t bytes)
+{
+    return (bytes + 31) / 32 * 32;
+}
+
+// Shared memory of attentionMmaKernel<HD>; every array starts 32-byte aligned (WMMA pointers must
+// be), and row strides are padded so that rows do not all start in the same bank.
+template <int HD> struct MmaLayout
+{
+    static constexpr int qStride = HD + 8; // halves
+    static constexpr int kvStride = HD + 8; // halves, K and V
+    static constexpr int sStride = kMmaKeys + 4; // floats
+    static constexpr int pStride = kMmaKeys + 8; // halves
+    static constexpr int oStride = HD + 4; // floats
+    static constexpr std::size_t q = 0;
+    static constexpr std::size_t k = q + align32(sizeof(__half) * kMmaRows * qStride);
+    static constexpr std::size_t v = k + align32(sizeof(__half) * kMmaKeys * kvStride);
+    static constexpr std::size_t s = v + align32(sizeof(__half) * kMmaKeys * kvStride);
+    static constexpr std::size_t p = s + align32(sizeof(float) * kMmaRows * sStride);
+    static constexpr std::size_t o = p + align32(sizeof(__half) * kMmaRows * pStride);
+    static constexpr std::size_t stats = o + align32(sizeof(float) * kMmaRows * oStride); // max, sum, correction
+    static constexpr std::size_t bytes = stats + sizeof(float) * 3 * kMmaRows;
+};
+
+template <int HD> __global__ void __launch_bounds__(kMmaThreads) attentionMmaKernel(const AttnParams p)
+{
+    using L = MmaLayout<HD>;
+    extern __shared__ float4 smemVec[];
+    char *smem = reinterpret_cast<char *>(smemVec);
+    __half *sQ = reinterpret_cast<__half *>(smem + L::q);
+    __half *sK = reinterpret_cast<__half *>(smem + L::k);
+    __half *sV = reinterpret_cast<__half *>(smem + L::v);
+    float *sS = reinterpret_cast<float *>(smem + L::s);
+    __half *sP = reinterpret_cast<__half *>(smem + L::p);
+    float *sO = reinterpret_cast<float *>(smem + L::o);
+    float *sMax = reinterpret_cast<float *>(smem + L::stats);
+    float *sSum = sMax + kMmaRows;
+    float *sCorrection = sSum + kMmaRows;
+
+    const int tid = static_cast<int>(threadIdx.x);
+    const int lane = tid & 31;
+    const int warp = tid >> 5;
+    const int kvHead = static_cast<int>(blockIdx.z);
+    const int chunk = static_cast<int>(blockIdx.y);
+    const int rowsTotal = p.nTokens * p.group;
+    const int rowBase = static_cast<int>(blockIdx.x) * kMmaRows;
+    const int nRows = min(kMmaRows, rowsTotal - rowBase); // >= 1 by the grid size
+    const std::int64_t qRowStride = static_cast<std::int64_t>(p.nHeads) * HD;
+
+    // Block row r is flattened row rowBase + r = token * group + (head within the group).
+    for (int idx = tid; idx < kMmaRows * HD; idx += kMmaThreads) {
+        const int r = idx / HD;
+        const int d = idx - r * HD;
+        float value = 0.0f;
+        if (r < nRows) {
+            const int row = rowBase + r;
+            const int t = row / p.group;
+            const int head = kvHead * p.group + (row - t * p.group);
+            value = p.q[t * qRowStride + static_cast<std::int64_t>(head) * HD + d];
+        }
+        sQ[r * L::qStride + d] = __float2half_rn(value);
+        sO[r * L::oStride + d] = 0.0f;
+    }
+    for (int r = tid; r < kMmaRows; r += kMmaThreads) {
+        sMax[r] = -INFINITY;
+        sSum[r] = 0.0f;
+    }
+
+    const int ctx = p.startPos + p.nTokens;
+    const int chunkStart = chunk * p.chunkLen;
+    const int chunkEnd = min(chunkStart + p.chunkLen, ctx);
+    const int blockLast = p.startPos + (rowBase + nRows - 1) / p.group; // the block's last visible position
+    const int end = min(chunkEnd, blockLast + 1);
+    const std::size_t vOffset = static_cast<std::size_t>(p.blockTokens) * static_cast<std::size_t>(p.kvDim);
+    const float *arenaHead =
+        p.arena + static_cast<std::size_t>(p.layer) * 2 * vOffset + static_cast<std::size_t>(kvHead) * HD;
+    constexpr int hd4 = HD / 4;
+
+    for (int tileStart = chunkStart; tileStart < end; tileStart += kMmaKeys) {
+        const int nKeys = min(kMmaKeys, end - tileStart);
+        __syncthreads(); // the previous tile's K, V and P are no longer read (and Q, O are in place)
+        for (int idx = tid; idx < kMmaKeys * hd4; idx += kMmaThreads) {
+            const int j = idx / hd4;
+            const int c = idx - j * hd4;
+            float4 kValue = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            float4 vValue = kValue; // positions past the tile end stay zero (0 * garbage could be NaN)
+            if (j < nKeys) {
+                const int pos = tileStart + j;
+                const std::int64_t blockId = p.blockTable[pos / p.blockTokens];
+                const float *kRow = arenaHead + static_cast<std::size_t>(blockId) * p.blockFloats +
+                                    static_cast<std::size_t>(pos % p.blockTokens) * p.kvDim;
+                kValue = __ldg(reinterpret_cast<const float4 *>(kRow) + c);
+                vValue = __ldg(reinterpret_cast<const float4 *>(kRow + vOffset) + c);
+            }
+            __half *kDst = sK + j * L::kvStride + 4 * c;
+            __half *vDst = sV + j * L::kvStride + 4 * c;
+            kDst[0] = __float2half_rn(kValue.x);
+            kDst[1] = __float2half_rn(kValue.y);
+            kDst[2] = __float2half_rn(kValue.z);
+            kDst[3] = __float2half_rn(kValue.w);
+            vDst[0] = __float2half_rn(vValue.x);
+            vDst[1] = __float2half_rn(vValue.y);
+            vDst[2] = __float2half_rn(vValue.z);
+            vDst[3] = __float2half_rn(vValue.w);
+        }
+        __syncthreads();
+
+        // S = Q K^T for the warp's 16 rows: K's rows are the columns of K^T (a col-major operand).
+        {
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> scores[kMmaKeys / 16];
+#pragma unroll
+            for (int n = 0; n < kMmaKeys / 16; ++n)
+                wmma::fill_fragment(scores[n], 0.0f);
+#pragma unroll
+            for (int k0 = 0; k0 < HD; k0 += 16) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> a;
+                wmma::load_matrix_sync(a, sQ + warp * 16 * L::qStride + k0, L::qStride);
+#pragma unroll
+                for (int n = 0; n < kMmaKeys / 16; ++n) {
+                    wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::col_major> b;
+                    wmma::load_matrix_sync(b, sK + n * 16 * L::kvStride + k0, L::kvStride);
+                    wmma::mma_sync(scores[n], a, b, scores[n]);
+                }
+            }
+#pragma unroll
+            for (int n = 0; n < kMmaKeys / 16; ++n)
+                wmma::store_matrix_sync(sS + warp * 16 * L::sStride + n * 16, scores[n], L::sStride,
+                                        wmma::mem_row_major);
+        }
+        __syncthreads(); // S in place for every lane (a warp's lanes read what others stored)
+
+        // Online softmax, one row at a time: lanes take positions lane and lane + 32.
+        for (int rr = 0; rr < 16; ++rr) {
+            const int r = warp * 16 + rr;
+            const int lastPos = r < nRows ? p.startPos + (rowBase + r) / p.group : -1;
+            float x[2];
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                const int j = lane + 32 * h;
+                const bool visible = j < nKeys && tileStart + j <= lastPos;
+                x[h] = visible ? sS[r * L::sStride + j] * p.scale : -INFINITY;
+            }
+            const float oldMax = sMax[r];
+            const float newMax = fmaxf(oldMax, warpMax(fmaxf(x[0], x[1])));
+            float prob[2] = {0.0f, 0.0f};
+            float correction = 1.0f;
+            if (newMax != -INFINITY) { // warp-uniform: the row has seen a position
+                correction = expf(oldMax - newMax); // exp(-inf) = 0 before the first one
+                prob[0] = expf(x[0] - newMax);      // exp(-inf) = 0 for hidden positions
+                prob[1] = expf(x[1] - newMax);
+            }
+            const float tileSum = warpSum(prob[0] + prob[1]);
+            sP[r * L::pStride + lane] = __float2half_rn(prob[0]);
+            sP[r * L::pStride + lane + 32] = __float2half_rn(prob[1]);
+            if (lane == 0) {
+                sMax[r] = newMax;
+                sSum[r] = sSum[r] * correction + tileSum;
+                sCorrection[r] = correction;
+            }
+        }
+        __syncthreads(); // P and the corrections in place
+
+        // O = O * correction + P V for the warp's rows.
+        for (int idx = lane; idx < 16 * HD; idx += 32) {
+            const int r = warp * 16 + idx / HD;
+            const int d = idx % HD;
+            sO[r * L::oStride + d] *= sCorrection[r];
+        }
+        __syncthreads(); // the rescaled O is what the accumulators load
+#pragma unroll
+        for (int n = 0; n < HD / 16; ++n) {
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> o;
+            float *oTile = sO + warp * 16 * L::oStride + n * 16;
+            wmma::load_matrix_sync(o, oTile, L::oStride, wmma::mem_row_major);
+#pragma unroll
+            for (int k0 = 0; k0 < kMmaKeys; k0 += 16) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> a;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::row_major> b;
+                wmma::load_matrix_sync(a, sP + warp * 16 * L::pStride + k0, L::pStride);
+                wmma::load_matrix_sync(b, sV + k0 * L::kvStride + n * 16, L::kvStride);
+                wmma::mma_sync(o, a, b, o);
+            }
+            wmma::store_matrix_sync(oTile, o, L::oStride, wmma::mem_row_major);
+        }
+    }
+    __syncthreads(); // O and the sums complete
+
+    for (int idx = tid; idx < kMmaRows * HD; idx += kMmaThreads) {
+        const int r = idx / HD;
+        const int d = idx - r * HD;
+        if (r >= nRows)
+            continue;
+        const int row = rowBase + r;
+        const int t = row / p.group;
+        const int head = kvHead * p.group + (row - t * p.group);
+        const std::int64_t outRow = static_cast<std::int64_t>(t) * p.nHeads + head; // [token][head]
+        if (p.direct) {
+            // sum > 0: the only chunk starts at position 0, which every row sees.
+            p.out[outRow * HD + d] = __float2half_rn(sO[r * L::oStride + d] / sSum[r]);
+        } else {
+            const std::int64_t slot = static_cast<std::int64_t>(chunk) * p.nTokens * p.nHeads + outRow;
+            p.partialO[slot * HD + d] = sO[r * L::oStride + d];
+            if (d == 0) {
+                p.partialML[2 * slot] = sMax[r];
+                p.partialML[2 * slot + 1] = sSum[r];
+            }
+        }
+    }
+}
+
 // One block per (token, head) row: out = sum_c w_c * O_c / sum_c w_c * l_c, w_c = exp(m_c - max m).
 // Chunks with sum 0 (no visible position) are skipped; chunk 0 is never such a chunk.
 __global__ void __launch_bounds__(kMergeThreads)
@@ -608,6 +842,12 @@ void ropeAndStoreKv(float *q, const float *k, const float *v, const float *cosSi
 // call: the context is taken as contextTokens + nTokens (right whether the caller counts the new
 // tokens in contextTokens or not), and the value is the maximum over every batch size up to nTokens
 // (the chunk count falls as the batch grows), which makes it non-decreasing in both arguments.
+bool attentionUsesTensorCores(const AttentionShape &shape, std::int64_t nTokens)
+{
+    return attentionShapeSupported(shape) && (shape.headDim == 64 || shape.headDim == 128) &&
+           nTokens * (shape.nHeads / shape.nKvHeads) >= kMmaRows;
+}
+
 std::size_t attentionWorkspaceFloats(const AttentionShape &shape, std::int64_t nTokens, std::int32_t contextTokens)
 {
     if (nTokens <= 0 || shape.nHeads <= 0 || shape.headDim <= 0)
@@ -660,7 +900,21 @@ void attention(const AttentionShape &shape, const float *q, const KvTarget &kv, 
     p.partialO = workspace;
     p.partialML = workspace == nullptr ? nullptr : workspace + nChunks * rowsAll * hd;
 
-    if (hd <= 64)
+    if (attentionUsesTensorCores(shape, nTokens)) {
+        const dim3 grid(static_cast<unsigned>(ceilDiv(rowsTotal, kMmaRows)), static_cast<unsigned>(nChunks),
+                        static_cast<unsigned>(shape.nKvHeads));
+        if (hd == 64) {
+            constexpr std::size_t smemBytes = MmaLayout<64>::bytes;
+            cudaFuncSetAttribute(attentionMmaKernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 static_cast<int>(smemBytes));
+            attentionMmaKernel<64><<<grid, kMmaThreads, smemBytes, s>>>(p);
+        } else {
+            constexpr std::size_t smemBytes = MmaLayout<128>::bytes;
+            cudaFuncSetAttribute(attentionMmaKernel<128>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 static_cast<int>(smemBytes));
+            attentionMmaKernel<128><<<grid, kMmaThreads, smemBytes, s>>>(p);
+        }
+    } else if (hd <= 64)
         launchAttentionRows<2>(p, rowsTotal, nChunks, shape.nKvHeads, s);
     else if (hd <= 128)
         launchAttentionRows<4>(p, rowsTotal, nChunks, shape.nKvHeads, s);

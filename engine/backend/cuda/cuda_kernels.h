@@ -66,6 +66,9 @@ struct AttentionShape
 // Long contexts are split across thread blocks (flash-decoding) and merged with their running
 // maxima and sums; workspace: device scratch of attentionWorkspaceFloats(...) floats.
 std::size_t attentionWorkspaceFloats(const AttentionShape &shape, std::int64_t nTokens, std::int32_t contextTokens);
+// Prefill batches (at least 64 query rows per KV head) with head size 64 or 128 run on tensor
+// cores: Q, K, V and the softmax weights rounded to fp16, scores and sums in fp32.
+bool attentionUsesTensorCores(const AttentionShape &shape, std::int64_t nTokens);
 void attention(const AttentionShape &shape, const float *q, const KvTarget &kv, std::int64_t nTokens,
                std::int32_t startPos, float *workspace, Half *out, void *stream);
 

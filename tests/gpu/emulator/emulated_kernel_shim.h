@@ -14,7 +14,8 @@
 // or within an ulp or two of the GPU's, never bit-identical by design.
 //
 // Not covered (a compile error, or EMU FATAL at run time): 2-D/3-D blocks, blocks that are not
-// a multiple of 32 threads, partial warp masks, atomics, __syncwarp, cooperative groups, textures.
+// a multiple of 32 threads, partial warp masks, atomics, __syncwarp, cooperative groups, textures,
+// WMMA shapes other than 16x16x16 with fp16 inputs (emulated_wmma.h).
 #pragma once
 #include "emulated_device.h"
 
@@ -26,6 +27,9 @@
 #include <cstring>
 #include <cuda_fp16.h>
 #include <functional>
+#include <type_traits>
+
+#include "emulated_wmma.h"
 
 #undef threadIdx
 #undef blockIdx

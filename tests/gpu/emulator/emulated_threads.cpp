@@ -161,6 +161,25 @@ std::uint64_t shuffleBits(std::uint64_t bits, unsigned src)
     return warpBuf[parity][w][src];
 }
 
+unsigned wmmaLane()
+{
+    return laneId();
+}
+
+void warpAllGather(const void *mine, std::size_t bytes, void *all)
+{
+    constexpr std::size_t kMaxBytes = 64;
+    static unsigned char buffers[2][32][32][kMaxBytes]; // [parity][warp][lane]
+    if (bytes > kMaxBytes)
+        fatal("warpAllGather: %zu bytes per lane (at most %zu)", bytes, kMaxBytes);
+    const unsigned w = warpOf();
+    const unsigned parity = static_cast<unsigned>(warpGen[w] & 1); // as shuffleBits: see there
+    std::memcpy(buffers[parity][w][laneId()], mine, bytes);
+    warpBarrier();
+    for (unsigned l = 0; l < 32; ++l)
+        std::memcpy(static_cast<unsigned char *>(all) + l * bytes, buffers[parity][w][l], bytes);
+}
+
 void runGrid(dim3 grid, dim3 block, std::size_t smem, const std::function<void()> &fn)
 {
     const unsigned nThreads = block.x;

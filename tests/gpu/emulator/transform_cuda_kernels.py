@@ -3,8 +3,8 @@
 # Turns a CUDA kernel source (engine/backend/cuda/cuda_kernels.cu) into C++ for the CUDA emulator
 # (tests/gpu/emulator/README.md), leaving the kernels' code as it is:
 #   - <cuda_runtime.h> becomes "emulated_kernel_shim.h" (which brings <cuda_fp16.h> itself);
-#   - the one `extern __shared__ float4 smemVec[];` becomes a pointer to the block's dynamic shared
-#     memory;
+#   - each `extern __shared__ float4 smemVec[];` becomes a pointer to the block's dynamic shared
+#     memory; <mma.h> goes (the shim brings its emulation, emulated_wmma.h);
 #   - each `kernel<<<grid, block, smem, stream>>>(args);` becomes an emu::launch() that checks the
 #     configuration now and queues the grid, with the arguments copied as a real launch copies them;
 #   - cudaFuncSetAttribute(kernel<...>, ...) gets its `const void *` cast, which nvcc supplies.
@@ -18,13 +18,14 @@ import sys
 src, dst = sys.argv[1], sys.argv[2]
 s = open(src).read()
 s = s.replace('#include <cuda_fp16.h>\n', '')
+s = s.replace('#include <mma.h>\n', '')  # the shim brings emulated_wmma.h
 if s.count('#include <cuda_runtime.h>\n') != 1:
     sys.exit(f'{src}: expected one #include <cuda_runtime.h>')
 s = s.replace('#include <cuda_runtime.h>\n', '#include "emulated_kernel_shim.h"\n')
 
 shared = 'extern __shared__ float4 smemVec[];'
-if s.count(shared) != 1 or 'extern __shared__' in s.replace(shared, ''):
-    sys.exit(f'{src}: expected exactly one dynamic shared array, `{shared}`; teach this script the new one')
+if s.count(shared) < 1 or 'extern __shared__' in s.replace(shared, ''):
+    sys.exit(f'{src}: expected dynamic shared arrays declared as `{shared}`; teach this script the new one')
 s = s.replace(shared, 'float4 *smemVec = emu::dynamicSmem<float4>();')
 
 launch = re.compile(r'(\w+(?:<[\w, ]+>)?)<<<(.*?)>>>\((.*?)\);', re.S)
