@@ -14,6 +14,7 @@
 
 #include "engine/kv/kv_memory.h"
 
+#include <cassert>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -28,13 +29,16 @@ struct KvLayout
     std::int32_t nLayers = 0;
     std::int32_t kvDim = 0;        // nKvHeads * headDim
     std::int32_t blockTokens = 16; // a power of two
+    // Bytes of one K or V element: 4 (fp32: the CPU backend, whose KV is exact to its compute)
+    // or 2 (fp16: the CUDA backend, as llama.cpp's default KV cache).
+    std::int32_t elementBytes = 4;
 
-    std::size_t blockFloats() const
+    std::size_t blockElements() const
     {
         return static_cast<std::size_t>(nLayers) * 2 * static_cast<std::size_t>(blockTokens) *
                static_cast<std::size_t>(kvDim);
     }
-    std::size_t blockBytes() const { return blockFloats() * sizeof(float); }
+    std::size_t blockBytes() const { return blockElements() * static_cast<std::size_t>(elementBytes); }
 };
 
 struct KvBlockId
@@ -70,7 +74,8 @@ public:
     void release(KvBlockId id);
 
     // Payload pointers, in the pool's memory: host code may dereference them only when
-    // memory().hostAccessible(). K or V rows of one layer: blockTokens rows of kvDim floats.
+    // memory().hostAccessible(). K or V rows of one layer: blockTokens rows of kvDim floats
+    // (keys() and values() are for fp32 layouts; payload() and arena() for any).
     float *keys(KvBlockId id, std::int32_t layer) { return base(id) + offset(layer, 0); }
     float *values(KvBlockId id, std::int32_t layer) { return base(id) + offset(layer, 1); }
     const float *keys(KvBlockId id, std::int32_t layer) const { return base(id) + offset(layer, 0); }
@@ -91,9 +96,14 @@ public:
     void finishCopies() { m_memory->finishCopies(); }
 
 private:
-    float *base(KvBlockId id) const { return m_arena + static_cast<std::size_t>(id.value) * m_layout.blockFloats(); }
+    float *base(KvBlockId id) const
+    {
+        return reinterpret_cast<float *>(reinterpret_cast<std::byte *>(m_arena) +
+                                         static_cast<std::size_t>(id.value) * m_layout.blockBytes());
+    }
     std::size_t offset(std::int32_t layer, int kv) const
     {
+        assert(m_layout.elementBytes == static_cast<std::int32_t>(sizeof(float)));
         return (static_cast<std::size_t>(layer) * 2 + static_cast<std::size_t>(kv)) *
                static_cast<std::size_t>(m_layout.blockTokens) * static_cast<std::size_t>(m_layout.kvDim);
     }
@@ -122,10 +132,7 @@ public:
 
     KvBlockPool &pool() const { return *m_pool; }
     std::int32_t nTokens() const { return m_nTokens; }
-    std::int32_t capacity() const
-    {
-        return static_cast<std::int32_t>(m_blocks.size()) * m_pool->layout().blockTokens;
-    }
+    std::int32_t capacity() const { return static_cast<std::int32_t>(m_blocks.size()) * m_pool->layout().blockTokens; }
     const std::vector<KvBlockId> &blocks() const { return m_blocks; }
     bool ownsBlock(std::size_t index) const { return m_owned[index]; }
 

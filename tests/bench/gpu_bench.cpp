@@ -3,7 +3,7 @@
 //   prefill tokens/s at 512 and 2,048 tokens, and the share of the GPU's peak dense fp16 tensor
 //     FLOP rate that is (2 x matrix parameters x tokens + causal attention FLOPs);
 //   decode tokens/s at context 0 and 1,024, and the share of the bandwidth roofline: bytes one
-//     token reads (fp16 weights + fp32 KV of the context) / the device-to-device copy bandwidth
+//     token reads (fp16 weights + fp16 KV of the context) / the device-to-device copy bandwidth
 //     measured here; a step runs as generation runs it (a CUDA graph, the top 40 candidates
 //     picked on the device), and again without the graph and copying all logits, for comparison;
 //   TTFT for a 2,000-token history + 30 new tokens: cold (all 2,030 computed), history on the
@@ -362,9 +362,10 @@ int main(int argc, char **argv)
                    4.0 * c.nLayers * c.nHeads * c.headDim * n * (n + 1) / 2.0;
         };
         // Bytes one decode step reads: layer matrices and the classifier in fp16, norms, and the
-        // context's K and V in fp32 for every layer.
+        // context's K and V (fp16) for every layer.
         const auto decodeBytes = [&](double ctx) {
-            return 2.0 * (layerParams + classifierParams) + 4.0 * ctx * c.nLayers * 2.0 * c.kvDim();
+            return 2.0 * (layerParams + classifierParams) +
+                   static_cast<double>(bench.backend().kvLayout().elementBytes) * ctx * c.nLayers * 2.0 * c.kvDim();
         };
 
         json result;

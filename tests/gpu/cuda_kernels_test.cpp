@@ -179,13 +179,14 @@ QString firstMismatch(const std::vector<float> &got, const std::vector<double> &
     return message;
 }
 
-// The paged arena of kv_cache.h: block b at b * blockFloats, [layer][K, V][blockTokens][kvDim].
+// The paged arena of kv_cache.h (fp16 elements on the GPU): block b at b * blockElements,
+// [layer][K, V][blockTokens][kvDim].
 struct ArenaLayout
 {
     std::int32_t nLayers = 0;
     std::int32_t blockTokens = 16;
     std::int32_t kvDim = 0;
-    std::size_t blockFloats() const
+    std::size_t blockElements() const
     {
         return static_cast<std::size_t>(nLayers) * 2 * static_cast<std::size_t>(blockTokens) *
                static_cast<std::size_t>(kvDim);
@@ -193,7 +194,7 @@ struct ArenaLayout
     std::size_t rowOffset(const std::vector<std::int32_t> &table, std::int32_t layer, int kOrV, std::int32_t pos) const
     {
         const std::size_t block = static_cast<std::size_t>(table[static_cast<std::size_t>(pos / blockTokens)]);
-        return block * blockFloats() +
+        return block * blockElements() +
                ((static_cast<std::size_t>(layer) * 2 + static_cast<std::size_t>(kOrV)) * blockTokens +
                 static_cast<std::size_t>(pos % blockTokens)) *
                    static_cast<std::size_t>(kvDim);
@@ -386,12 +387,11 @@ private slots:
                 cosSin[static_cast<std::size_t>(t * nRot + 2 * i)] = static_cast<float>(std::cos(theta));
                 cosSin[static_cast<std::size_t>(t * nRot + 2 * i + 1)] = static_cast<float>(std::sin(theta));
             }
-        const std::uint32_t sentinelBits = 0xdeadbeefu;
-        float sentinel;
-        std::memcpy(&sentinel, &sentinelBits, sizeof sentinel);
-        const std::vector<float> arena(static_cast<std::size_t>(arenaBlocks) * layout.blockFloats(), sentinel);
+        const Half sentinel = 0xdeadu;
+        const std::vector<Half> arena(static_cast<std::size_t>(arenaBlocks) * layout.blockElements(), sentinel);
 
-        DeviceBuffer<float> dQ, dK, dV, dCosSin, dArena;
+        DeviceBuffer<float> dQ, dK, dV, dCosSin;
+        DeviceBuffer<Half> dArena;
         DeviceBuffer<std::int32_t> dTable;
         CUDA_CHECK(dQ.upload(q));
         CUDA_CHECK(dK.upload(k));
@@ -403,13 +403,14 @@ private slots:
         kv.arena = dArena.get();
         kv.blockTable = dTable.get();
         kv.blockTokens = layout.blockTokens;
-        kv.blockFloats = layout.blockFloats();
+        kv.blockElements = layout.blockElements();
         kv.layer = layer;
         kv.kvDim = kvDim;
         ropeAndStoreKv(dQ.get(), dK.get(), dV.get(), dCosSin.get(), nTokens, nHeads, nKvHeads, headDim, nRot, kv,
                        startPos, m_stream);
         CUDA_CHECK_LAUNCH();
-        std::vector<float> gotQ, gotArena;
+        std::vector<float> gotQ;
+        std::vector<Half> gotArena;
         CUDA_CHECK(dQ.download(gotQ));
         CUDA_CHECK(dArena.download(gotArena));
 
@@ -435,7 +436,7 @@ private slots:
                 }
         };
         std::vector<double> expectQ(q.size()), tolQ(q.size());
-        std::vector<double> expectArena(arena.size(), static_cast<double>(sentinel)), tolArena(arena.size(), -1.0);
+        std::vector<double> expectArena(arena.size(), 0.0), tolArena(arena.size(), -1.0);
         std::vector<std::uint8_t> written(arena.size(), 0);
         for (int t = 0; t < nTokens; ++t) {
             rotate(q.data() + static_cast<std::size_t>(t * qDim), t, nHeads, expectQ, tolQ,
@@ -456,23 +457,31 @@ private slots:
                 QFAIL(qPrintable(
                     QStringLiteral("q element %1: got %2, expected %3").arg(i).arg(gotQ[i]).arg(expectQ[i])));
         }
-        std::size_t floatsWritten = 0;
+        std::size_t elementsWritten = 0;
         for (std::size_t i = 0; i < arena.size(); ++i) {
-            floatsWritten += written[i];
-            // Untouched floats keep the sentinel's bits; V and unrotated K elements are copies.
-            const bool ok = tolArena[i] < 0 ? (written[i] ? sameBits(gotArena[i], static_cast<float>(expectArena[i]))
-                                                          : sameBits(gotArena[i], sentinel))
-                                            : std::abs(gotArena[i] - expectArena[i]) <= tolArena[i];
+            elementsWritten += written[i];
+            // Untouched elements keep the sentinel's bits; V and unrotated K elements are their
+            // fp16 roundings (bit-exact); a rotated K element is its fp32 value rounded to fp16:
+            // the fp32 bound plus half an fp16 ulp (2^-11 relative, 2^-24 absolute near zero).
+            const double got = halfToFloat(gotArena[i]);
+            bool ok = false;
+            if (!written[i])
+                ok = gotArena[i] == sentinel;
+            else if (tolArena[i] < 0)
+                ok = gotArena[i] == floatToHalf(static_cast<float>(expectArena[i]));
+            else
+                ok = std::abs(got - expectArena[i]) <=
+                     tolArena[i] + std::abs(expectArena[i]) * (1.0 / 2048.0) + 1.0 / 16777216.0;
             if (!ok)
-                QFAIL(qPrintable(QStringLiteral("arena float %1 (block %2, %3 into it, %4): got %5, expected %6")
+                QFAIL(qPrintable(QStringLiteral("arena element %1 (block %2, %3 into it, %4): got %5, expected %6")
                                      .arg(i)
-                                     .arg(i / layout.blockFloats())
-                                     .arg(i % layout.blockFloats())
+                                     .arg(i / layout.blockElements())
+                                     .arg(i % layout.blockElements())
                                      .arg(QLatin1String(written[i] ? "a KV row of the batch" : "must be untouched"))
-                                     .arg(gotArena[i])
+                                     .arg(got)
                                      .arg(expectArena[i])));
         }
-        QCOMPARE(floatsWritten, static_cast<std::size_t>(2 * nTokens * kvDim));
+        QCOMPARE(elementsWritten, static_cast<std::size_t>(2 * nTokens * kvDim));
     }
 
     void siluMulMatchesReference()
@@ -664,27 +673,30 @@ private slots:
         std::int32_t arenaBlocks = 0;
         const std::vector<std::int32_t> table = shuffledBlockTable(ctx, layout.blockTokens, 20, arenaBlocks);
 
-        // K/V of positions [0, ctx) as contiguous rows (the reference reads these), scattered into the
-        // arena through the table. Every other arena float is NaN: reading one would show in the output.
-        const std::vector<float> keys = randomFloats(static_cast<std::size_t>(ctx) * kvDim, 21);
-        const std::vector<float> values = randomFloats(static_cast<std::size_t>(ctx) * kvDim, 22);
-        std::vector<float> arena(static_cast<std::size_t>(arenaBlocks) * layout.blockFloats(),
-                                 std::numeric_limits<float>::quiet_NaN());
-        for (int p = 0; p < ctx; ++p) {
-            std::copy_n(keys.begin() + static_cast<std::ptrdiff_t>(p) * kvDim, kvDim,
-                        arena.begin() + static_cast<std::ptrdiff_t>(layout.rowOffset(table, layer, 0, p)));
-            std::copy_n(values.begin() + static_cast<std::ptrdiff_t>(p) * kvDim, kvDim,
-                        arena.begin() + static_cast<std::ptrdiff_t>(layout.rowOffset(table, layer, 1, p)));
-        }
+        // K/V of positions [0, ctx) as contiguous rows, rounded to fp16 as the arena holds them (the
+        // reference reads the rounded values), scattered into the arena through the table. Every
+        // other arena element is NaN: reading one would show in the output.
+        std::vector<float> keys = randomFloats(static_cast<std::size_t>(ctx) * kvDim, 21);
+        std::vector<float> values = randomFloats(static_cast<std::size_t>(ctx) * kvDim, 22);
+        for (std::vector<float> *kv : {&keys, &values})
+            for (float &x : *kv)
+                x = halfToFloat(floatToHalf(x));
+        std::vector<Half> arena(static_cast<std::size_t>(arenaBlocks) * layout.blockElements(), Half{0x7e00});
+        for (int p = 0; p < ctx; ++p)
+            for (int e = 0; e < kvDim; ++e) {
+                const std::size_t src = static_cast<std::size_t>(p) * kvDim + static_cast<std::size_t>(e);
+                arena[layout.rowOffset(table, layer, 0, p) + static_cast<std::size_t>(e)] = floatToHalf(keys[src]);
+                arena[layout.rowOffset(table, layer, 1, p) + static_cast<std::size_t>(e)] = floatToHalf(values[src]);
+            }
         // q ~ N(0, 2^2), k ~ N(0, 1), scale 1/sqrt(hd): scores ~ N(0, 4), a fairly peaked softmax.
         const std::vector<float> q = randomFloats(static_cast<std::size_t>(nTokens * qDim), 23, 2.0f);
         const AttentionShape shape{nHeads, nKvHeads, headDim, 1.0f / std::sqrt(static_cast<float>(headDim))};
 
         const std::size_t workspaceFloats = attentionWorkspaceFloats(shape, nTokens, ctx);
         const std::size_t guardFloats = 4096, guardHalves = 512; // past the end: must stay untouched
-        DeviceBuffer<float> dQ, dArena, dWorkspace;
+        DeviceBuffer<float> dQ, dWorkspace;
         DeviceBuffer<std::int32_t> dTable;
-        DeviceBuffer<Half> dOut;
+        DeviceBuffer<Half> dOut, dArena;
         CUDA_CHECK(dQ.upload(q));
         CUDA_CHECK(dArena.upload(arena));
         CUDA_CHECK(dTable.upload(table));
@@ -697,7 +709,7 @@ private slots:
         kv.arena = dArena.get();
         kv.blockTable = dTable.get();
         kv.blockTokens = layout.blockTokens;
-        kv.blockFloats = layout.blockFloats();
+        kv.blockElements = layout.blockElements();
         kv.layer = layer;
         kv.kvDim = kvDim;
         attention(shape, dQ.get(), kv, nTokens, startPos, dWorkspace.get(), dOut.get(), m_stream);
@@ -748,13 +760,13 @@ private slots:
                     got[e] = halfToFloat(out[e]);
                 }
             }
-        // CUDA cores: fp16 rounding of the output, <= 2^-11 (4.9e-4) relative; the fp32 online
-        // softmax and weighted sum over up to 20001 positions of values ~N(0, 1) (scores and sums
-        // to ~1e-6 relative) add far less than 1e-4 absolute. Bound: 1e-3 relative + 1e-4 absolute.
-        // Tensor cores also round q, k, v and the weights to fp16 (2^-11 each): a score q.k*scale
-        // ~N(0, 4) moves by ~|score| * 2^-10, so each weight by ~0.2% relative, and the output, a
-        // weighted mean of values ~N(0, 1), by a few 1e-3 absolute at most. Bound: 1e-3 relative
-        // + 4e-3 absolute.
+        // The reference reads the same fp16 K and V as the kernel. CUDA cores: fp16 rounding of the
+        // output, <= 2^-11 (4.9e-4) relative; the fp32 online softmax and weighted sum over up to
+        // 20001 positions of values ~N(0, 1) (scores and sums to ~1e-6 relative) add far less than
+        // 1e-4 absolute. Bound: 1e-3 relative + 1e-4 absolute. Tensor cores also round q and the
+        // weights to fp16 (2^-11 each): a score q.k*scale ~N(0, 4) moves by ~|score| * 2^-11, so
+        // each weight by ~0.1% relative, and the output, a weighted mean of values ~N(0, 1), by a
+        // few 1e-3 absolute at most. Bound: 1e-3 relative + 4e-3 absolute.
         const bool tensorCores = attentionUsesTensorCores(shape, nTokens);
         double worst = 0.0;
         const QString mismatch = firstMismatch(got, ref, 1e-3, tensorCores ? 4e-3 : 1e-4, &worst);

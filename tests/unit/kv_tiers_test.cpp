@@ -80,7 +80,7 @@ constexpr KvLayout kLayout{2, 8, 4}; // 2 layers, kvDim 8, 4 positions per block
 // value per float that depends on the position and the sequence's seed.
 std::vector<float> blockPayload(std::int32_t first, float seed)
 {
-    std::vector<float> p(kLayout.blockFloats());
+    std::vector<float> p(kLayout.blockElements());
     for (std::size_t i = 0; i < p.size(); ++i)
         p[i] = seed + static_cast<float>(first) * 1000.0f + static_cast<float>(i);
     return p;
@@ -112,7 +112,7 @@ RestoreReport restoreAndCheck(TieredKvCache &cache, FakeDeviceMemory &memory, co
     if (!report)
         qFatal("%s", report.error().message.c_str());
     [&] { QCOMPARE(memory.pendingCopies(), std::size_t(0)); }();
-    std::vector<float> got(kLayout.blockFloats());
+    std::vector<float> got(kLayout.blockElements());
     for (std::size_t b = 0; b < seq.blocks().size(); ++b) {
         cache.devicePool().download(seq.blocks()[b], got.data());
         [&] {

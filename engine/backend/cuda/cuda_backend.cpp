@@ -338,7 +338,7 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const LlamaModel &model
     state->model = &model;
     state->config = c;
     state->device = *device;
-    state->kvLayout = KvLayout{c.nLayers, c.kvDim(), kvBlockTokens};
+    state->kvLayout = KvLayout{c.nLayers, c.kvDim(), kvBlockTokens, static_cast<std::int32_t>(sizeof(Half))};
     try {
         KVCHAT_CUDA_CHECK(cudaSetDevice(device->index));
         state->kvMemory = std::make_shared<CudaKvMemory>(device->index);
@@ -443,7 +443,7 @@ Result<void> CudaBackend::forward(std::span<const TokenId> tokens, KvSequence &s
 Result<void> CudaBackend::forwardCandidates(std::span<const TokenId> tokens, KvSequence &seq,
                                             const CandidateRequest &request, std::vector<TokenCandidate> &out)
 {
-    if (request.k > kMaxDeviceCandidates || request.k > m_state->config.nVocab)
+    if (request.k < 1 || request.k > kMaxDeviceCandidates || request.k > m_state->config.nVocab)
         return Backend::forwardCandidates(tokens, seq, request, out); // top-k off or large: on the host
     for (TokenId id : request.penalised)
         if (id < 0 || id >= m_state->config.nVocab)
@@ -481,10 +481,10 @@ Result<void> CudaBackend::run(std::span<const TokenId> tokens, KvSequence &seq, 
                                           s.hostBlockTable.size() * sizeof(std::int32_t), cudaMemcpyHostToDevice,
                                           s.stream));
         KvTarget kv;
-        kv.arena = seq.pool().arena();
+        kv.arena = reinterpret_cast<Half *>(seq.pool().arena());
         kv.blockTable = s.blockTable.as<std::int32_t>();
         kv.blockTokens = s.kvLayout.blockTokens;
-        kv.blockFloats = s.kvLayout.blockFloats();
+        kv.blockElements = s.kvLayout.blockElements();
         kv.kvDim = c.kvDim();
 
         // With a candidate request the logits stay on the device; forEachMicroBatch still sizes

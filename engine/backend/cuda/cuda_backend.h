@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
 // The CUDA backend: the Llama forward pass on one NVIDIA GPU. Weights are dequantized at load
 // from their GGUF type to fp16 and kept on the device; projections are cuBLAS GEMMs (fp16 inputs,
-// fp32 accumulation and outputs); the residual stream and the KV cache are fp32; attention reads
-// the paged KV in place (cuda_kernels.h). The CPU backend is its oracle (tests/gpu/).
+// fp32 accumulation and outputs); the residual stream is fp32, the KV cache fp16 (half the
+// memory and restore bytes of fp32; llama.cpp's default too); attention reads the paged KV in
+// place (cuda_kernels.h). The CPU backend is its oracle (tests/gpu/).
 //
 // Thread-safety: one thread at a time (the engine thread owns the device, its streams, the cuBLAS
 // handle and the KV pool, STYLE.md §2).
@@ -42,7 +43,7 @@ public:
 
     std::string_view name() const override { return "cuda"; }
     KvLayout kvLayout() const override;
-    std::string_view kvFormat() const override { return "cuda-f16w-f32kv"; }
+    std::string_view kvFormat() const override { return "cuda-f16w-f16kv"; }
     std::shared_ptr<KvMemory> kvMemory() const override;
     std::size_t defaultDeviceKvBytes() const override;
 

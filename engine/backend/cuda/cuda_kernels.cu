@@ -25,8 +25,9 @@
 //                     is 4, or 1 or 2 when the whole batch has <= 4 or <= 8 rows (a decode step), so
 //                     no warp computes empty rows and each K/V tile is still read by one block. The
 //                     block stages its q rows in shared memory once, then walks its chunk in tiles of
-//                     32 positions: the K and V rows of a tile are read through the block table (fp32
-//                     arena, float4 loads) into shared memory and reused by all the block's rows.
+//                     32 positions: the K and V rows of a tile are read through the block table (fp16
+//                     arena, 8-byte loads widened to fp32) into shared memory and reused by all the
+//                     block's rows.
 //                     Warp w owns rows w, w+4, w+8, ... (interleaved so that a few rows still spread
 //                     over the warps). Scores: lane j computes the dot products of key j with the
 //                     warp's R rows (K rows padded to hd+4 floats: conflict-free float4 reads; q
@@ -139,9 +140,9 @@ __global__ void __launch_bounds__(kRowThreads)
 
 struct KvArgs
 {
-    float *arena;
+    __half *arena;
     const std::int32_t *blockTable;
-    std::size_t blockFloats;
+    std::size_t blockElements;
     int blockTokens;
     int layer;
     int kvDim;
@@ -173,10 +174,10 @@ __global__ void __launch_bounds__(kRowThreads)
     // [layer][K, V][blockTokens][kvDim] inside the block.
     const std::int64_t blockId = kv.blockTable[pos / kv.blockTokens];
     const std::size_t rowInBlock = static_cast<std::size_t>(pos % kv.blockTokens);
-    float *blockBase = kv.arena + static_cast<std::size_t>(blockId) * kv.blockFloats;
+    __half *blockBase = kv.arena + static_cast<std::size_t>(blockId) * kv.blockElements;
     const std::size_t kvRows = static_cast<std::size_t>(kv.blockTokens) * static_cast<std::size_t>(kv.kvDim);
-    float *kDst = blockBase + (static_cast<std::size_t>(kv.layer) * 2 + 0) * kvRows + rowInBlock * kv.kvDim;
-    float *vDst = blockBase + (static_cast<std::size_t>(kv.layer) * 2 + 1) * kvRows + rowInBlock * kv.kvDim;
+    __half *kDst = blockBase + (static_cast<std::size_t>(kv.layer) * 2 + 0) * kvRows + rowInBlock * kv.kvDim;
+    __half *vDst = blockBase + (static_cast<std::size_t>(kv.layer) * 2 + 1) * kvRows + rowInBlock * kv.kvDim;
     const float *kRow = k + static_cast<std::int64_t>(t) * kv.kvDim;
     const float *vRow = v + static_cast<std::int64_t>(t) * kv.kvDim;
 
@@ -190,11 +191,11 @@ __global__ void __launch_bounds__(kRowThreads)
             a = ra;
             b = rb;
         }
-        kDst[2 * j] = a;
-        kDst[2 * j + 1] = b;
+        kDst[2 * j] = __float2half_rn(a);
+        kDst[2 * j + 1] = __float2half_rn(b);
     }
     for (int e = static_cast<int>(threadIdx.x); e < kv.kvDim; e += kRowThreads)
-        vDst[e] = vRow[e];
+        vDst[e] = __float2half_rn(vRow[e]);
 }
 
 __global__ void __launch_bounds__(kRowThreads)
@@ -288,12 +289,23 @@ constexpr int kMaxChunks = 64;
 constexpr std::int64_t kChunkTokenBudget = 1024; // nTokens * nChunks stays <= this (when nTokens <= it)
 constexpr int kMaxHeadDim = 256;
 
+// Four consecutive fp16 values (8-byte aligned: head sizes are multiples of 8) as fp32.
+__device__ __forceinline__ float4 loadHalf4(const __half *p)
+{
+    const uint2 bits = *reinterpret_cast<const uint2 *>(p);
+    __half2 lo, hi;
+    std::memcpy(&lo, &bits.x, sizeof lo);
+    std::memcpy(&hi, &bits.y, sizeof hi);
+    const float2 a = __half22float2(lo), b = __half22float2(hi);
+    return make_float4(a.x, a.y, b.x, b.y);
+}
+
 struct AttnParams
 {
     const float *q;
-    const float *arena;
+    const __half *arena;
     const std::int32_t *blockTable;
-    std::size_t blockFloats;
+    std::size_t blockElements;
     int blockTokens;
     int layer;
     int kvDim;
@@ -377,7 +389,7 @@ template <int DPL, int R> __global__ void __launch_bounds__(kAttnThreads) attent
     // Within a block: K rows of this layer at ((layer * 2 + 0) * blockTokens + row) * kvDim, V rows
     // blockTokens * kvDim floats further; this KV head's slice starts at kvHead * hd.
     const std::size_t vOffset = static_cast<std::size_t>(p.blockTokens) * static_cast<std::size_t>(p.kvDim);
-    const float *arenaHead =
+    const __half *arenaHead =
         p.arena + static_cast<std::size_t>(p.layer) * 2 * vOffset + static_cast<std::size_t>(kvHead) * hd;
 
     for (int tileStart = chunkStart; tileStart < end; tileStart += kKeyTile) {
@@ -391,10 +403,10 @@ template <int DPL, int R> __global__ void __launch_bounds__(kAttnThreads) attent
             if (j < nKeys) {
                 const int pos = tileStart + j;
                 const std::int64_t blockId = p.blockTable[pos / p.blockTokens];
-                const float *kRow = arenaHead + static_cast<std::size_t>(blockId) * p.blockFloats +
-                                    static_cast<std::size_t>(pos % p.blockTokens) * p.kvDim;
-                kValue = __ldg(reinterpret_cast<const float4 *>(kRow) + c);
-                vValue = __ldg(reinterpret_cast<const float4 *>(kRow + vOffset) + c);
+                const __half *kRow = arenaHead + static_cast<std::size_t>(blockId) * p.blockElements +
+                                     static_cast<std::size_t>(pos % p.blockTokens) * p.kvDim;
+                kValue = loadHalf4(kRow + 4 * c);
+                vValue = loadHalf4(kRow + vOffset + 4 * c);
             }
             reinterpret_cast<float4 *>(sK + j * kStride)[c] = kValue;
             reinterpret_cast<float4 *>(sV + j * hd)[c] = vValue;
@@ -502,8 +514,8 @@ template <int DPL, int R> __global__ void __launch_bounds__(kAttnThreads) attent
 // The same rows, chunks and outputs as attentionKernel, for batches of at least kMmaRows rows
 // (query head x token) and head sizes 64 and 128: a block takes 64 rows of one KV head (4 warps x
 // 16), walks its chunk in tiles of 64 positions, and computes S = Q K^T and P V with WMMA
-// (16x16x16, fp16 inputs, fp32 accumulation). Q, the K/V tile and P are rounded to fp16 in shared
-// memory; scores, the online softmax and the output accumulator O stay fp32. O lives in shared
+// (16x16x16, fp16 inputs, fp32 accumulation). Q and P are rounded to fp16 in shared memory (K and V
+// are fp16 in the arena already); scores, the online softmax and the output accumulator O stay fp32. O lives in shared
 // memory because the row of a WMMA accumulator element is unspecified: each tile rescales O's rows
 // by the softmax correction in plain code, then adds P V on the tensor cores.
 
@@ -587,7 +599,7 @@ template <int HD> __global__ void __launch_bounds__(kMmaThreads) attentionMmaKer
     const int blockLast = p.startPos + (rowBase + nRows - 1) / p.group; // the block's last visible position
     const int end = min(chunkEnd, blockLast + 1);
     const std::size_t vOffset = static_cast<std::size_t>(p.blockTokens) * static_cast<std::size_t>(p.kvDim);
-    const float *arenaHead =
+    const __half *arenaHead =
         p.arena + static_cast<std::size_t>(p.layer) * 2 * vOffset + static_cast<std::size_t>(kvHead) * HD;
     constexpr int hd4 = HD / 4;
 
@@ -597,26 +609,19 @@ template <int HD> __global__ void __launch_bounds__(kMmaThreads) attentionMmaKer
         for (int idx = tid; idx < kMmaKeys * hd4; idx += kMmaThreads) {
             const int j = idx / hd4;
             const int c = idx - j * hd4;
-            float4 kValue = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-            float4 vValue = kValue; // positions past the tile end stay zero (0 * garbage could be NaN)
+            // Four halves (8 bytes) at a time, copied as they are: the arena is fp16 already.
+            uint2 kBits = make_uint2(0u, 0u);
+            uint2 vBits = kBits; // positions past the tile end stay zero (0 * garbage could be NaN)
             if (j < nKeys) {
                 const int pos = tileStart + j;
                 const std::int64_t blockId = p.blockTable[pos / p.blockTokens];
-                const float *kRow = arenaHead + static_cast<std::size_t>(blockId) * p.blockFloats +
-                                    static_cast<std::size_t>(pos % p.blockTokens) * p.kvDim;
-                kValue = __ldg(reinterpret_cast<const float4 *>(kRow) + c);
-                vValue = __ldg(reinterpret_cast<const float4 *>(kRow + vOffset) + c);
+                const __half *kRow = arenaHead + static_cast<std::size_t>(blockId) * p.blockElements +
+                                     static_cast<std::size_t>(pos % p.blockTokens) * p.kvDim;
+                kBits = *reinterpret_cast<const uint2 *>(kRow + 4 * c);
+                vBits = *reinterpret_cast<const uint2 *>(kRow + vOffset + 4 * c);
             }
-            __half *kDst = sK + j * L::kvStride + 4 * c;
-            __half *vDst = sV + j * L::kvStride + 4 * c;
-            kDst[0] = __float2half_rn(kValue.x);
-            kDst[1] = __float2half_rn(kValue.y);
-            kDst[2] = __float2half_rn(kValue.z);
-            kDst[3] = __float2half_rn(kValue.w);
-            vDst[0] = __float2half_rn(vValue.x);
-            vDst[1] = __float2half_rn(vValue.y);
-            vDst[2] = __float2half_rn(vValue.z);
-            vDst[3] = __float2half_rn(vValue.w);
+            *reinterpret_cast<uint2 *>(sK + j * L::kvStride + 4 * c) = kBits;
+            *reinterpret_cast<uint2 *>(sV + j * L::kvStride + 4 * c) = vBits;
         }
         __syncthreads();
 
@@ -831,7 +836,8 @@ void ropeAndStoreKv(float *q, const float *k, const float *v, const float *cosSi
     (void)nKvHeads;
     if (nTokens <= 0)
         return;
-    const KvArgs args{kv.arena, kv.blockTable, kv.blockFloats, kv.blockTokens, kv.layer, kv.kvDim};
+    const KvArgs args{reinterpret_cast<__half *>(kv.arena), kv.blockTable, kv.blockElements, kv.blockTokens, kv.layer,
+                      kv.kvDim};
     ropeStoreKernel<<<static_cast<unsigned>(nTokens), kRowThreads, 0, asStream(stream)>>>(
         q, k, v, cosSin, nHeads, headDim, nRot, args, startPos);
 }
@@ -882,9 +888,9 @@ void attention(const AttentionShape &shape, const float *q, const KvTarget &kv, 
 
     AttnParams p{};
     p.q = q;
-    p.arena = kv.arena;
+    p.arena = reinterpret_cast<const __half *>(kv.arena);
     p.blockTable = kv.blockTable;
-    p.blockFloats = kv.blockFloats;
+    p.blockElements = kv.blockElements;
     p.blockTokens = kv.blockTokens;
     p.layer = kv.layer;
     p.kvDim = kv.kvDim;

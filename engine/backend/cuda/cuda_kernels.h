@@ -9,8 +9,9 @@
 // - Activations are row-major [nTokens][width]. The residual stream and every GEMM output are fp32;
 //   GEMM inputs (the normalized residual, the attention output, the SwiGLU product) are fp16,
 //   because cuBLAS reads them as CUDA_R_16F.
-// - The KV cache is the paged layout of engine/kv/kv_cache.h, in fp32, in one device arena:
-//   block b's payload starts at kvArena + b * blockFloats and holds [layer][K, V][blockTokens][kvDim].
+// - The KV cache is the paged layout of engine/kv/kv_cache.h, in fp16, in one device arena:
+//   block b's payload starts at kvArena + b * blockElements and holds [layer][K, V][blockTokens][kvDim].
+//   K and V are computed in fp32 and rounded once when stored; attention reads them back as fp32.
 //   A sequence's block table (device int32 ids) maps position p to block table[p / blockTokens],
 //   row p % blockTokens.
 // - RoPE uses the same cos/sin table as the CPU backend ([nTokens][nRot]: cos, sin of pair i at
@@ -37,17 +38,17 @@ void rmsNorm(const float *x, const float *weight, std::int64_t nTokens, std::int
 
 struct KvTarget
 {
-    float *arena = nullptr;                   // device KV arena
+    Half *arena = nullptr;                    // device KV arena (fp16)
     const std::int32_t *blockTable = nullptr; // device, the sequence's block ids in order
     std::int32_t blockTokens = 16;
-    std::size_t blockFloats = 0; // nLayers * 2 * blockTokens * kvDim
+    std::size_t blockElements = 0; // nLayers * 2 * blockTokens * kvDim
     std::int32_t layer = 0;
     std::int32_t kvDim = 0;
 };
 
 // Rotates q ([nTokens][nHeads*headDim], in place) and k ([nTokens][kvDim]) by the cos/sin table
-// (device, [nTokens][nRot]); writes the rotated k and the unchanged v ([nTokens][kvDim]) into the
-// KV rows of positions startPos + t.
+// (device, [nTokens][nRot]); writes the rotated k and the unchanged v ([nTokens][kvDim]), rounded
+// to fp16, into the KV rows of positions startPos + t.
 void ropeAndStoreKv(float *q, const float *k, const float *v, const float *cosSin, std::int64_t nTokens,
                     std::int32_t nHeads, std::int32_t nKvHeads, std::int32_t headDim, std::int32_t nRot,
                     const KvTarget &kv, std::int32_t startPos, void *stream);
