@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # Runs the two GPU tests (tests/gpu/cuda_kernels_test.cpp, tests/gpu/cuda_backend_test.cpp) on the
-# CPU, against the CUDA emulator in this folder (README.md): engine/backend/cuda/cuda_kernels.cu is
+# CPU, against the CUDA emulator in this folder (README.md): engine/backend/cuda/*.cu are
 # transformed to C++ (transform_cuda_kernels.py), the backend's host code compiles against the
 # real CUDA headers, and both link the emulated runtime and cuBLAS instead of the CUDA libraries.
 # Everything is built under ASan+UBSan into build-emu/ at the repo root (git-ignored), with a
@@ -88,10 +88,14 @@ objName() { local p=${1#"$repo"/}; echo "obj/${p//\//_}.o"; }
     echo "  command = $moc \$in -o \$out"
     echo "  description = MOC \$in"
 
-    echo "build gen/cuda_kernels_emulated.cpp: transform $repo/engine/backend/cuda/cuda_kernels.cu" \
-        "| $here/transform_cuda_kernels.py"
-    echo "build obj/cuda_kernels_emulated.o: cxx gen/cuda_kernels_emulated.cpp"
-    echo "  flags = $base -I$here -w" # kernel warnings are nvcc's to report
+    kernelObjs=""
+    for k in cuda_kernels cuda_attention cuda_candidates; do
+        echo "build gen/${k}_emulated.cpp: transform $repo/engine/backend/cuda/$k.cu" \
+            "| $here/transform_cuda_kernels.py"
+        echo "build obj/${k}_emulated.o: cxx gen/${k}_emulated.cpp"
+        echo "  flags = $base -I$here -w" # kernel warnings are nvcc's to report
+        kernelObjs+=" obj/${k}_emulated.o"
+    done
     emulatorObjs=""
     for s in emulated_threads emulated_cuda_runtime emulated_cuda_graphs emulated_cuda_events emulated_cublas; do
         echo "build obj/$s.o: cxx $here/$s.cpp"
@@ -129,9 +133,9 @@ objName() { local p=${1#"$repo"/}; echo "obj/${p//\//_}.o"; }
         echo "build obj/$t.o: cxx $repo/tests/gpu/$t.cpp || moc/$t.moc"
         echo "  flags = $base $warn -fPIC $testDefs -Imoc $qt"
     done
-    echo "build cuda_kernels_test: link obj/cuda_kernels_test.o obj/cuda_kernels_emulated.o$emulatorObjs"
+    echo "build cuda_kernels_test: link obj/cuda_kernels_test.o$kernelObjs$emulatorObjs"
     echo "  libs = $(pkg-config --libs Qt6Test Qt6Core)"
-    echo "build cuda_backend_test: link obj/cuda_backend_test.o$supportObjs$engineObjs obj/cuda_kernels_emulated.o$emulatorObjs"
+    echo "build cuda_backend_test: link obj/cuda_backend_test.o$supportObjs$engineObjs$kernelObjs$emulatorObjs"
     echo "  libs = $(pkg-config --libs "${pkgs[@]}") -lpthread"
 } >"$build/build.ninja"
 

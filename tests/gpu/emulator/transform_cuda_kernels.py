@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-# Turns a CUDA kernel source (engine/backend/cuda/cuda_kernels.cu) into C++ for the CUDA emulator
+# Turns a CUDA kernel source (engine/backend/cuda/*.cu) into C++ for the CUDA emulator
 # (tests/gpu/emulator/README.md), leaving the kernels' code as it is:
 #   - <cuda_runtime.h> becomes "emulated_kernel_shim.h" (which brings <cuda_fp16.h> itself);
 #   - each `extern __shared__ float4 smemVec[];` becomes a pointer to the block's dynamic shared
@@ -24,8 +24,8 @@ if s.count('#include <cuda_runtime.h>\n') != 1:
 s = s.replace('#include <cuda_runtime.h>\n', '#include "emulated_kernel_shim.h"\n')
 
 shared = 'extern __shared__ float4 smemVec[];'
-if s.count(shared) < 1 or 'extern __shared__' in s.replace(shared, ''):
-    sys.exit(f'{src}: expected dynamic shared arrays declared as `{shared}`; teach this script the new one')
+if 'extern __shared__' in s.replace(shared, ''):
+    sys.exit(f'{src}: dynamic shared arrays must be declared as `{shared}`; teach this script the new one')
 s = s.replace(shared, 'float4 *smemVec = emu::dynamicSmem<float4>();')
 
 launch = re.compile(r'(\w+(?:<[\w, ]+>)?)<<<(.*?)>>>\((.*?)\);', re.S)

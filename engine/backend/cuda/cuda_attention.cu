@@ -1,0 +1,671 @@
+// SPDX-License-Identifier: MIT
+// Kernel file owned by the CUDA-backend owner (STYLE.md §5 exception).
+//
+// Causal GQA attention over the paged fp16 KV (cuda_kernels.h): a CUDA-core kernel for decode steps
+// and small batches, a tensor-core kernel for prefill, and the merge of context chunks. Launch
+// shapes, and why:
+//
+// - attentionKernel   grid (ceil(nTokens * group / (4R)), nChunks, nKvHeads), 128 threads (4 warps).
+//                     A block owns 4R "rows" (row = (token, query head of the KV head's GQA group),
+//                     flattened token-major) and one chunk of context positions; R (rows per warp)
+//                     is 4, or 1 or 2 when the whole batch has <= 4 or <= 8 rows (a decode step), so
+//                     no warp computes empty rows and each K/V tile is still read by one block. The
+//                     block stages its q rows in shared memory once, then walks its chunk in tiles of
+//                     32 positions: the K and V rows of a tile are read through the block table (fp16
+//                     arena, 8-byte loads widened to fp32) into shared memory and reused by all the
+//                     block's rows.
+//                     Warp w owns rows w, w+4, w+8, ... (interleaved so that a few rows still spread
+//                     over the warps). Scores: lane j computes the dot products of key j with the
+//                     warp's R rows (K rows padded to hd+4 floats: conflict-free float4 reads; q
+//                     reads are broadcasts). Online softmax in fp32 per row (running max; each lane
+//                     keeps its share of the running sum). Weighted sum: lane owns dims lane + 32*i,
+//                     the probabilities are broadcast by shuffles. Causal mask per row: token t sees
+//                     positions <= startPos + t; tiles past the block's last visible position are not
+//                     loaded. With one chunk the block writes the normalized fp16 output itself;
+//                     otherwise it writes (max, sum, unnormalized output) of every row to the
+//                     workspace (also rows that see nothing of the chunk: max -inf, sum 0).
+//                     Dynamic shared memory: (4R*hd + 32*(hd+4) + 32*hd) * 4 bytes (41,472 at
+//                     hd = 128, R = 4); above 48 KiB (hd > 152) the opt-in attribute is set before
+//                     the launch. Templated on the dims per lane (hd <= 64, 128, 256) and on R so
+//                     the accumulators stay in registers.
+// - attentionMmaKernel  the prefill form (>= 64 rows per KV head, hd 64 or 128): grid
+//                     (ceil(nTokens * group / 64), nChunks, nKvHeads), 128 threads. 64 rows per block
+//                     (16 per warp), tiles of 64 positions; S = Q K^T and P V on tensor cores (WMMA
+//                     16x16x16, fp16 in, fp32 accumulate), the online softmax and O in fp32 shared
+//                     memory (see the kernel). Shared memory: 71 KiB at hd 64, 111 KiB at hd 128,
+//                     with the opt-in attribute (A100: 163 KiB, H100: 227 KiB per block).
+// - attentionMerge    grid nTokens * nHeads, 128 threads. One block per (token, head): combines the
+//                     chunks' partial results with weights exp(max_c - max) and writes fp16.
+//
+// Chunking (flash-decoding): nChunks = max(1, min(ceil(ctx / 256), 64, 1024 / nTokens)) with ctx =
+// startPos + nTokens, chunk length ceil(ctx / nChunks). Short contexts (<= 256) and big batches use
+// one chunk; a decode step over 32k positions uses 64 chunks of 512.
+#include "engine/backend/cuda/cuda_kernels.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+#include <cuda_fp16.h>
+#include <mma.h>
+
+namespace kvchat::engine::cuda {
+namespace {
+
+#include "engine/backend/cuda/cuda_device_common.cuh"
+
+// ---------------------------------------------------------------------------------------------
+// Attention
+
+constexpr int kAttnWarps = 4;
+constexpr int kAttnThreads = 32 * kAttnWarps;
+constexpr int kMaxRowsPerWarp = 4; // rows (token, query head) per warp; a block has kAttnWarps times more
+constexpr int kKeyTile = 32;       // positions per shared-memory tile: one per lane
+constexpr int kKeyPad = 4;         // K row stride hd + 4: conflict-free float4 reads
+constexpr int kMergeThreads = 128;
+constexpr int kChunkMinPositions = 256; // a chunk has at least this many positions (unless ctx is less)
+constexpr int kMaxChunks = 64;
+constexpr std::int64_t kChunkTokenBudget = 1024; // nTokens * nChunks stays <= this (when nTokens <= it)
+constexpr int kMaxHeadDim = 256;
+
+// Four consecutive fp16 values (8-byte aligned: head sizes are multiples of 8) as fp32.
+__device__ __forceinline__ float4 loadHalf4(const __half *p)
+{
+    const uint2 bits = *reinterpret_cast<const uint2 *>(p);
+    __half2 lo, hi;
+    std::memcpy(&lo, &bits.x, sizeof lo);
+    std::memcpy(&hi, &bits.y, sizeof hi);
+    const float2 a = __half22float2(lo), b = __half22float2(hi);
+    return make_float4(a.x, a.y, b.x, b.y);
+}
+
+struct AttnParams
+{
+    const float *q;
+    const __half *arena;
+    const std::int32_t *blockTable;
+    std::size_t blockElements;
+    int blockTokens;
+    int layer;
+    int kvDim;
+    int nHeads;
+    int group; // nHeads / nKvHeads
+    int headDim;
+    float scale;
+    int nTokens;
+    int startPos;
+    int chunkLen;
+    int direct; // 1: one chunk, write the normalized output; 0: write partials
+    __half *out;
+    float *partialO;  // [nChunks][nTokens][nHeads][headDim]
+    float *partialML; // [nChunks][nTokens][nHeads][2]: running max, sum
+};
+
+// A block's rows: block row r is flattened row rowBase + r = token * group + (head within the
+// KV head's group). Query element d of row r (0 past the batch):
+__device__ __forceinline__ float queryElement(const AttnParams &p, int kvHead, int rowBase, int nRows, int r, int d)
+{
+    if (r >= nRows)
+        return 0.0f;
+    const int row = rowBase + r;
+    const int t = row / p.group;
+    const int head = kvHead * p.group + (row - t * p.group);
+    return p.q[static_cast<std::int64_t>(t) * p.nHeads * p.headDim + static_cast<std::int64_t>(head) * p.headDim + d];
+}
+
+// Where flattened row `row` of a KV head goes: index [token][head] of the output rows.
+__device__ __forceinline__ std::int64_t outputRow(const AttnParams &p, int kvHead, int row)
+{
+    const int t = row / p.group;
+    return static_cast<std::int64_t>(t) * p.nHeads + kvHead * p.group + (row - t * p.group);
+}
+
+// The K row of position pos in the KV head's slice that starts at arenaHead (through the block
+// table); its V row is blockTokens * kvDim elements further.
+__device__ __forceinline__ const __half *keyRow(const AttnParams &p, const __half *arenaHead, int pos)
+{
+    const std::int64_t blockId = p.blockTable[pos / p.blockTokens];
+    return arenaHead + static_cast<std::size_t>(blockId) * p.blockElements +
+           static_cast<std::size_t>(pos % p.blockTokens) * p.kvDim;
+}
+
+std::size_t attentionSmemBytes(int headDim, int rowsPerWarp)
+{
+    const std::size_t hd = static_cast<std::size_t>(headDim);
+    const std::size_t rows = static_cast<std::size_t>(kAttnWarps * rowsPerWarp);
+    return (rows * hd + kKeyTile * (hd + kKeyPad) + kKeyTile * hd) * sizeof(float);
+}
+
+// DPL: head dims per lane, headDim <= 32 * DPL. R: rows per warp (the block has kAttnWarps * R).
+template <int DPL, int R> __global__ void __launch_bounds__(kAttnThreads) attentionKernel(const AttnParams p)
+{
+    constexpr int kAttnRows = kAttnWarps * R;
+    extern __shared__ float4 smemVec[]; // float4 for 16-byte alignment
+    const int hd = p.headDim;
+    const int hd4 = hd / 4;
+    const int kStride = hd + kKeyPad;
+    float *sQ = reinterpret_cast<float *>(smemVec); // [kAttnRows][hd]
+    float *sK = sQ + kAttnRows * hd;                // [kKeyTile][hd + kKeyPad]
+    float *sV = sK + kKeyTile * kStride;            // [kKeyTile][hd]
+
+    const int tid = static_cast<int>(threadIdx.x);
+    const int lane = tid & 31;
+    const int warp = tid >> 5;
+    const int kvHead = static_cast<int>(blockIdx.z);
+    const int chunk = static_cast<int>(blockIdx.y);
+    const int rowsTotal = p.nTokens * p.group;
+    const int rowBase = static_cast<int>(blockIdx.x) * kAttnRows;
+    const int nRows = min(kAttnRows, rowsTotal - rowBase); // >= 1 by the grid size
+
+    for (int idx = tid; idx < kAttnRows * hd; idx += kAttnThreads) {
+        const int r = idx / hd;
+        sQ[idx] = queryElement(p, kvHead, rowBase, nRows, r, idx - r * hd);
+    }
+
+    // This warp's rows: slot s is block row s * kAttnWarps + warp. lastPos = -1 for a missing row.
+    int lastPos[R];
+    float runMax[R];
+    float laneSum[R]; // this lane's part of the running sum (rescaled with the max)
+    float acc[R][DPL];
+#pragma unroll
+    for (int s = 0; s < R; ++s) {
+        const int r = s * kAttnWarps + warp;
+        lastPos[s] = r < nRows ? p.startPos + (rowBase + r) / p.group : -1;
+        runMax[s] = -INFINITY;
+        laneSum[s] = 0.0f;
+#pragma unroll
+        for (int i = 0; i < DPL; ++i)
+            acc[s][i] = 0.0f;
+    }
+
+    const int ctx = p.startPos + p.nTokens;
+    const int chunkStart = chunk * p.chunkLen;
+    const int chunkEnd = min(chunkStart + p.chunkLen, ctx);
+    const int blockLast = p.startPos + (rowBase + nRows - 1) / p.group; // the block's last visible position
+    const int end = min(chunkEnd, blockLast + 1);
+    // Within a block: K rows of this layer at ((layer * 2 + 0) * blockTokens + row) * kvDim, V rows
+    // blockTokens * kvDim floats further; this KV head's slice starts at kvHead * hd.
+    const std::size_t vOffset = static_cast<std::size_t>(p.blockTokens) * static_cast<std::size_t>(p.kvDim);
+    const __half *arenaHead =
+        p.arena + static_cast<std::size_t>(p.layer) * 2 * vOffset + static_cast<std::size_t>(kvHead) * hd;
+
+    for (int tileStart = chunkStart; tileStart < end; tileStart += kKeyTile) {
+        const int nKeys = min(kKeyTile, end - tileStart);
+        __syncthreads(); // the previous tile is no longer read (first pass: nothing to wait for)
+        for (int idx = tid; idx < kKeyTile * hd4; idx += kAttnThreads) {
+            const int j = idx / hd4;
+            const int c = idx - j * hd4;
+            float4 kValue = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+            float4 vValue = kValue; // positions past the tile end stay zero (0 * garbage could be NaN)
+            if (j < nKeys) {
+                const __half *kRow = keyRow(p, arenaHead, tileStart + j);
+                kValue = loadHalf4(kRow + 4 * c);
+                vValue = loadHalf4(kRow + vOffset + 4 * c);
+            }
+            reinterpret_cast<float4 *>(sK + j * kStride)[c] = kValue;
+            reinterpret_cast<float4 *>(sV + j * hd)[c] = vValue;
+        }
+        __syncthreads(); // the tile (and, on the first pass, sQ) is in place
+
+        // Scores: lane j takes key tileStart + j against the warp's rows.
+        float dot[R];
+#pragma unroll
+        for (int s = 0; s < R; ++s)
+            dot[s] = 0.0f;
+        const float4 *kLane = reinterpret_cast<const float4 *>(sK + lane * kStride);
+        for (int c = 0; c < hd4; ++c) {
+            const float4 kk = kLane[c];
+#pragma unroll
+            for (int s = 0; s < R; ++s) {
+                const float4 qq = reinterpret_cast<const float4 *>(sQ + (s * kAttnWarps + warp) * hd)[c];
+                dot[s] = fmaf(qq.x, kk.x, dot[s]);
+                dot[s] = fmaf(qq.y, kk.y, dot[s]);
+                dot[s] = fmaf(qq.z, kk.z, dot[s]);
+                dot[s] = fmaf(qq.w, kk.w, dot[s]);
+            }
+        }
+
+        // Online softmax. A row takes part in this tile when it sees position tileStart (then lane 0's
+        // score is finite, so the new maximum is finite and exp(old - new) is well defined).
+        const int keyPos = tileStart + lane;
+        float prob[R];
+#pragma unroll
+        for (int s = 0; s < R; ++s) {
+            prob[s] = 0.0f;
+            if (tileStart <= lastPos[s]) { // warp-uniform
+                const bool visible = lane < nKeys && keyPos <= lastPos[s];
+                const float score = visible ? dot[s] * p.scale : -INFINITY;
+                const float newMax = fmaxf(runMax[s], warpMax(score));
+                const float correction = expf(runMax[s] - newMax); // exp(-inf) = 0 on the first tile
+                prob[s] = visible ? expf(score - newMax) : 0.0f;
+                laneSum[s] = laneSum[s] * correction + prob[s];
+#pragma unroll
+                for (int i = 0; i < DPL; ++i)
+                    acc[s][i] *= correction;
+                runMax[s] = newMax;
+            }
+        }
+
+        // Weighted sum of the V rows: lane owns dims lane + 32 * i.
+        for (int j = 0; j < nKeys; ++j) {
+            float pj[R];
+#pragma unroll
+            for (int s = 0; s < R; ++s)
+                pj[s] = __shfl_sync(kFullMask, prob[s], j);
+            const float *vRow = sV + j * hd;
+#pragma unroll
+            for (int i = 0; i < DPL; ++i) {
+                const int d = lane + 32 * i;
+                if (d < hd) {
+                    const float value = vRow[d];
+#pragma unroll
+                    for (int s = 0; s < R; ++s)
+                        acc[s][i] = fmaf(pj[s], value, acc[s][i]);
+                }
+            }
+        }
+    }
+
+#pragma unroll
+    for (int s = 0; s < R; ++s) {
+        const int r = s * kAttnWarps + warp;
+        if (r >= nRows) // warp-uniform
+            continue;
+        const float sum = warpSum(laneSum[s]);
+        const std::int64_t outRow = outputRow(p, kvHead, rowBase + r);
+        if (p.direct) {
+            const float inv = 1.0f / sum; // sum > 0: the only chunk starts at position 0, seen by all
+            __half *dst = p.out + outRow * hd;
+#pragma unroll
+            for (int i = 0; i < DPL; ++i) {
+                const int d = lane + 32 * i;
+                if (d < hd)
+                    dst[d] = __float2half_rn(acc[s][i] * inv);
+            }
+        } else {
+            const std::int64_t slot = static_cast<std::int64_t>(chunk) * p.nTokens * p.nHeads + outRow;
+            float *dst = p.partialO + slot * hd;
+#pragma unroll
+            for (int i = 0; i < DPL; ++i) {
+                const int d = lane + 32 * i;
+                if (d < hd)
+                    dst[d] = acc[s][i];
+            }
+            if (lane == 0) {
+                p.partialML[2 * slot] = runMax[s];
+                p.partialML[2 * slot + 1] = sum;
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Attention on tensor cores (prefill)
+//
+// The same rows, chunks and outputs as attentionKernel, for batches of at least kMmaRows rows
+// (query head x token) and head sizes 64 and 128: a block takes 64 rows of one KV head (4 warps x
+// 16), walks its chunk in tiles of 64 positions, and computes S = Q K^T and P V with WMMA
+// (16x16x16, fp16 inputs, fp32 accumulation). Q and P are rounded to fp16 in shared memory (K and V
+// are fp16 in the arena already); scores, the online softmax and the output accumulator O stay fp32. O lives in shared
+// memory because the row of a WMMA accumulator element is unspecified: each tile rescales O's rows
+// by the softmax correction in plain code, then adds P V on the tensor cores.
+
+namespace wmma = nvcuda::wmma;
+
+constexpr int kMmaRows = 64;       // rows per block: 4 warps x 16
+constexpr int kMmaKeys = 64;       // positions per tile
+constexpr int kMmaThreads = 128;   // 4 warps
+
+constexpr std::size_t align32(std::size_t bytes)
+{
+    return (bytes + 31) / 32 * 32;
+}
+
+// Shared memory of attentionMmaKernel<HD>; every array starts 32-byte aligned (WMMA pointers must
+// be), and row strides are padded so that rows do not all start in the same bank.
+template <int HD> struct MmaLayout
+{
+    static constexpr int qStride = HD + 8; // halves
+    static constexpr int kvStride = HD + 8; // halves, K and V
+    static constexpr int sStride = kMmaKeys + 4; // floats
+    static constexpr int pStride = kMmaKeys + 8; // halves
+    static constexpr int oStride = HD + 4; // floats
+    static constexpr std::size_t q = 0;
+    static constexpr std::size_t k = q + align32(sizeof(__half) * kMmaRows * qStride);
+    static constexpr std::size_t v = k + align32(sizeof(__half) * kMmaKeys * kvStride);
+    static constexpr std::size_t s = v + align32(sizeof(__half) * kMmaKeys * kvStride);
+    static constexpr std::size_t p = s + align32(sizeof(float) * kMmaRows * sStride);
+    static constexpr std::size_t o = p + align32(sizeof(__half) * kMmaRows * pStride);
+    static constexpr std::size_t stats = o + align32(sizeof(float) * kMmaRows * oStride); // max, sum, correction
+    static constexpr std::size_t bytes = stats + sizeof(float) * 3 * kMmaRows;
+};
+
+template <int HD> __global__ void __launch_bounds__(kMmaThreads) attentionMmaKernel(const AttnParams p)
+{
+    using L = MmaLayout<HD>;
+    extern __shared__ float4 smemVec[];
+    char *smem = reinterpret_cast<char *>(smemVec);
+    __half *sQ = reinterpret_cast<__half *>(smem + L::q);
+    __half *sK = reinterpret_cast<__half *>(smem + L::k);
+    __half *sV = reinterpret_cast<__half *>(smem + L::v);
+    float *sS = reinterpret_cast<float *>(smem + L::s);
+    __half *sP = reinterpret_cast<__half *>(smem + L::p);
+    float *sO = reinterpret_cast<float *>(smem + L::o);
+    float *sMax = reinterpret_cast<float *>(smem + L::stats);
+    float *sSum = sMax + kMmaRows;
+    float *sCorrection = sSum + kMmaRows;
+
+    const int tid = static_cast<int>(threadIdx.x);
+    const int lane = tid & 31;
+    const int warp = tid >> 5;
+    const int kvHead = static_cast<int>(blockIdx.z);
+    const int chunk = static_cast<int>(blockIdx.y);
+    const int rowsTotal = p.nTokens * p.group;
+    const int rowBase = static_cast<int>(blockIdx.x) * kMmaRows;
+    const int nRows = min(kMmaRows, rowsTotal - rowBase); // >= 1 by the grid size
+
+    for (int idx = tid; idx < kMmaRows * HD; idx += kMmaThreads) {
+        const int r = idx / HD;
+        const int d = idx - r * HD;
+        sQ[r * L::qStride + d] = __float2half_rn(queryElement(p, kvHead, rowBase, nRows, r, d));
+        sO[r * L::oStride + d] = 0.0f;
+    }
+    for (int r = tid; r < kMmaRows; r += kMmaThreads) {
+        sMax[r] = -INFINITY;
+        sSum[r] = 0.0f;
+    }
+
+    const int ctx = p.startPos + p.nTokens;
+    const int chunkStart = chunk * p.chunkLen;
+    const int chunkEnd = min(chunkStart + p.chunkLen, ctx);
+    const int blockLast = p.startPos + (rowBase + nRows - 1) / p.group; // the block's last visible position
+    const int end = min(chunkEnd, blockLast + 1);
+    const std::size_t vOffset = static_cast<std::size_t>(p.blockTokens) * static_cast<std::size_t>(p.kvDim);
+    const __half *arenaHead =
+        p.arena + static_cast<std::size_t>(p.layer) * 2 * vOffset + static_cast<std::size_t>(kvHead) * HD;
+    constexpr int hd4 = HD / 4;
+
+    for (int tileStart = chunkStart; tileStart < end; tileStart += kMmaKeys) {
+        const int nKeys = min(kMmaKeys, end - tileStart);
+        __syncthreads(); // the previous tile's K, V and P are no longer read (and Q, O are in place)
+        for (int idx = tid; idx < kMmaKeys * hd4; idx += kMmaThreads) {
+            const int j = idx / hd4;
+            const int c = idx - j * hd4;
+            // Four halves (8 bytes) at a time, copied as they are: the arena is fp16 already.
+            uint2 kBits = make_uint2(0u, 0u);
+            uint2 vBits = kBits; // positions past the tile end stay zero (0 * garbage could be NaN)
+            if (j < nKeys) {
+                const __half *kRow = keyRow(p, arenaHead, tileStart + j);
+                kBits = *reinterpret_cast<const uint2 *>(kRow + 4 * c);
+                vBits = *reinterpret_cast<const uint2 *>(kRow + vOffset + 4 * c);
+            }
+            *reinterpret_cast<uint2 *>(sK + j * L::kvStride + 4 * c) = kBits;
+            *reinterpret_cast<uint2 *>(sV + j * L::kvStride + 4 * c) = vBits;
+        }
+        __syncthreads();
+
+        // S = Q K^T for the warp's 16 rows: K's rows are the columns of K^T (a col-major operand).
+        {
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> scores[kMmaKeys / 16];
+#pragma unroll
+            for (int n = 0; n < kMmaKeys / 16; ++n)
+                wmma::fill_fragment(scores[n], 0.0f);
+#pragma unroll
+            for (int k0 = 0; k0 < HD; k0 += 16) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> a;
+                wmma::load_matrix_sync(a, sQ + warp * 16 * L::qStride + k0, L::qStride);
+#pragma unroll
+                for (int n = 0; n < kMmaKeys / 16; ++n) {
+                    wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::col_major> b;
+                    wmma::load_matrix_sync(b, sK + n * 16 * L::kvStride + k0, L::kvStride);
+                    wmma::mma_sync(scores[n], a, b, scores[n]);
+                }
+            }
+#pragma unroll
+            for (int n = 0; n < kMmaKeys / 16; ++n)
+                wmma::store_matrix_sync(sS + warp * 16 * L::sStride + n * 16, scores[n], L::sStride,
+                                        wmma::mem_row_major);
+        }
+        __syncthreads(); // S in place for every lane (a warp's lanes read what others stored)
+
+        // Online softmax, one row at a time: lanes take positions lane and lane + 32.
+        for (int rr = 0; rr < 16; ++rr) {
+            const int r = warp * 16 + rr;
+            const int lastPos = r < nRows ? p.startPos + (rowBase + r) / p.group : -1;
+            float x[2];
+#pragma unroll
+            for (int h = 0; h < 2; ++h) {
+                const int j = lane + 32 * h;
+                const bool visible = j < nKeys && tileStart + j <= lastPos;
+                x[h] = visible ? sS[r * L::sStride + j] * p.scale : -INFINITY;
+            }
+            const float oldMax = sMax[r];
+            const float newMax = fmaxf(oldMax, warpMax(fmaxf(x[0], x[1])));
+            float prob[2] = {0.0f, 0.0f};
+            float correction = 1.0f;
+            if (newMax != -INFINITY) { // warp-uniform: the row has seen a position
+                correction = expf(oldMax - newMax); // exp(-inf) = 0 before the first one
+                prob[0] = expf(x[0] - newMax);      // exp(-inf) = 0 for hidden positions
+                prob[1] = expf(x[1] - newMax);
+            }
+            const float tileSum = warpSum(prob[0] + prob[1]);
+            sP[r * L::pStride + lane] = __float2half_rn(prob[0]);
+            sP[r * L::pStride + lane + 32] = __float2half_rn(prob[1]);
+            if (lane == 0) {
+                sMax[r] = newMax;
+                sSum[r] = sSum[r] * correction + tileSum;
+                sCorrection[r] = correction;
+            }
+        }
+        __syncthreads(); // P and the corrections in place
+
+        // O = O * correction + P V for the warp's rows.
+        for (int idx = lane; idx < 16 * HD; idx += 32) {
+            const int r = warp * 16 + idx / HD;
+            const int d = idx % HD;
+            sO[r * L::oStride + d] *= sCorrection[r];
+        }
+        __syncthreads(); // the rescaled O is what the accumulators load
+#pragma unroll
+        for (int n = 0; n < HD / 16; ++n) {
+            wmma::fragment<wmma::accumulator, 16, 16, 16, float> o;
+            float *oTile = sO + warp * 16 * L::oStride + n * 16;
+            wmma::load_matrix_sync(o, oTile, L::oStride, wmma::mem_row_major);
+#pragma unroll
+            for (int k0 = 0; k0 < kMmaKeys; k0 += 16) {
+                wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> a;
+                wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::row_major> b;
+                wmma::load_matrix_sync(a, sP + warp * 16 * L::pStride + k0, L::pStride);
+                wmma::load_matrix_sync(b, sV + k0 * L::kvStride + n * 16, L::kvStride);
+                wmma::mma_sync(o, a, b, o);
+            }
+            wmma::store_matrix_sync(oTile, o, L::oStride, wmma::mem_row_major);
+        }
+    }
+    __syncthreads(); // O and the sums complete
+
+    for (int idx = tid; idx < kMmaRows * HD; idx += kMmaThreads) {
+        const int r = idx / HD;
+        const int d = idx - r * HD;
+        if (r >= nRows)
+            continue;
+        const std::int64_t outRow = outputRow(p, kvHead, rowBase + r);
+        if (p.direct) {
+            // sum > 0: the only chunk starts at position 0, which every row sees.
+            p.out[outRow * HD + d] = __float2half_rn(sO[r * L::oStride + d] / sSum[r]);
+        } else {
+            const std::int64_t slot = static_cast<std::int64_t>(chunk) * p.nTokens * p.nHeads + outRow;
+            p.partialO[slot * HD + d] = sO[r * L::oStride + d];
+            if (d == 0) {
+                p.partialML[2 * slot] = sMax[r];
+                p.partialML[2 * slot + 1] = sSum[r];
+            }
+        }
+    }
+}
+
+// One block per (token, head) row: out = sum_c w_c * O_c / sum_c w_c * l_c, w_c = exp(m_c - max m).
+// Chunks with sum 0 (no visible position) are skipped; chunk 0 is never such a chunk.
+__global__ void __launch_bounds__(kMergeThreads)
+    attentionMergeKernel(const float *__restrict__ partialO, const float *__restrict__ partialML, int nChunks,
+                         std::int64_t rowsAll, int headDim, __half *__restrict__ out)
+{
+    const std::int64_t row = blockIdx.x;
+    float globalMax = -INFINITY;
+    for (int c = 0; c < nChunks; ++c) {
+        const std::int64_t slot = c * rowsAll + row;
+        if (partialML[2 * slot + 1] > 0.0f)
+            globalMax = fmaxf(globalMax, partialML[2 * slot]);
+    }
+    float total = 0.0f;
+    for (int c = 0; c < nChunks; ++c) {
+        const std::int64_t slot = c * rowsAll + row;
+        const float l = partialML[2 * slot + 1];
+        if (l > 0.0f)
+            total += expf(partialML[2 * slot] - globalMax) * l;
+    }
+    const float inv = 1.0f / total;
+    for (int d = static_cast<int>(threadIdx.x); d < headDim; d += kMergeThreads) {
+        float value = 0.0f;
+        for (int c = 0; c < nChunks; ++c) {
+            const std::int64_t slot = c * rowsAll + row;
+            if (partialML[2 * slot + 1] > 0.0f)
+                value += expf(partialML[2 * slot] - globalMax) * partialO[slot * headDim + d];
+        }
+        out[row * headDim + d] = __float2half_rn(value * inv);
+    }
+}
+
+// The chunk count of a call with nTokens new tokens over ctx positions in all (see the top comment).
+std::int64_t attentionChunks(std::int64_t nTokens, std::int64_t ctx)
+{
+    const std::int64_t byLength = ceilDiv(ctx, kChunkMinPositions);
+    const std::int64_t byTokens = kChunkTokenBudget / nTokens;
+    return std::max<std::int64_t>(1, std::min({byLength, static_cast<std::int64_t>(kMaxChunks), byTokens}));
+}
+
+bool attentionShapeSupported(const AttentionShape &shape)
+{
+    return shape.nKvHeads > 0 && shape.nHeads > 0 && shape.nHeads % shape.nKvHeads == 0 && shape.headDim > 0 &&
+           shape.headDim <= kMaxHeadDim && shape.headDim % 8 == 0;
+}
+
+template <int DPL, int R>
+void launchAttention(const AttnParams &p, std::int64_t rowsTotal, std::int64_t nChunks, int nKvHeads,
+                     cudaStream_t stream)
+{
+    const dim3 grid(static_cast<unsigned>(ceilDiv(rowsTotal, kAttnWarps * R)), static_cast<unsigned>(nChunks),
+                    static_cast<unsigned>(nKvHeads));
+    const std::size_t smemBytes = attentionSmemBytes(p.headDim, R);
+    if (smemBytes > 48 * 1024)
+        cudaFuncSetAttribute(attentionKernel<DPL, R>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(smemBytes));
+    attentionKernel<DPL, R><<<grid, kAttnThreads, smemBytes, stream>>>(p);
+}
+
+// Rows per warp: as few as cover all rows of a small batch (a decode step of one token has `group`
+// rows), so that no warp computes empty rows and one block still reads each K/V tile once.
+template <int DPL>
+void launchAttentionRows(const AttnParams &p, std::int64_t rowsTotal, std::int64_t nChunks, int nKvHeads,
+                         cudaStream_t stream)
+{
+    if (rowsTotal <= kAttnWarps)
+        launchAttention<DPL, 1>(p, rowsTotal, nChunks, nKvHeads, stream);
+    else if (rowsTotal <= 2 * kAttnWarps)
+        launchAttention<DPL, 2>(p, rowsTotal, nChunks, nKvHeads, stream);
+    else
+        launchAttention<DPL, kMaxRowsPerWarp>(p, rowsTotal, nChunks, nKvHeads, stream);
+}
+
+} // namespace
+
+bool attentionUsesTensorCores(const AttentionShape &shape, std::int64_t nTokens)
+{
+    return attentionShapeSupported(shape) && (shape.headDim == 64 || shape.headDim == 128) &&
+           nTokens * (shape.nHeads / shape.nKvHeads) >= kMmaRows;
+}
+// Floats of workspace: partial outputs [nChunks][nTokens][nHeads][headDim] then (max, sum) pairs
+// [nChunks][nTokens][nHeads][2], i.e. nChunks * nTokens * nHeads * (headDim + 2) for the call.
+// Generous in two ways, so that one allocation sized for the largest batch and context covers every
+// call: the context is taken as contextTokens + nTokens (right whether the caller counts the new
+// tokens in contextTokens or not), and the value is the maximum over every batch size up to nTokens
+// (the chunk count falls as the batch grows), which makes it non-decreasing in both arguments.
+std::size_t attentionWorkspaceFloats(const AttentionShape &shape, std::int64_t nTokens, std::int32_t contextTokens)
+{
+    if (nTokens <= 0 || shape.nHeads <= 0 || shape.headDim <= 0)
+        return 0;
+    const std::int64_t ctx = std::max<std::int64_t>(contextTokens, 0) + nTokens;
+    std::int64_t rowChunks = nTokens * attentionChunks(nTokens, ctx);
+    for (std::int64_t n = 1; n <= std::min(nTokens, kChunkTokenBudget); ++n)
+        rowChunks = std::max(rowChunks, n * attentionChunks(n, ctx));
+    return static_cast<std::size_t>(rowChunks) * static_cast<std::size_t>(shape.nHeads) *
+           static_cast<std::size_t>(shape.headDim + 2);
+}
+
+void attention(const AttentionShape &shape, const float *q, const KvTarget &kv, std::int64_t nTokens,
+               std::int32_t startPos, float *workspace, Half *out, void *stream)
+{
+    if (nTokens <= 0)
+        return;
+    const cudaStream_t s = asStream(stream);
+    if (!attentionShapeSupported(shape)) {
+        // An empty grid fails with cudaErrorInvalidConfiguration: the caller's cudaGetLastError
+        // reports the unsupported shape instead of a silent no-op.
+        unsupportedShapeKernel<<<0, 1, 0, s>>>();
+        return;
+    }
+    const int hd = shape.headDim;
+    const int group = shape.nHeads / shape.nKvHeads;
+    const std::int64_t ctx = startPos + nTokens;
+    const std::int64_t nChunks = attentionChunks(nTokens, ctx);
+    const std::int64_t chunkLen = ceilDiv(ctx, nChunks);
+    const std::int64_t rowsTotal = nTokens * group; // per KV head
+    const std::int64_t rowsAll = nTokens * shape.nHeads;
+
+    AttnParams p{};
+    p.q = q;
+    p.arena = reinterpret_cast<const __half *>(kv.arena);
+    p.blockTable = kv.blockTable;
+    p.blockElements = kv.blockElements;
+    p.blockTokens = kv.blockTokens;
+    p.layer = kv.layer;
+    p.kvDim = kv.kvDim;
+    p.nHeads = shape.nHeads;
+    p.group = group;
+    p.headDim = hd;
+    p.scale = shape.scale;
+    p.nTokens = static_cast<int>(nTokens);
+    p.startPos = startPos;
+    p.chunkLen = static_cast<int>(chunkLen);
+    p.direct = nChunks == 1 ? 1 : 0;
+    p.out = reinterpret_cast<__half *>(out);
+    p.partialO = workspace;
+    p.partialML = workspace == nullptr ? nullptr : workspace + nChunks * rowsAll * hd;
+
+    if (attentionUsesTensorCores(shape, nTokens)) {
+        const dim3 grid(static_cast<unsigned>(ceilDiv(rowsTotal, kMmaRows)), static_cast<unsigned>(nChunks),
+                        static_cast<unsigned>(shape.nKvHeads));
+        if (hd == 64) {
+            constexpr std::size_t smemBytes = MmaLayout<64>::bytes;
+            cudaFuncSetAttribute(attentionMmaKernel<64>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 static_cast<int>(smemBytes));
+            attentionMmaKernel<64><<<grid, kMmaThreads, smemBytes, s>>>(p);
+        } else {
+            constexpr std::size_t smemBytes = MmaLayout<128>::bytes;
+            cudaFuncSetAttribute(attentionMmaKernel<128>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                 static_cast<int>(smemBytes));
+            attentionMmaKernel<128><<<grid, kMmaThreads, smemBytes, s>>>(p);
+        }
+    } else if (hd <= 64)
+        launchAttentionRows<2>(p, rowsTotal, nChunks, shape.nKvHeads, s);
+    else if (hd <= 128)
+        launchAttentionRows<4>(p, rowsTotal, nChunks, shape.nKvHeads, s);
+    else
+        launchAttentionRows<8>(p, rowsTotal, nChunks, shape.nKvHeads, s);
+    if (nChunks > 1)
+        attentionMergeKernel<<<static_cast<unsigned>(rowsAll), kMergeThreads, 0, s>>>(
+            p.partialO, p.partialML, static_cast<int>(nChunks), rowsAll, hd, p.out);
+}
+
+} // namespace kvchat::engine::cuda
