@@ -38,6 +38,43 @@ ChatEngine::~ChatEngine()
     m_model.reset();
 }
 
+Result<void> ChatEngine::setUpKv(const std::string &databasePath)
+{
+    const ChatEngineOptions &options = m_options;
+    const KvLayout layout = m_backend->kvLayout();
+    m_fingerprint = computeModelFingerprint(*m_model, layout, m_backend->kvFormat());
+    m_contextLimit = options.contextLimit > 0 ? std::min(options.contextLimit, m_model->config().nCtxTrain)
+                                              : m_model->config().nCtxTrain;
+    const std::uint32_t contextBlocks =
+        static_cast<std::uint32_t>((m_contextLimit + layout.blockTokens - 1) / layout.blockTokens) + 1;
+    std::size_t poolBytes = 0;
+    if (options.useCache) {
+        KvBudgets budgets = options.budgets.value_or(KvBudgets::machineDefaults(databasePath));
+        if (!options.budgets && m_backend->defaultDeviceKvBytes() > 0)
+            budgets.deviceBytes = m_backend->defaultDeviceKvBytes();
+        if (budgets.deviceBytes / layout.blockBytes() < 2)
+            return makeError("the device KV budget (" + std::to_string(budgets.deviceBytes >> 20) +
+                             " MiB) is smaller than two KV blocks of this model (" +
+                             std::to_string(layout.blockBytes() >> 10) + " KiB each)");
+        poolBytes = budgets.deviceBytes;
+        m_cache = std::make_unique<TieredKvCache>(layout, m_fingerprint, budgets, m_store.get(), m_backend->kvMemory());
+    } else {
+        poolBytes = contextBlocks * layout.blockBytes();
+        m_privatePool = std::make_unique<KvBlockPool>(layout, contextBlocks, m_backend->kvMemory());
+    }
+    // The KV memory of a long conversation is taken now, as llama.cpp clears its whole KV buffer
+    // at start-up, rather than page by page inside someone's first turn (a restore after a restart
+    // writes every byte of ~90 MB of blocks for 2,000 tokens of SmolLM2).
+    KvBlockPool &pool = m_cache ? m_cache->devicePool() : *m_privatePool;
+    if (!pool.valid())
+        return makeError(std::string("cannot reserve ") + std::to_string(poolBytes >> 20) + " MiB of " +
+                         (pool.memory().hostAccessible() ? "memory" : "GPU memory") +
+                         " for the KV cache (lower the device KV budget)");
+    const std::int32_t warmTokens = std::min(m_contextLimit, kCommittedKvTokens);
+    pool.commitBlocks(static_cast<std::uint32_t>((warmTokens + layout.blockTokens - 1) / layout.blockTokens));
+    return {};
+}
+
 Result<std::unique_ptr<ChatEngine>> ChatEngine::create(const std::string &modelPath, const std::string &databasePath,
                                                        const ChatEngineOptions &options)
 {
@@ -61,34 +98,18 @@ Result<std::unique_ptr<ChatEngine>> ChatEngine::create(const std::string &modelP
     BackendChoice choice = chooseBackend(options.backend, *engine->m_model, options.threads, options.kvBlockTokens);
     engine->m_backend = std::move(choice.backend);
     engine->m_backendNotice = std::move(choice.notice);
-    const KvLayout layout = engine->m_backend->kvLayout();
-    engine->m_fingerprint = computeModelFingerprint(*engine->m_model, layout, engine->m_backend->kvFormat());
-    engine->m_contextLimit = options.contextLimit > 0 ? std::min(options.contextLimit, engine->m_model->config().nCtxTrain)
-                                                      : engine->m_model->config().nCtxTrain;
-    const std::uint32_t contextBlocks =
-        static_cast<std::uint32_t>((engine->m_contextLimit + layout.blockTokens - 1) / layout.blockTokens) + 1;
-    if (options.useCache) {
-        KvBudgets budgets = options.budgets.value_or(KvBudgets::machineDefaults(databasePath));
-        if (!options.budgets && engine->m_backend->defaultDeviceKvBytes() > 0)
-            budgets.deviceBytes = engine->m_backend->defaultDeviceKvBytes();
-        if (budgets.deviceBytes / layout.blockBytes() < 2)
-            return makeError("the device KV budget (" + std::to_string(budgets.deviceBytes >> 20) +
-                             " MiB) is smaller than two KV blocks of this model (" +
-                             std::to_string(layout.blockBytes() >> 10) + " KiB each)");
-        engine->m_cache = std::make_unique<TieredKvCache>(layout, engine->m_fingerprint, budgets, engine->m_store.get(),
-                                                          engine->m_backend->kvMemory());
-    } else {
-        engine->m_privatePool = std::make_unique<KvBlockPool>(layout, contextBlocks, engine->m_backend->kvMemory());
+    auto kvReady = engine->setUpKv(databasePath);
+    if (!kvReady && engine->m_backend->name() != "cpu") {
+        // The GPU took the weights but cannot hold the KV cache as well: run on the CPU, whose KV
+        // is reserved address space taken as it fills, and say why.
+        engine->m_backendNotice = "running on the CPU: " + kvReady.error().message;
+        engine->m_cache.reset();
+        engine->m_privatePool.reset();
+        engine->m_backend = makeCpuBackend(*engine->m_model, options.threads, options.kvBlockTokens);
+        kvReady = engine->setUpKv(databasePath);
     }
-    // The KV memory of a long conversation is taken now, as llama.cpp clears its whole KV buffer
-    // at start-up, rather than page by page inside someone's first turn (a restore after a restart
-    // writes every byte of ~90 MB of blocks for 2,000 tokens of SmolLM2).
-    KvBlockPool &pool = engine->m_cache ? engine->m_cache->devicePool() : *engine->m_privatePool;
-    if (!pool.valid())
-        return makeError(std::string("cannot reserve ") + pool.memory().name() +
-                         " memory for the KV cache (lower the device KV budget)");
-    const std::int32_t warmTokens = std::min(engine->m_contextLimit, kCommittedKvTokens);
-    pool.commitBlocks(static_cast<std::uint32_t>((warmTokens + layout.blockTokens - 1) / layout.blockTokens));
+    if (!kvReady)
+        return kvReady.error();
     return engine;
 }
 
@@ -136,7 +157,7 @@ Result<void> ChatEngine::ensureTokenized(ConversationRecord &conversation, std::
 }
 
 Result<void> ChatEngine::repairInterruptedReplies(const ConversationRecord &conversation,
-                                                 std::vector<MessageRecord> &messages)
+                                                  std::vector<MessageRecord> &messages)
 {
     // A reply cut off by a crash holds the text saved so far but only its generation prompt as
     // tokens. Close it as the template would (prompt + text + suffix) so the next turn's sequence
@@ -225,10 +246,12 @@ Result<TurnResult> ChatEngine::runTurn(const TurnRequest &request)
         sequence.insert(sequence.end(), assistantPrefix.begin(), assistantPrefix.end());
     }
     if (static_cast<std::int32_t>(sequence.size()) >= m_contextLimit)
-        return makeError("the message needs " + std::to_string(sequence.size()) + " tokens with the system prompt; the context holds " +
-                         std::to_string(m_contextLimit));
+        return makeError("the message needs " + std::to_string(sequence.size()) +
+                         " tokens with the system prompt; the context holds " + std::to_string(m_contextLimit));
     if (conv.windowStart != windowBefore)
-        if (auto ok = m_store->setConversationTokens(conv.id, conv.systemTokens, conv.tokensFingerprint, conv.windowStart); !ok)
+        if (auto ok =
+                m_store->setConversationTokens(conv.id, conv.systemTokens, conv.tokensFingerprint, conv.windowStart);
+            !ok)
             return ok.error();
 
     auto assistant = m_store->appendMessage(conv.id, "assistant", "", false, assistantPrefix);

@@ -25,8 +25,8 @@ namespace kvchat::engine {
 
 struct ChatEngineOptions
 {
-    std::string backend = "cpu";      // "cpu", "cuda" (the CPU with a notice where it cannot) or "auto"
-    int threads = 0;                  // 0: one per hardware thread
+    std::string backend = "cpu"; // "cpu", "cuda" (the CPU with a notice where it cannot) or "auto"
+    int threads = 0;             // 0: one per hardware thread
     std::int32_t kvBlockTokens = 16;
     std::optional<KvBudgets> budgets; // unset: KvBudgets::machineDefaults
     bool useCache = true;             // false: recompute everything, cache nothing (the exactness reference)
@@ -49,7 +49,7 @@ struct TurnRequest
         onMessagesSaved;
     // Called when the first token's text is available, with the TTFT and its parts filled in.
     std::function<void(const TurnRecord &)> onFirstToken;
-    std::vector<float> *firstLogits = nullptr;    // exactness tests
+    std::vector<float> *firstLogits = nullptr; // exactness tests
 };
 
 struct TurnResult
@@ -59,8 +59,8 @@ struct TurnResult
     std::string reply;
     std::vector<TokenId> generated;
     StopReason stopReason = StopReason::MaxTokens;
-    TurnRecord record;          // what was stored for this turn (TTFT and its parts)
-    std::string warning;        // e.g. the disk tier was switched off during this turn
+    TurnRecord record;   // what was stored for this turn (TTFT and its parts)
+    std::string warning; // e.g. the disk tier was switched off during this turn
 };
 
 class ChatEngine
@@ -89,6 +89,9 @@ public:
 
 private:
     ChatEngine() = default;
+    // The KV layout, fingerprint, context limit and the cache (or the private pool) for m_backend,
+    // with the first blocks' memory taken; an error when the pool's memory cannot be reserved.
+    Result<void> setUpKv(const std::string &databasePath);
     Result<ConversationRecord> openConversation(const TurnRequest &request);
     Result<void> ensureTokenized(ConversationRecord &conversation, std::vector<MessageRecord> &messages);
     Result<void> repairInterruptedReplies(const ConversationRecord &conversation, std::vector<MessageRecord> &messages);
@@ -101,7 +104,7 @@ private:
     std::unique_ptr<Backend> m_backend;
     std::string m_backendNotice; // why the wanted GPU backend is not used; "" otherwise
     std::unique_ptr<SessionStore> m_store;
-    std::unique_ptr<TieredKvCache> m_cache;   // null with useCache = false
+    std::unique_ptr<TieredKvCache> m_cache;     // null with useCache = false
     std::unique_ptr<KvBlockPool> m_privatePool; // used with useCache = false
     ChatTemplate m_template = ChatTemplate::detect({});
     ModelFingerprint m_fingerprint;

@@ -13,6 +13,7 @@
 #endif
 #include "engine/model/llama_model.h"
 #include "engine/model/prompt_tokens.h"
+#include "engine/runtime/chat_engine.h"
 #include "tests/support/random_model.h"
 #include "tests/support/test_paths.h"
 
@@ -134,6 +135,7 @@ class CudaBackendTest : public QObject
 
 private slots:
     void fallsBackToTheCpuWithAReason();
+    void kvThatDoesNotFitTheGpuFallsBackToTheCpu();
     void matchesCpuOnRandomModels_data();
     void matchesCpuOnRandomModels();
     void tokenByTokenMatchesBatched();
@@ -164,6 +166,29 @@ void CudaBackendTest::fallsBackToTheCpuWithAReason()
     }
     // "auto" never leaves a notice: not having a GPU is not a problem there.
     QVERIFY(chooseBackend("auto", *model, 1).notice.empty());
+}
+
+void CudaBackendTest::kvThatDoesNotFitTheGpuFallsBackToTheCpu()
+{
+    SKIP_WITHOUT_GPU();
+    // The weights fit, a 1 TiB KV device tier does not (no GPU has that much): the engine runs on
+    // the CPU, whose KV pool is reserved address space, and says why; it does not fail to start.
+    const std::string path = m_dir.filePath("kv-too-big.gguf").toStdString();
+    writeRandomModel(path, smallGqaSpec(GgmlType::F16, 15));
+    ChatEngineOptions options;
+    options.backend = "cuda";
+    options.threads = 2;
+    KvBudgets budgets;
+    budgets.deviceBytes = std::size_t(1) << 40;
+    budgets.hostBytes = std::size_t(64) << 20;
+    options.budgets = budgets;
+    auto engine = ChatEngine::create(path, m_dir.filePath("kv-too-big.db").toStdString(), options);
+    QVERIFY2(engine.ok(), engine ? "" : engine.error().message.c_str());
+    QCOMPARE(std::string((*engine)->backend().name()), std::string("cpu"));
+    const std::string notice = (*engine)->backendNotice();
+    qInfo("%s", notice.c_str());
+    QVERIFY(notice.find("running on the CPU") != std::string::npos);
+    QVERIFY(notice.find("KV cache") != std::string::npos);
 }
 
 void CudaBackendTest::matchesCpuOnRandomModels_data()
