@@ -130,6 +130,41 @@ __device__ __forceinline__ const __half *keyRow(const AttnParams &p, const __hal
            static_cast<std::size_t>(pos % p.blockTokens) * p.kvDim;
 }
 
+// What one attention block works on: its KV head, chunk and rows (rowBase .. rowBase + nRows of
+// the KV head's flattened rows, nRows >= 1 by the grid size), the positions it walks
+// [chunkStart, end) (its chunk, cut at the last position its rows can see), and where its KV head's
+// slice of this layer starts. Within a block: K rows of a layer at ((layer * 2 + 0) * blockTokens
+// + row) * kvDim, V rows vOffset = blockTokens * kvDim elements further.
+struct BlockWork
+{
+    int kvHead;
+    int chunk;
+    int rowBase;
+    int nRows;
+    int chunkStart;
+    int end;
+    std::size_t vOffset;
+    const __half *arenaHead;
+};
+
+__device__ __forceinline__ BlockWork blockWork(const AttnParams &p, int rowsPerBlock)
+{
+    BlockWork w;
+    w.kvHead = static_cast<int>(blockIdx.z);
+    w.chunk = static_cast<int>(blockIdx.y);
+    w.rowBase = static_cast<int>(blockIdx.x) * rowsPerBlock;
+    w.nRows = min(rowsPerBlock, p.nTokens * p.group - w.rowBase);
+    const int ctx = p.startPos + p.nTokens;
+    w.chunkStart = w.chunk * p.chunkLen;
+    const int chunkEnd = min(w.chunkStart + p.chunkLen, ctx);
+    const int blockLast = p.startPos + (w.rowBase + w.nRows - 1) / p.group; // its last visible position
+    w.end = min(chunkEnd, blockLast + 1);
+    w.vOffset = static_cast<std::size_t>(p.blockTokens) * static_cast<std::size_t>(p.kvDim);
+    w.arenaHead = p.arena + static_cast<std::size_t>(p.layer) * 2 * w.vOffset +
+                  static_cast<std::size_t>(w.kvHead) * static_cast<std::size_t>(p.headDim);
+    return w;
+}
+
 std::size_t attentionSmemBytes(int headDim, int rowsPerWarp)
 {
     const std::size_t hd = static_cast<std::size_t>(headDim);
@@ -152,11 +187,8 @@ template <int DPL, int R> __global__ void __launch_bounds__(kAttnThreads) attent
     const int tid = static_cast<int>(threadIdx.x);
     const int lane = tid & 31;
     const int warp = tid >> 5;
-    const int kvHead = static_cast<int>(blockIdx.z);
-    const int chunk = static_cast<int>(blockIdx.y);
-    const int rowsTotal = p.nTokens * p.group;
-    const int rowBase = static_cast<int>(blockIdx.x) * kAttnRows;
-    const int nRows = min(kAttnRows, rowsTotal - rowBase); // >= 1 by the grid size
+    const BlockWork w = blockWork(p, kAttnRows);
+    const int kvHead = w.kvHead, chunk = w.chunk, rowBase = w.rowBase, nRows = w.nRows;
 
     for (int idx = tid; idx < kAttnRows * hd; idx += kAttnThreads) {
         const int r = idx / hd;
@@ -179,16 +211,9 @@ template <int DPL, int R> __global__ void __launch_bounds__(kAttnThreads) attent
             acc[s][i] = 0.0f;
     }
 
-    const int ctx = p.startPos + p.nTokens;
-    const int chunkStart = chunk * p.chunkLen;
-    const int chunkEnd = min(chunkStart + p.chunkLen, ctx);
-    const int blockLast = p.startPos + (rowBase + nRows - 1) / p.group; // the block's last visible position
-    const int end = min(chunkEnd, blockLast + 1);
-    // Within a block: K rows of this layer at ((layer * 2 + 0) * blockTokens + row) * kvDim, V rows
-    // blockTokens * kvDim floats further; this KV head's slice starts at kvHead * hd.
-    const std::size_t vOffset = static_cast<std::size_t>(p.blockTokens) * static_cast<std::size_t>(p.kvDim);
-    const __half *arenaHead =
-        p.arena + static_cast<std::size_t>(p.layer) * 2 * vOffset + static_cast<std::size_t>(kvHead) * hd;
+    const int chunkStart = w.chunkStart, end = w.end;
+    const std::size_t vOffset = w.vOffset;
+    const __half *arenaHead = w.arenaHead;
 
     for (int tileStart = chunkStart; tileStart < end; tileStart += kKeyTile) {
         const int nKeys = min(kKeyTile, end - tileStart);
@@ -359,11 +384,8 @@ template <int HD> __global__ void __launch_bounds__(kMmaThreads) attentionMmaKer
     const int tid = static_cast<int>(threadIdx.x);
     const int lane = tid & 31;
     const int warp = tid >> 5;
-    const int kvHead = static_cast<int>(blockIdx.z);
-    const int chunk = static_cast<int>(blockIdx.y);
-    const int rowsTotal = p.nTokens * p.group;
-    const int rowBase = static_cast<int>(blockIdx.x) * kMmaRows;
-    const int nRows = min(kMmaRows, rowsTotal - rowBase); // >= 1 by the grid size
+    const BlockWork w = blockWork(p, kMmaRows);
+    const int kvHead = w.kvHead, chunk = w.chunk, rowBase = w.rowBase, nRows = w.nRows;
 
     for (int idx = tid; idx < kMmaRows * HD; idx += kMmaThreads) {
         const int r = idx / HD;
@@ -376,14 +398,9 @@ template <int HD> __global__ void __launch_bounds__(kMmaThreads) attentionMmaKer
         sSum[r] = 0.0f;
     }
 
-    const int ctx = p.startPos + p.nTokens;
-    const int chunkStart = chunk * p.chunkLen;
-    const int chunkEnd = min(chunkStart + p.chunkLen, ctx);
-    const int blockLast = p.startPos + (rowBase + nRows - 1) / p.group; // the block's last visible position
-    const int end = min(chunkEnd, blockLast + 1);
-    const std::size_t vOffset = static_cast<std::size_t>(p.blockTokens) * static_cast<std::size_t>(p.kvDim);
-    const __half *arenaHead =
-        p.arena + static_cast<std::size_t>(p.layer) * 2 * vOffset + static_cast<std::size_t>(kvHead) * HD;
+    const int chunkStart = w.chunkStart, end = w.end;
+    const std::size_t vOffset = w.vOffset;
+    const __half *arenaHead = w.arenaHead;
     constexpr int hd4 = HD / 4;
 
     for (int tileStart = chunkStart; tileStart < end; tileStart += kMmaKeys) {
