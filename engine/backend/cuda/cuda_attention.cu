@@ -369,7 +369,9 @@ template <int HD> struct MmaLayout
 template <int HD> __global__ void __launch_bounds__(kMmaThreads) attentionMmaKernel(const AttnParams p)
 {
     using L = MmaLayout<HD>;
-    extern __shared__ float4 smemVec[];
+    // WMMA pointers must be 32-byte aligned; every MmaLayout offset is, and so must the base be
+    // (float4 alone promises 16).
+    extern __shared__ __align__(128) float4 smemVec[];
     char *smem = reinterpret_cast<char *>(smemVec);
     __half *sQ = reinterpret_cast<__half *>(smem + L::q);
     __half *sK = reinterpret_cast<__half *>(smem + L::k);
@@ -583,6 +585,22 @@ void launchAttention(const AttnParams &p, std::int64_t rowsTotal, std::int64_t n
 
 // Rows per warp: as few as cover all rows of a small batch (a decode step of one token has `group`
 // rows), so that no warp computes empty rows and one block still reads each K/V tile once.
+// The dynamic shared memory a block of this device may opt in to (asked once; 48 KiB, what every
+// GPU allows without opting in, when the query fails).
+std::size_t maxOptInSharedBytes()
+{
+    static const std::size_t bytes = [] {
+        int device = 0, value = 0;
+        if (cudaGetDevice(&device) != cudaSuccess ||
+            cudaDeviceGetAttribute(&value, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess) {
+            cudaGetLastError();
+            return std::size_t(48 * 1024);
+        }
+        return static_cast<std::size_t>(value);
+    }();
+    return bytes;
+}
+
 template <int DPL>
 void launchAttentionRows(const AttnParams &p, std::int64_t rowsTotal, std::int64_t nChunks, int nKvHeads,
                          cudaStream_t stream)
@@ -599,8 +617,14 @@ void launchAttentionRows(const AttnParams &p, std::int64_t rowsTotal, std::int64
 
 bool attentionUsesTensorCores(const AttentionShape &shape, std::int64_t nTokens)
 {
-    return attentionShapeSupported(shape) && (shape.headDim == 64 || shape.headDim == 128) &&
-           nTokens * (shape.nHeads / shape.nKvHeads) >= kMmaRows;
+    if (!attentionShapeSupported(shape) || (shape.headDim != 64 && shape.headDim != 128) ||
+        nTokens * (shape.nHeads / shape.nKvHeads) < kMmaRows)
+        return false;
+    // A100 and H100 let a block opt in to 163 / 227 KiB of shared memory, the sm_86/89 GPUs
+    // (RTX 30xx/40xx, A10, L4) only 99 KiB: there the hd-128 form does not fit and the CUDA-core
+    // kernel takes the batch.
+    const std::size_t needed = shape.headDim == 64 ? MmaLayout<64>::bytes : MmaLayout<128>::bytes;
+    return needed <= maxOptInSharedBytes();
 }
 // Floats of workspace: partial outputs [nChunks][nTokens][nHeads][headDim] then (max, sum) pairs
 // [nChunks][nTokens][nHeads][2], i.e. nChunks * nTokens * nHeads * (headDim + 2) for the call.

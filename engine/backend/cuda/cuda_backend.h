@@ -49,8 +49,8 @@ public:
 
     Result<void> forward(std::span<const TokenId> tokens, KvSequence &seq, LogitsMode mode,
                          std::vector<float> &logits) override;
-    // Selects the candidates on the device (up to kMaxDeviceCandidates of them; more: on the
-    // host) and copies back only those, as part of the decode step's graph.
+    // Selects the candidates on the device, inside the decode step's graph (up to
+    // kMaxDeviceCandidates of them; more: on the host), and copies back only those.
     Result<void> forwardCandidates(std::span<const TokenId> tokens, KvSequence &seq, const CandidateRequest &request,
                                    std::vector<TokenCandidate> &out) override;
 

@@ -34,6 +34,8 @@
 //                         (emulated_threads.cpp), to expose races between threads.
 //   EMU_POISON=0          do not fill new device and pinned allocations with garbage.
 //   EMU_DEVICE_BYTES=N    device memory size in bytes (default 80 GiB), for out-of-memory paths.
+//   EMU_SMEM_OPTIN=N      the shared memory a block may opt in to (default 232448, an H100's; an
+//                         RTX 30xx/40xx or L4 allows 101376).
 //   EMU_TRACE=1           log every API call and every piece of work as it is queued and run.
 // The strictest run is the default plus EMU_LEGACY_LAST=1 EMU_REVERSE=1;
 // run-emulated-gpu-tests.sh runs both tests with the defaults and with that.
@@ -72,6 +74,8 @@ const Config &config()
         .trace = envFlag("EMU_TRACE", false),
         .deviceBytes = std::getenv("EMU_DEVICE_BYTES") ? std::strtoull(std::getenv("EMU_DEVICE_BYTES"), nullptr, 10)
                                                        : (std::size_t(80) << 30),
+        .smemOptIn = std::getenv("EMU_SMEM_OPTIN") ? std::strtoull(std::getenv("EMU_SMEM_OPTIN"), nullptr, 10)
+                                                   : std::size_t(232448),
     };
     return c;
 }
@@ -376,13 +380,29 @@ cudaError_t cudaGetDeviceProperties(struct cudaDeviceProp *prop, int device)
     prop->multiProcessorCount = 132;
     prop->totalGlobalMem = config().deviceBytes;
     prop->sharedMemPerBlock = 48 * 1024;
-    prop->sharedMemPerBlockOptin = 227 * 1024;
+    prop->sharedMemPerBlockOptin = config().smemOptIn;
     prop->sharedMemPerMultiprocessor = 228 * 1024;
     prop->warpSize = 32;
     prop->maxThreadsPerBlock = 1024;
     prop->maxThreadsDim[0] = 1024, prop->maxThreadsDim[1] = 1024, prop->maxThreadsDim[2] = 64;
     prop->maxGridSize[0] = 2147483647, prop->maxGridSize[1] = 65535, prop->maxGridSize[2] = 65535;
     prop->unifiedAddressing = 1;
+    return cudaSuccess;
+}
+
+cudaError_t cudaGetDevice(int *device)
+{
+    *device = 0;
+    return cudaSuccess;
+}
+
+cudaError_t cudaDeviceGetAttribute(int *value, enum cudaDeviceAttr attr, int device)
+{
+    if (checkDevice(device) != cudaSuccess)
+        return cudaErrorInvalidDevice;
+    if (attr != cudaDevAttrMaxSharedMemoryPerBlockOptin)
+        fatal("cudaDeviceGetAttribute(%d): not emulated", static_cast<int>(attr));
+    *value = static_cast<int>(config().smemOptIn);
     return cudaSuccess;
 }
 
@@ -650,7 +670,7 @@ const char *cudaGetErrorString(cudaError_t e)
 cudaError_t cudaFuncSetAttribute(const void *func, cudaFuncAttribute attr, int value)
 {
     if (attr == cudaFuncAttributeMaxDynamicSharedMemorySize) {
-        if (value < 0 || value > 227 * 1024)
+        if (value < 0 || static_cast<std::size_t>(value) > config().smemOptIn)
             return fail(cudaErrorInvalidValue);
         maxDynSmem[func] = value;
     }

@@ -21,6 +21,7 @@ struct Config
     bool poison;             // EMU_POISON
     bool trace;              // EMU_TRACE
     std::size_t deviceBytes; // EMU_DEVICE_BYTES
+    std::size_t smemOptIn;   // EMU_SMEM_OPTIN
 };
 const Config &config();
 

@@ -14,6 +14,7 @@
 // missing __threadfence or volatile goes unnoticed), and anything about time or occupancy.
 #include "emulated_kernel_shim.h"
 
+#include <cstdlib>
 #include <memory>
 #include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
@@ -187,7 +188,13 @@ void runGrid(dim3 grid, dim3 block, std::size_t smem, const std::function<void()
     g_gridDim = grid;
     g_blockDim = block;
     fibers.resize(nThreads);
-    std::unique_ptr<char[]> smemBuf(smem ? new char[smem] : nullptr);
+    // 128-byte aligned, as a GPU's dynamic shared memory is in practice and as kernels may declare.
+    struct AlignedFree
+    {
+        void operator()(char *p) const { std::free(p); }
+    };
+    std::unique_ptr<char, AlignedFree> smemBuf(
+        smem ? static_cast<char *>(std::aligned_alloc(128, (smem + 127) / 128 * 128)) : nullptr);
     for (unsigned bz = 0; bz < grid.z; ++bz)
         for (unsigned by = 0; by < grid.y; ++by)
             for (unsigned bx = 0; bx < grid.x; ++bx) {

@@ -23,10 +23,15 @@ if s.count('#include <cuda_runtime.h>\n') != 1:
     sys.exit(f'{src}: expected one #include <cuda_runtime.h>')
 s = s.replace('#include <cuda_runtime.h>\n', '#include "emulated_kernel_shim.h"\n')
 
-shared = 'extern __shared__ float4 smemVec[];'
-if 'extern __shared__' in s.replace(shared, ''):
-    sys.exit(f'{src}: dynamic shared arrays must be declared as `{shared}`; teach this script the new one')
-s = s.replace(shared, 'float4 *smemVec = emu::dynamicSmem<float4>();')
+shared = re.compile(r'extern __shared__ (?:__align__\((\d+)\) )?float4 smemVec\[\];')
+if 'extern __shared__' in shared.sub('', s):
+    sys.exit(f'{src}: dynamic shared arrays must be declared as `extern __shared__ [__align__(N)] float4 smemVec[];`;'
+             ' teach this script the new one')
+# The emulator's dynamic shared memory is 128-byte aligned: __align__ up to 128 holds as it is.
+for m in shared.finditer(s):
+    if m.group(1) and int(m.group(1)) > 128:
+        sys.exit(f'{src}: __align__({m.group(1)}) on dynamic shared memory: the emulator aligns it to 128')
+s = shared.sub('float4 *smemVec = emu::dynamicSmem<float4>();', s)
 
 launch = re.compile(r'(\w+(?:<[\w, ]+>)?)<<<(.*?)>>>\((.*?)\);', re.S)
 
