@@ -30,14 +30,17 @@ Result<void> Backend::forwardCandidates(std::span<const TokenId> tokens, KvSeque
 }
 
 void forEachMicroBatch(std::int64_t n, std::int64_t maxBatch, LogitsMode mode, std::int32_t nVocab,
-                       std::vector<float> &logits, const std::function<void(std::int64_t, std::int64_t, float *)> &run)
+                       std::vector<float> *logits, const std::function<void(std::int64_t, std::int64_t, float *)> &run)
 {
     const std::int64_t nOutputs = mode == LogitsMode::All ? n : 1;
-    logits.resize(static_cast<std::size_t>(nOutputs * nVocab));
+    if (logits != nullptr)
+        logits->resize(static_cast<std::size_t>(nOutputs * nVocab));
     for (std::int64_t begin = 0; begin < n; begin += maxBatch) {
         const std::int64_t end = std::min(n, begin + maxBatch);
-        float *chunkLogits =
-            mode == LogitsMode::All ? logits.data() + begin * nVocab : (end == n ? logits.data() : nullptr);
+        float *chunkLogits = nullptr;
+        if (logits != nullptr)
+            chunkLogits =
+                mode == LogitsMode::All ? logits->data() + begin * nVocab : (end == n ? logits->data() : nullptr);
         run(begin, end, chunkLogits);
     }
 }

@@ -63,12 +63,13 @@ private:
 // of the first token (seq.nTokens()), or the error for forward() to return (seq unchanged).
 Result<std::int32_t> beginForward(std::span<const TokenId> tokens, std::int32_t nVocab, KvSequence &seq);
 
-// Splits a forward pass over n tokens into micro-batches of at most maxBatch tokens, sizes logits
+// Splits a forward pass over n tokens into micro-batches of at most maxBatch tokens, sizes *logits
 // for mode, and calls run(begin, end, chunkLogits) for each in order; chunkLogits is where that
 // micro-batch's wanted logits go (every row with LogitsMode::All, the last token's in the last
-// micro-batch with LogitsMode::Last), or nullptr when it has none to give.
+// micro-batch with LogitsMode::Last), or nullptr when it has none to give. logits may be nullptr
+// (the caller keeps its outputs elsewhere): then every chunkLogits is nullptr.
 void forEachMicroBatch(std::int64_t n, std::int64_t maxBatch, LogitsMode mode, std::int32_t nVocab,
-                       std::vector<float> &logits,
+                       std::vector<float> *logits,
                        const std::function<void(std::int64_t begin, std::int64_t end, float *chunkLogits)> &run);
 
 // The reference CPU backend. nThreads <= 0: one per hardware thread.
@@ -76,7 +77,8 @@ std::unique_ptr<Backend> makeCpuBackend(const LlamaModel &model, int nThreads, s
 
 // The CUDA backend on device 0 (engine/backend/cuda/), or why it cannot run: built without CUDA,
 // no usable GPU, not enough GPU memory for the weights. nThreads: host threads for loading.
-Result<std::unique_ptr<Backend>> makeCudaBackend(const LlamaModel &model, int nThreads, std::int32_t kvBlockTokens = 16);
+Result<std::unique_ptr<Backend>> makeCudaBackend(const LlamaModel &model, int nThreads,
+                                                 std::int32_t kvBlockTokens = 16);
 // "" when this binary has the CUDA backend and a GPU it can use; else why not.
 std::string cudaUnavailableReason();
 

@@ -5,6 +5,15 @@
 
 namespace kvchat::engine {
 
+TokenId argmax(std::span<const float> logits)
+{
+    TokenId best = 0;
+    for (std::size_t i = 1; i < logits.size(); ++i)
+        if (logits[i] > logits[static_cast<std::size_t>(best)])
+            best = static_cast<TokenId>(i);
+    return best;
+}
+
 void selectCandidates(std::span<float> logits, const CandidateRequest &request, std::vector<TokenCandidate> &out)
 {
     if (request.repeatPenalty != 1.0f)
@@ -16,13 +25,9 @@ void selectCandidates(std::span<float> logits, const CandidateRequest &request, 
     if (logits.empty())
         return;
     const std::size_t k = std::min(static_cast<std::size_t>(std::max(request.k, 1)), logits.size());
-    if (k == 1) {
-        // Greedy: the first maximum, in one pass (NaN never wins, as in a plain argmax loop).
-        std::size_t best = 0;
-        for (std::size_t i = 1; i < logits.size(); ++i)
-            if (logits[i] > logits[best])
-                best = i;
-        out.push_back({static_cast<TokenId>(best), logits[best]});
+    if (k == 1) { // greedy: one pass
+        const TokenId best = argmax(logits);
+        out.push_back({best, logits[static_cast<std::size_t>(best)]});
         return;
     }
     out.reserve(logits.size());

@@ -34,6 +34,9 @@ inline float penalisedLogit(float logit, float penalty)
     return logit > 0.0f ? logit / penalty : logit * penalty;
 }
 
+// Index of the first largest value by operator> (so a NaN is passed over, unless it is at index 0).
+TokenId argmax(std::span<const float> logits);
+
 // The reference selection, on the host: applies the penalty to logits in place (they are scratch
 // afterwards, as on the device), then writes the best min(k, logits.size()) candidates to out.
 void selectCandidates(std::span<float> logits, const CandidateRequest &request, std::vector<TokenCandidate> &out);

@@ -6,15 +6,6 @@
 
 namespace kvchat::engine {
 
-TokenId argmax(std::span<const float> logits)
-{
-    TokenId best = 0;
-    for (std::size_t i = 1; i < logits.size(); ++i)
-        if (logits[i] > logits[static_cast<std::size_t>(best)])
-            best = static_cast<TokenId>(i);
-    return best;
-}
-
 Sampler::Sampler(const SamplingParams &params) : m_params(params), m_rng(params.seed) {}
 
 TokenId Sampler::sample(std::span<const float> logits, std::span<const TokenId> history)

@@ -57,7 +57,5 @@ private:
     std::vector<TokenCandidate> m_selected;
 };
 
-// Index of the largest value; the lowest index on ties.
-TokenId argmax(std::span<const float> logits);
 
 } // namespace kvchat::engine

@@ -152,11 +152,12 @@ Result<void> CpuBackend::forward(std::span<const TokenId> tokens, KvSequence &se
     // Long prompts go through in micro-batches: activations for 256 tokens are enough to reuse
     // every weight panel many times, and the scratch memory stays bounded (a 2k-token prompt of a
     // 1B model would otherwise need ~200 MB of it). Chunking does not change a single bit.
-    forEachMicroBatch(n, kMaxMicroBatch, mode, c.nVocab, logits, [&](std::int64_t begin, std::int64_t end, float *out) {
-        forwardMicroBatch(tokens.subspan(sz(begin), sz(end - begin)), seq, startPos + static_cast<std::int32_t>(begin),
-                          mode, out);
-        seq.setTokenCount(startPos + static_cast<std::int32_t>(end));
-    });
+    forEachMicroBatch(n, kMaxMicroBatch, mode, c.nVocab, &logits,
+                      [&](std::int64_t begin, std::int64_t end, float *out) {
+                          forwardMicroBatch(tokens.subspan(sz(begin), sz(end - begin)), seq,
+                                            startPos + static_cast<std::int32_t>(begin), mode, out);
+                          seq.setTokenCount(startPos + static_cast<std::int32_t>(end));
+                      });
     return {};
 }
 
@@ -211,8 +212,8 @@ void CpuBackend::forwardMicroBatch(std::span<const TokenId> tokens, KvSequence &
     const std::int64_t first = mode == LogitsMode::All ? 0 : n - 1;
     const std::int64_t nOut = n - first;
     for (std::int64_t t = first; t < n; ++t)
-        rmsNorm(m_xNorm.data() + (t - first) * c.nEmbd, m_x.data() + t * c.nEmbd, m_model.outputNorm().data(),
-                c.nEmbd, c.rmsEps);
+        rmsNorm(m_xNorm.data() + (t - first) * c.nEmbd, m_x.data() + t * c.nEmbd, m_model.outputNorm().data(), c.nEmbd,
+                c.rmsEps);
     bool quantized = false;
     project(m_model.output(), m_xNorm.data(), nOut, logits, quantized);
 }

@@ -143,7 +143,6 @@ struct CudaBackend::State
     // and their pinned host copy.
     DeviceBuffer penalisedIds, candidateWorkspace, candidateKeys;
     std::unique_ptr<PinnedBuffer> hostCandidateKeys;
-    std::vector<float> candidateRunLogits; // forEachMicroBatch's sizing in a candidates run
     std::vector<float> hostCosSin;
     std::vector<std::int32_t> hostBlockTable;
 
@@ -166,9 +165,9 @@ struct CudaBackend::State
     void allocateScratch();
     std::size_t scratchBytes() const;
     void gemm(const DeviceMatrix &w, const Half *x, std::int64_t nTokens, float *y, float beta);
-    // One micro-batch. hostLogits: where its logits go (nullptr: it has none to give); with a
-    // candidate request, hostLogits only marks the micro-batch that gives the output, and the
-    // last position's candidates go to *candidates instead.
+    // One micro-batch. hostLogits: where its logits go (nullptr: it has none to give). request
+    // (only for the last micro-batch of a forwardCandidates call): its last position's candidates
+    // go to *candidates instead.
     // waitLayers: a layered restore is in flight; each layer waits for its rows before using them.
     void forwardMicroBatch(std::span<const TokenId> tokens, std::int32_t startPos, const KvTarget &kvBase,
                            LogitsMode mode, float *hostLogits, const CandidateRequest *request,
@@ -487,13 +486,12 @@ Result<void> CudaBackend::run(std::span<const TokenId> tokens, KvSequence &seq, 
         kv.blockElements = s.kvLayout.blockElements();
         kv.kvDim = c.kvDim();
 
-        // With a candidate request the logits stay on the device; forEachMicroBatch still sizes
-        // a host vector (one row, kept between calls) whose pointer marks the output micro-batch.
-        forEachMicroBatch(n, kMaxMicroBatch, mode, c.nVocab, logits != nullptr ? *logits : s.candidateRunLogits,
+        // With a candidate request the logits stay on the device: the last micro-batch selects.
+        forEachMicroBatch(n, kMaxMicroBatch, mode, c.nVocab, logits,
                           [&](std::int64_t begin, std::int64_t end, float *out) {
                               s.forwardMicroBatch(tokens.subspan(sz(begin), sz(end - begin)),
-                                                  startPos + static_cast<std::int32_t>(begin), kv, mode, out, request,
-                                                  candidates, waitLayers && begin == 0);
+                                                  startPos + static_cast<std::int32_t>(begin), kv, mode, out,
+                                                  end == n ? request : nullptr, candidates, waitLayers && begin == 0);
                           });
         KVCHAT_CUDA_CHECK(cudaStreamSynchronize(s.stream));
         if (waitLayers)
@@ -531,22 +529,23 @@ void CudaBackend::State::forwardMicroBatch(std::span<const TokenId> ids, std::in
                                       cudaMemcpyHostToDevice, stream));
     const AttentionShape shape{c.nHeads, c.nKvHeads, c.headDim, 1.0f / std::sqrt(static_cast<float>(c.headDim))};
     workspace.reserve(attentionWorkspaceFloats(shape, n, startPos + static_cast<std::int32_t>(n)) * sizeof(float));
-    const bool givesOutput = hostLogits != nullptr;
-    const CandidateRequest *select = givesOutput ? request : nullptr;
-    const std::int64_t firstLogit = !givesOutput ? n : (mode == LogitsMode::All && select == nullptr) ? 0 : n - 1;
+    const std::int64_t firstLogit = request != nullptr        ? n - 1
+                                    : hostLogits == nullptr   ? n
+                                    : mode == LogitsMode::All ? 0
+                                                              : n - 1;
     const std::int64_t nOut = n - firstLogit;
     logits.reserve(sz(std::max<std::int64_t>(nOut, 1) * c.nVocab) * sizeof(float));
-    if (select != nullptr) {
-        candidateWorkspace.reserve(candidatesWorkspaceKeys(c.nVocab, select->k) * sizeof(std::uint64_t));
-        if (!select->penalised.empty() && select->repeatPenalty != 1.0f) {
-            penalisedIds.reserve(select->penalised.size() * sizeof(std::int32_t));
-            KVCHAT_CUDA_CHECK(cudaMemcpyAsync(penalisedIds.as<void>(), select->penalised.data(),
-                                              select->penalised.size() * sizeof(std::int32_t), cudaMemcpyHostToDevice,
+    if (request != nullptr) {
+        candidateWorkspace.reserve(candidatesWorkspaceKeys(c.nVocab, request->k) * sizeof(std::uint64_t));
+        if (!request->penalised.empty() && request->repeatPenalty != 1.0f) {
+            penalisedIds.reserve(request->penalised.size() * sizeof(std::int32_t));
+            KVCHAT_CUDA_CHECK(cudaMemcpyAsync(penalisedIds.as<void>(), request->penalised.data(),
+                                              request->penalised.size() * sizeof(std::int32_t), cudaMemcpyHostToDevice,
                                               stream));
         }
     }
 
-    const auto enqueue = [&] { enqueueLayers(n, startPos, kvBase, firstLogit, select, waitLayers); };
+    const auto enqueue = [&] { enqueueLayers(n, startPos, kvBase, firstLogit, request, waitLayers); };
     // Not captured while a restore is landing: the capture would depend on the copy stream's
     // events from outside it.
     if (n == 1 && graphStats.enabled && !waitLayers)
@@ -556,8 +555,8 @@ void CudaBackend::State::forwardMicroBatch(std::span<const TokenId> ids, std::in
 
     if (nOut == 0)
         return; // a micro-batch before the last, with only the last token's logits wanted
-    if (select != nullptr) {
-        const std::size_t k = sz(select->k);
+    if (request != nullptr) {
+        const std::size_t k = sz(request->k);
         KVCHAT_CUDA_CHECK(cudaMemcpyAsync(hostCandidateKeys->as<void>(), candidateKeys.as<void>(),
                                           k * sizeof(std::uint64_t), cudaMemcpyDeviceToHost, stream));
         KVCHAT_CUDA_CHECK(cudaStreamSynchronize(stream));

@@ -89,6 +89,8 @@ std::size_t candidatesWorkspaceKeys(std::int32_t n, std::int32_t k);
 // (otherwise the launch fails with cudaErrorInvalidConfiguration).
 void selectCandidates(const float *logits, std::int32_t n, std::int32_t k, std::uint64_t *workspace, std::uint64_t *out,
                       void *stream);
+// TokenCandidate's fields; its own type because this header is also compiled as C++17 by nvcc,
+// and token_candidates.h is C++20.
 struct TokenCandidateBits
 {
     std::int32_t id;

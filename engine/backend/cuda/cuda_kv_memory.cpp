@@ -88,26 +88,26 @@ void CudaKvMemory::freeHost(void *p, std::size_t bytes)
 
 void CudaKvMemory::copyToPool(void *poolDst, const void *hostSrc, std::size_t bytes)
 {
-    if (m_layering && bytes == m_layerBytes * static_cast<std::size_t>(m_nLayers)) {
-        m_queued.push_back({poolDst, hostSrc, true});
-        return;
-    }
-    issueQueued();
-    m_otherCopiesPending = true;
-    KVCHAT_CUDA_CHECK(cudaMemcpyAsync(poolDst, hostSrc, bytes, cudaMemcpyHostToDevice, asStream(m_stream)));
+    copyIntoPool(poolDst, hostSrc, bytes, true);
 }
 
 void CudaKvMemory::copyWithinPool(void *poolDst, const void *poolSrc, std::size_t bytes)
 {
+    copyIntoPool(poolDst, poolSrc, bytes, false);
+}
+
+void CudaKvMemory::copyIntoPool(void *dst, const void *src, std::size_t bytes, bool fromHost)
+{
+    // A whole block during a layered restore is queued: layer l of a copy within the pool is then
+    // issued after layer l of every upload before it, which is all it can read.
     if (m_layering && bytes == m_layerBytes * static_cast<std::size_t>(m_nLayers)) {
-        // Layer l of this copy is issued after layer l of every upload before it, which is all
-        // it can read.
-        m_queued.push_back({poolDst, poolSrc, false});
+        m_queued.push_back({dst, src, fromHost});
         return;
     }
     issueQueued();
     m_otherCopiesPending = true;
-    KVCHAT_CUDA_CHECK(cudaMemcpyAsync(poolDst, poolSrc, bytes, cudaMemcpyDeviceToDevice, asStream(m_stream)));
+    KVCHAT_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, fromHost ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToDevice,
+                                      asStream(m_stream)));
 }
 
 void CudaKvMemory::copyFromPool(void *hostDst, const void *poolSrc, std::size_t bytes)

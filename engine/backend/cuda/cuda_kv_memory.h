@@ -60,6 +60,8 @@ private:
     };
     // Issues the queued copies layer-major, recording m_layerReady[l] after layer l's.
     void issueQueued();
+    // copyToPool (fromHost) and copyWithinPool: queued while layering, else issued now.
+    void copyIntoPool(void *dst, const void *src, std::size_t bytes, bool fromHost);
 
     int m_device;
     void *m_stream = nullptr; // cudaStream_t
