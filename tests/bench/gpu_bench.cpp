@@ -1,13 +1,16 @@
 // SPDX-License-Identifier: MIT
 // kvchat-bench-gpu: the CUDA backend's speed against the GPU's own limits (issue 6). For one model:
 //   prefill tokens/s at 512 and 2,048 tokens, and the share of the GPU's peak dense fp16 tensor
-//     FLOP rate that is (2 x matrix parameters x tokens + causal attention FLOPs);
+//     FLOP rate that is (2 x matrix parameters x tokens + causal attention FLOPs); 2,048 also in
+//     passes of 256 tokens, to show what the backend's larger micro-batch is worth;
 //   decode tokens/s at context 0 and 1,024, and the share of the bandwidth roofline: bytes one
 //     token reads (fp16 weights + fp16 KV of the context) / the device-to-device copy bandwidth
-//     measured here; a step runs as generation runs it (a CUDA graph, the top 40 candidates
-//     picked on the device), and again without the graph and copying all logits, for comparison;
+//     measured here; a step runs as generation runs it (a CUDA graph, fused matrix-vector
+//     projections, the top 40 candidates picked on the device), and again without the graph,
+//     copying all logits, and with cuBLAS projections, for comparison;
 //   TTFT for a 2,000-token history + 30 new tokens: cold (all 2,030 computed), history on the
-//     device, restored from pinned host memory, restored from the disk store; and the 30 tokens
+//     device, restored from pinned host memory (layer by layer, overlapping the prefill, as the
+//     session cache does), restored from the disk store; and the 30 tokens
 //     alone on an empty sequence;
 //   host-to-device restore GB/s of the history's blocks against one plain cudaMemcpyAsync of the
 //     same bytes from pinned memory.
@@ -125,25 +128,34 @@ public:
         return median(s);
     }
 
-    double prefillSeconds(int n)
+    // microBatch: tokens per pass through the layers (0: the backend's own choice).
+    double prefillSeconds(int n, std::int64_t microBatch = 0)
     {
-        return timed([&] {
+        const std::int64_t chosen = m_backend->microBatchTokens();
+        if (microBatch > 0)
+            m_backend->setMicroBatchTokens(microBatch);
+        const double s = timed([&] {
             const auto t = tokens(n);
             KvSequence seq(*m_pool);
             const auto start = Clock::now();
             forward(t, seq);
             return secondsSince(start);
         });
+        m_backend->setMicroBatchTokens(chosen);
+        return s;
     }
 
-    // How a decode step runs: as generation does (the step as a CUDA graph, the top 40 candidates
-    // selected on the device), or without one of those two, to show what each is worth.
-    enum class DecodePath { Generation, NoGraph, FullLogits };
+    // How a decode step runs: as generation does (the step as a CUDA graph, its projections in
+    // the fused matrix-vector kernels, the top 40 candidates selected on the device), or without
+    // one of those three, to show what each is worth.
+    enum class DecodePath { Generation, NoGraph, FullLogits, Cublas };
 
     // Seconds per token of kDecodeSteps single-token steps after depth positions.
     double decodeSecondsPerToken(int depth, DecodePath path)
     {
         m_backend->setDecodeGraphs(path != DecodePath::NoGraph);
+        const bool fused = m_backend->decodeGemv();
+        m_backend->setDecodeGemv(fused && path != DecodePath::Cublas);
         CandidateRequest request;
         request.k = 40; // the app's default top-k
         std::vector<TokenCandidate> candidates;
@@ -165,6 +177,7 @@ public:
             return secondsSince(start) / kDecodeSteps;
         });
         m_backend->setDecodeGraphs(true);
+        m_backend->setDecodeGemv(fused);
         return s;
     }
 
@@ -202,16 +215,22 @@ public:
         }
 
         // A restored sequence: fresh device blocks filled from source(b), then the 30 new tokens.
-        const auto restoreAndAnswer = [&](const std::function<void(std::size_t, KvBlockId)> &fill) {
+        // layered: as the session cache restores the host tier, the uploads are issued layer by
+        // layer and the forward pass waits for each layer just before it uses it.
+        const auto restoreAndAnswer = [&](const std::function<void(std::size_t, KvBlockId)> &fill, bool layered) {
             KvSequence restored(*m_pool);
             const auto start = Clock::now();
+            if (layered)
+                m_pool->memory().beginLayeredUploads(layout.nLayers,
+                                                     blockBytes / static_cast<std::size_t>(layout.nLayers));
             for (std::size_t b = 0; b < nBlocks; ++b) {
                 auto id = m_pool->allocate();
                 check(id.has_value(), "KV pool full");
                 fill(b, *id);
                 restored.appendBlock(*id, true);
             }
-            m_pool->finishCopies();
+            if (!layered || !m_pool->memory().endLayeredUploads())
+                m_pool->finishCopies();
             restored.setTokenCount(kHistory);
             forward(fresh, restored);
             return secondsSince(start);
@@ -243,17 +262,19 @@ public:
                                 });
         out["ttft_host_ms"] =
             1e3 * timed([&] {
-                return restoreAndAnswer([&](std::size_t b, KvBlockId id) { m_pool->upload(id, host[b].data()); });
+                return restoreAndAnswer([&](std::size_t b, KvBlockId id) { m_pool->upload(id, host[b].data()); }, true);
             });
         HostKvBuffer staging(m_pool->sharedMemory(), blockBytes);
         out["ttft_disk_ms"] =
             1e3 * timed([&] {
-                return restoreAndAnswer([&](std::size_t b, KvBlockId id) {
-                    auto found = (*store)->getKvBlockInto(keys[b], fingerprint, {staging.data(), blockBytes});
-                    check(found.ok() && *found == KvBlockLookup::Found, "reading a KV block from the store");
-                    m_pool->upload(id, staging.data());
-                    m_pool->finishCopies(); // the staging buffer takes the next block
-                });
+                return restoreAndAnswer(
+                    [&](std::size_t b, KvBlockId id) {
+                        auto found = (*store)->getKvBlockInto(keys[b], fingerprint, {staging.data(), blockBytes});
+                        check(found.ok() && *found == KvBlockLookup::Found, "reading a KV block from the store");
+                        m_pool->upload(id, staging.data());
+                        m_pool->finishCopies(); // the staging buffer takes the next block
+                    },
+                    false);
             });
 
         // Restore bandwidth: the blocks one by one through the pool, against one plain copy.
@@ -378,6 +399,7 @@ int main(int argc, char **argv)
                          {"device_copy_gb_per_s", bandwidth / 1e9}};
         result["weights_mib"] = bench.backend().weightBytes() >> 20;
         result["repeats"] = repeats;
+        result["micro_batch_tokens"] = bench.backend().microBatchTokens();
         for (int n : {512, 2048}) {
             const double s = bench.prefillSeconds(n);
             result["prefill"][std::to_string(n)] = {{"tokens_per_s", n / s},
@@ -385,16 +407,21 @@ int main(int argc, char **argv)
                                                     {"tflops", prefillFlops(n) / s / 1e12},
                                                     {"peak_fraction", peak > 0 ? prefillFlops(n) / s / peak : 0.0}};
         }
+        // What the large micro-batch is worth: the same 2,048 tokens in passes of 256.
+        const double split = bench.prefillSeconds(2048, 256);
+        result["prefill"]["2048"]["tokens_per_s_in_passes_of_256"] = 2048 / split;
         for (int depth : {0, 1024}) {
             const double s = bench.decodeSecondsPerToken(depth, GpuBench::DecodePath::Generation);
             const double noGraph = bench.decodeSecondsPerToken(depth, GpuBench::DecodePath::NoGraph);
             const double fullLogits = bench.decodeSecondsPerToken(depth, GpuBench::DecodePath::FullLogits);
+            const double viaCublas = bench.decodeSecondsPerToken(depth, GpuBench::DecodePath::Cublas);
             const double ctx = depth + kDecodeSteps / 2.0;
             result["decode"][std::to_string(depth)] = {{"tokens_per_s", 1.0 / s},
                                                        {"bytes_per_token", decodeBytes(ctx)},
                                                        {"roofline_fraction", decodeBytes(ctx) / s / bandwidth},
                                                        {"tokens_per_s_without_graph", 1.0 / noGraph},
-                                                       {"tokens_per_s_copying_all_logits", 1.0 / fullLogits}};
+                                                       {"tokens_per_s_copying_all_logits", 1.0 / fullLogits},
+                                                       {"tokens_per_s_with_cublas_projections", 1.0 / viaCublas}};
         }
         result["decode_graph"] = {{"launches", bench.backend().decodeGraphStats().launches},
                                   {"instantiations", bench.backend().decodeGraphStats().instantiations}};
@@ -412,14 +439,18 @@ int main(int argc, char **argv)
             std::printf("| prefill %s: tokens/s (share of %.0f TFLOP/s fp16 peak) | %.0f (%.2f) |\n", n, peak / 1e12,
                         result["prefill"][n]["tokens_per_s"].get<double>(),
                         result["prefill"][n]["peak_fraction"].get<double>());
+        std::printf("| prefill 2048 in passes of 256 (the backend's own: %lld): tokens/s | %.0f |\n",
+                    static_cast<long long>(result["micro_batch_tokens"].get<std::int64_t>()),
+                    result["prefill"]["2048"]["tokens_per_s_in_passes_of_256"].get<double>());
         for (const char *d : {"0", "1024"}) {
             std::printf("| decode at context %s: tokens/s (share of %.0f GB/s roofline) | %.1f (%.2f) |\n", d,
                         bandwidth / 1e9, result["decode"][d]["tokens_per_s"].get<double>(),
                         result["decode"][d]["roofline_fraction"].get<double>());
-            std::printf(
-                "| decode at context %s without the CUDA graph / copying all logits: tokens/s | %.1f / %.1f |\n", d,
-                result["decode"][d]["tokens_per_s_without_graph"].get<double>(),
-                result["decode"][d]["tokens_per_s_copying_all_logits"].get<double>());
+            std::printf("| decode at context %s without the CUDA graph / copying all logits / cuBLAS projections: "
+                        "tokens/s | %.1f / %.1f / %.1f |\n",
+                        d, result["decode"][d]["tokens_per_s_without_graph"].get<double>(),
+                        result["decode"][d]["tokens_per_s_copying_all_logits"].get<double>(),
+                        result["decode"][d]["tokens_per_s_with_cublas_projections"].get<double>());
         }
         const std::pair<const char *, const char *> ttftRows[] = {
             {"ttft_alone_ms", "TTFT ms: the 30 new tokens alone"},

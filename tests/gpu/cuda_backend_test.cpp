@@ -139,6 +139,7 @@ private slots:
     void matchesCpuOnRandomModels_data();
     void matchesCpuOnRandomModels();
     void tokenByTokenMatchesBatched();
+    void fusedDecodeMatchesCublas();
     void decodeGraphMatchesDirectLaunches();
     void candidatesOnTheDeviceMatchTheHost();
     void aTurnAllocatesNoGpuMemory();
@@ -214,10 +215,18 @@ void CudaBackendTest::matchesCpuOnRandomModels()
     SKIP_WITHOUT_GPU();
     QFETCH(RandomModelSpec, spec);
     const auto model = writeAndLoad(m_dir, qPrintable(QString("random-%1.gguf").arg(spec.seed)), spec);
-    // 300 tokens: two micro-batches (256 + 44), the second attending across the boundary.
+    // 300 tokens: one micro-batch, and (on the GQA model) two of 256 + 44, the second attending
+    // across the boundary.
     const auto tokens = randomTokens(300, spec.nVocab, spec.seed);
     auto cpu = cpuOracle(*model);
     auto gpu = cudaBackend(*model);
+#ifdef KVCHAT_HAS_CUDA
+    if (std::string_view(QTest::currentDataTag()) == "gqa-f16") {
+        auto &cudaGpu = dynamic_cast<cuda::CudaBackend &>(*gpu);
+        QVERIFY(cudaGpu.microBatchTokens() >= 300);
+        cudaGpu.setMicroBatchTokens(256);
+    }
+#endif
     const Agreement a = compare(allLogits(*cpu, tokens), allLogits(*gpu, tokens), spec.nVocab);
     qInfo("worst top-logit error %.2e (limit %.0e), same argmax on %.2f%% of positions", a.worstTopError,
           kTopLogitTolerance, 100.0 * a.argmaxShare);
@@ -250,6 +259,41 @@ void CudaBackendTest::tokenByTokenMatchesBatched()
     qInfo("token by token vs batched: worst top-logit error %.2e", a.worstTopError);
     QVERIFY(a.worstTopError <= 1e-3);
     QCOMPARE(a.argmaxShare, 1.0);
+}
+
+void CudaBackendTest::fusedDecodeMatchesCublas()
+{
+    SKIP_WITHOUT_GPU();
+#ifdef KVCHAT_HAS_CUDA
+    // The decode step's fused matrix-vector kernels against the same step through cuBLAS GEMMs:
+    // the same fp16 inputs and fp32 accumulation in another order, so close but not bitwise.
+    const RandomModelSpec spec = smallGqaSpec(GgmlType::F16, 8);
+    const auto model = writeAndLoad(m_dir, "fused.gguf", spec);
+    auto fusedBackend = cudaBackend(*model), cublasBackend = cudaBackend(*model);
+    auto &fused = dynamic_cast<cuda::CudaBackend &>(*fusedBackend);
+    auto &viaCublas = dynamic_cast<cuda::CudaBackend &>(*cublasBackend);
+    QVERIFY(fused.decodeGemv()); // on by default for these widths
+    viaCublas.setDecodeGemv(false);
+    QVERIFY(!viaCublas.decodeGemv());
+    const auto tokens = randomTokens(90, spec.nVocab, 9);
+    auto decode = [&](cuda::CudaBackend &backend) {
+        KvBlockPool pool(backend.kvLayout(), 64, backend.kvMemory());
+        KvSequence seq(pool);
+        std::vector<float> logits, steps;
+        if (!backend.forward(std::span(tokens).first(70), seq, LogitsMode::Last, logits).ok())
+            qFatal("prefill failed");
+        for (std::size_t i = 70; i < tokens.size(); ++i) {
+            if (!backend.forward(std::span(tokens).subspan(i, 1), seq, LogitsMode::Last, logits).ok())
+                qFatal("decode step %zu failed", i);
+            steps.insert(steps.end(), logits.begin(), logits.end());
+        }
+        return steps;
+    };
+    const Agreement a = compare(decode(viaCublas), decode(fused), spec.nVocab);
+    qInfo("fused decode vs cuBLAS decode: worst top-logit error %.2e", a.worstTopError);
+    QVERIFY(a.worstTopError <= 1e-3);
+    QCOMPARE(a.argmaxShare, 1.0);
+#endif
 }
 
 void CudaBackendTest::decodeGraphMatchesDirectLaunches()
@@ -292,6 +336,19 @@ void CudaBackendTest::decodeGraphMatchesDirectLaunches()
     QVERIFY(stats.instantiations >= 1 && stats.instantiations <= 4);
     // The same kernels and GEMMs on the same data, only launched differently: bit-identical.
     QVERIFY(fromDirect == fromGraph);
+
+    // A new conversation (short context again, one attention chunk) reuses the graph of that
+    // shape: no new instantiation.
+    {
+        KvBlockPool pool(graph.kvLayout(), 64, graph.kvMemory());
+        KvSequence seq(pool);
+        std::vector<float> logits;
+        QVERIFY(graph.forward(std::span(tokens).first(100), seq, LogitsMode::Last, logits).ok());
+        for (std::size_t i = 100; i < 105; ++i)
+            QVERIFY(graph.forward(std::span(tokens).subspan(i, 1), seq, LogitsMode::Last, logits).ok());
+    }
+    QCOMPARE(graph.decodeGraphStats().instantiations, stats.instantiations);
+    QCOMPARE(graph.decodeGraphStats().launches, stats.launches + 5);
 #endif
 }
 

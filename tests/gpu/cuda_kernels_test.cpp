@@ -2,10 +2,10 @@
 // The CUDA backend's own kernels (engine/backend/cuda/cuda_kernels.h) against straightforward scalar
 // references written here (double accumulation) on random inputs with fixed seeds: the embedding
 // lookup, RMSNorm, RoPE and the KV store into the paged arena (whole arena compared, so a stray
-// write anywhere shows), SwiGLU, next-token candidates (ties, NaN, the repetition penalty, a full
-// vocabulary, against a full sort) and causal GQA attention over a shuffled block table (one chunk
-// and flash-decoding chunks, prefill and decode).
-// Every tolerance is stated where it is used. Skips, saying why, when no CUDA device can be used.
+// write anywhere shows), SwiGLU, the decode step's fused matrix-vector products, next-token candidates (ties, NaN, the
+// repetition penalty, a full vocabulary, against a full sort) and causal GQA attention over a shuffled block table (one
+// chunk and flash-decoding chunks, prefill and decode). Every tolerance is stated where it is used. Skips, saying why,
+// when no CUDA device can be used.
 #include "engine/backend/cuda/cuda_kernels.h"
 
 #include <QTest>
@@ -513,6 +513,190 @@ private slots:
         // division and product (a few ulp): 1e-3 relative + 1e-6 absolute.
         const QString mismatch = firstMismatch(got, ref, 1e-3, 1e-6);
         QVERIFY2(mismatch.isEmpty(), qPrintable(mismatch));
+    }
+
+    void gemvMatchesReference_data()
+    {
+        QTest::addColumn<int>("dim");
+        QTest::addColumn<QList<int>>("rows"); // one entry per matrix; for SwiGLU: nFf
+        QTest::addColumn<QString>("form");    // "normed" (RMSNorm fused in), "vector", "accumulate", "swiglu"
+        QTest::newRow("QKV at SmolLM2 widths, normed") << 576 << QList<int>{576, 192, 192} << "normed";
+        QTest::newRow("Wo: fp16 input, added into y") << 1024 << QList<int>{1000} << "accumulate";
+        QTest::newRow("two matrices, fp16 input") << 256 << QList<int>{13, 40} << "vector";
+        QTest::newRow("SwiGLU, normed") << 256 << QList<int>{700} << "swiglu";
+        QTest::newRow("dim 40: most lanes idle") << 40 << QList<int>{9} << "normed";
+        QTest::newRow("dim 8") << 8 << QList<int>{17, 1, 5} << "vector";
+    }
+
+    // The decode step's fused projections against a double-precision reference fed the fp16 input
+    // the unfused path feeds cuBLAS: rmsNorm's output (this kernel's own, tested above) or the
+    // vector itself.
+    void gemvMatchesReference()
+    {
+        QFETCH(int, dim);
+        QFETCH(QList<int>, rows);
+        QFETCH(QString, form);
+        const bool normed = form == "normed" || form == "swiglu";
+        const bool swiglu = form == "swiglu";
+        const float eps = 1e-5f;
+        const auto d = static_cast<std::size_t>(dim);
+        const std::vector<float> residual = randomFloats(d, 31, 2.0f);
+        const std::vector<float> normWeight = randomFloats(d, 32);
+        const std::vector<float> vectorValues = randomFloats(d, 33);
+        std::vector<Half> vector(d);
+        std::transform(vectorValues.begin(), vectorValues.end(), vector.begin(), floatToHalf);
+
+        DeviceBuffer<float> dResidual, dNormWeight;
+        DeviceBuffer<Half> dVector, dNormed;
+        CUDA_CHECK(dResidual.upload(residual));
+        CUDA_CHECK(dNormWeight.upload(normWeight));
+        CUDA_CHECK(dVector.upload(vector));
+        CUDA_CHECK(dNormed.allocate(d));
+        rmsNorm(dResidual.get(), dNormWeight.get(), 1, dim, eps, dNormed.get(), m_stream);
+        CUDA_CHECK_LAUNCH();
+        std::vector<Half> input;
+        CUDA_CHECK((normed ? dNormed : dVector).download(input));
+        GemvInput in;
+        in.dim = dim;
+        if (normed) {
+            in.residual = dResidual.get();
+            in.normWeight = dNormWeight.get();
+            in.eps = eps;
+        } else {
+            in.vector = dVector.get();
+        }
+
+        const int nMatrices = swiglu ? 2 : static_cast<int>(rows.size());
+        const auto nOut = [&](int m) { return static_cast<std::size_t>(swiglu ? rows[0] : rows[m]); };
+        std::vector<std::vector<Half>> weights(static_cast<std::size_t>(nMatrices));
+        std::vector<DeviceBuffer<Half>> dWeights(static_cast<std::size_t>(nMatrices));
+        std::vector<std::vector<float>> yStart(static_cast<std::size_t>(nMatrices));
+        std::vector<DeviceBuffer<float>> dY(static_cast<std::size_t>(nMatrices));
+        std::vector<GemvMatrix> matrices;
+        for (int m = 0; m < nMatrices; ++m) {
+            const auto mi = static_cast<std::size_t>(m);
+            const std::vector<float> w = randomFloats(nOut(m) * d, 40 + mi, 0.05f);
+            weights[mi].resize(w.size());
+            std::transform(w.begin(), w.end(), weights[mi].begin(), floatToHalf);
+            CUDA_CHECK(dWeights[mi].upload(weights[mi]));
+            yStart[mi] = randomFloats(nOut(m), 50 + mi); // what "accumulate" adds to
+            CUDA_CHECK(dY[mi].upload(yStart[mi]));
+            matrices.push_back(GemvMatrix{dWeights[mi].get(), static_cast<std::int32_t>(nOut(m)), dY[mi].get()});
+        }
+        DeviceBuffer<Half> dAct;
+        CUDA_CHECK(dAct.allocate(nOut(0)));
+        if (swiglu)
+            gemvSwiGlu(in, dWeights[0].get(), dWeights[1].get(), rows[0], dAct.get(), m_stream);
+        else
+            gemv(in, matrices.data(), nMatrices, form == "accumulate", m_stream);
+        CUDA_CHECK_LAUNCH();
+
+        // Row o of matrix m: the dot product in double, and the sum of |terms| that bounds the
+        // kernel's fp32 accumulation error (a few ulp of it: 1e-6 relative).
+        const auto dot = [&](std::size_t m, std::size_t o, double &magnitude) {
+            double sum = 0.0;
+            magnitude = 0.0;
+            for (std::size_t i = 0; i < d; ++i) {
+                const double term = static_cast<double>(halfToFloat(weights[m][o * d + i])) * halfToFloat(input[i]);
+                sum += term;
+                magnitude += std::abs(term);
+            }
+            return sum;
+        };
+        if (swiglu) {
+            std::vector<Half> act;
+            CUDA_CHECK(dAct.download(act));
+            for (std::size_t o = 0; o < nOut(0); ++o) {
+                double gMag = 0.0, uMag = 0.0;
+                const double g = dot(0, o, gMag), u = dot(1, o, uMag);
+                const double silu = g / (1.0 + std::exp(-g));
+                const double expected = silu * u;
+                // fp16 rounding of the result (4.9e-4 relative), expf and the products (a few ulp),
+                // and the two sums' errors carried through (|silu'| <= 1.1).
+                const double bound =
+                    1e-3 * std::abs(expected) + 1e-6 * (1.1 * gMag * std::abs(u) + uMag * std::abs(silu)) + 1e-7;
+                const double got = halfToFloat(act[o]);
+                if (!(std::abs(got - expected) <= bound))
+                    QFAIL(qPrintable(QStringLiteral("act[%1]: got %2, expected %3").arg(o).arg(got).arg(expected)));
+            }
+            return;
+        }
+        for (int m = 0; m < nMatrices; ++m) {
+            const auto mi = static_cast<std::size_t>(m);
+            std::vector<float> y;
+            CUDA_CHECK(dY[mi].download(y));
+            for (std::size_t o = 0; o < nOut(m); ++o) {
+                double magnitude = 0.0;
+                const double base = form == "accumulate" ? yStart[mi][o] : 0.0;
+                const double expected = base + dot(mi, o, magnitude);
+                const double bound = 1e-6 * (magnitude + std::abs(base)) + 1e-7;
+                if (!(std::abs(y[o] - expected) <= bound))
+                    QFAIL(qPrintable(QStringLiteral("matrix %1 row %2: got %3, expected %4")
+                                         .arg(m)
+                                         .arg(o)
+                                         .arg(static_cast<double>(y[o]), 0, 'g', 9)
+                                         .arg(expected, 0, 'g', 9)));
+            }
+        }
+    }
+
+    void gemvNormalizesExactlyAsRmsNorm()
+    {
+        // Through an identity matrix each output is one input element times 1 (exact in fp32): the
+        // fused RMSNorm must give rmsNorm's fp16 values bit for bit, so the decode step's inputs
+        // are those of the unfused path.
+        const int dim = 2048;
+        const auto d = static_cast<std::size_t>(dim);
+        const std::vector<float> residual = randomFloats(d, 60, 4.0f);
+        const std::vector<float> normWeight = randomFloats(d, 61);
+        std::vector<Half> identity(d * d, 0);
+        for (std::size_t i = 0; i < d; ++i)
+            identity[i * d + i] = 0x3c00; // 1.0
+        DeviceBuffer<float> dResidual, dNormWeight, dY;
+        DeviceBuffer<Half> dNormed, dIdentity;
+        CUDA_CHECK(dResidual.upload(residual));
+        CUDA_CHECK(dNormWeight.upload(normWeight));
+        CUDA_CHECK(dIdentity.upload(identity));
+        CUDA_CHECK(dNormed.allocate(d));
+        CUDA_CHECK(dY.allocate(d));
+        rmsNorm(dResidual.get(), dNormWeight.get(), 1, dim, 1e-6f, dNormed.get(), m_stream);
+        GemvInput in;
+        in.residual = dResidual.get();
+        in.normWeight = dNormWeight.get();
+        in.eps = 1e-6f;
+        in.dim = dim;
+        const GemvMatrix matrix{dIdentity.get(), dim, dY.get()};
+        gemv(in, &matrix, 1, false, m_stream);
+        CUDA_CHECK_LAUNCH();
+        std::vector<Half> normed;
+        std::vector<float> y;
+        CUDA_CHECK(dNormed.download(normed));
+        CUDA_CHECK(dY.download(y));
+        for (std::size_t i = 0; i < d; ++i)
+            if (!sameBits(y[i], halfToFloat(normed[i])))
+                QFAIL(qPrintable(
+                    QStringLiteral("element %1: fused %2, rmsNorm %3").arg(i).arg(y[i]).arg(halfToFloat(normed[i]))));
+    }
+
+    void gemvRejectsWidthsItCannotTake()
+    {
+        // A width that is not a multiple of 8 cannot use 16-byte loads: the launch fails (the
+        // backend then keeps cuBLAS for the model) instead of reading past the rows.
+        QVERIFY(!gemvSupports(7));
+        QVERIFY(!gemvSupports(0));
+        QVERIFY(gemvSupports(576));
+        DeviceBuffer<Half> dVector, dW;
+        DeviceBuffer<float> dY;
+        CUDA_CHECK(dVector.allocate(7));
+        CUDA_CHECK(dW.allocate(7));
+        CUDA_CHECK(dY.allocate(1));
+        GemvInput in;
+        in.vector = dVector.get();
+        in.dim = 7;
+        const GemvMatrix matrix{dW.get(), 1, dY.get()};
+        gemv(in, &matrix, 1, false, m_stream);
+        QCOMPARE(cudaGetLastError(), cudaErrorInvalidConfiguration);
+        CUDA_CHECK(cudaStreamSynchronize(m_stream));
     }
 
     void candidatesMatchTheReference()

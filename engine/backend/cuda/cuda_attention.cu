@@ -95,7 +95,8 @@ struct AttnParams
     float scale;
     int nTokens;
     int startPos;
-    int chunkLen;
+    int chunkLen; // ceil((startPos + nTokens) / nChunks), nChunks = gridDim.y
+    const std::int32_t *deviceStartPos; // when set, startPos (and so chunkLen) is read there
     int direct; // 1: one chunk, write the normalized output; 0: write partials
     __half *out;
     float *partialO;  // [nChunks][nTokens][nHeads][headDim]
@@ -135,6 +136,19 @@ __device__ __forceinline__ const __half *keyRow(const AttnParams &p, const __hal
 // [chunkStart, end) (its chunk, cut at the last position its rows can see), and where its KV head's
 // slice of this layer starts. Within a block: K rows of a layer at ((layer * 2 + 0) * blockTokens
 // + row) * kvDim, V rows vOffset = blockTokens * kvDim elements further.
+// The parameters as the block sees them: with deviceStartPos, the position is read from device
+// memory and the chunk length recomputed from it (the same formula as the host's), so that a
+// captured decode step replays at the next position unchanged.
+__device__ __forceinline__ AttnParams atDevicePosition(AttnParams p)
+{
+    if (p.deviceStartPos != nullptr) {
+        p.startPos = *p.deviceStartPos;
+        const int nChunks = static_cast<int>(gridDim.y);
+        p.chunkLen = (p.startPos + p.nTokens + nChunks - 1) / nChunks;
+    }
+    return p;
+}
+
 struct BlockWork
 {
     int kvHead;
@@ -173,8 +187,9 @@ std::size_t attentionSmemBytes(int headDim, int rowsPerWarp)
 }
 
 // DPL: head dims per lane, headDim <= 32 * DPL. R: rows per warp (the block has kAttnWarps * R).
-template <int DPL, int R> __global__ void __launch_bounds__(kAttnThreads) attentionKernel(const AttnParams p)
+template <int DPL, int R> __global__ void __launch_bounds__(kAttnThreads) attentionKernel(const AttnParams params)
 {
+    const AttnParams p = atDevicePosition(params);
     constexpr int kAttnRows = kAttnWarps * R;
     extern __shared__ float4 smemVec[]; // float4 for 16-byte alignment
     const int hd = p.headDim;
@@ -366,8 +381,9 @@ template <int HD> struct MmaLayout
     static constexpr std::size_t bytes = stats + sizeof(float) * 3 * kMmaRows;
 };
 
-template <int HD> __global__ void __launch_bounds__(kMmaThreads) attentionMmaKernel(const AttnParams p)
+template <int HD> __global__ void __launch_bounds__(kMmaThreads) attentionMmaKernel(const AttnParams params)
 {
+    const AttnParams p = atDevicePosition(params);
     using L = MmaLayout<HD>;
     // WMMA pointers must be 32-byte aligned; every MmaLayout offset is, and so must the base be
     // (float4 alone promises 16).
@@ -585,22 +601,6 @@ void launchAttention(const AttnParams &p, std::int64_t rowsTotal, std::int64_t n
 
 // Rows per warp: as few as cover all rows of a small batch (a decode step of one token has `group`
 // rows), so that no warp computes empty rows and one block still reads each K/V tile once.
-// The dynamic shared memory a block of this device may opt in to (asked once; 48 KiB, what every
-// GPU allows without opting in, when the query fails).
-std::size_t maxOptInSharedBytes()
-{
-    static const std::size_t bytes = [] {
-        int device = 0, value = 0;
-        if (cudaGetDevice(&device) != cudaSuccess ||
-            cudaDeviceGetAttribute(&value, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess) {
-            cudaGetLastError();
-            return std::size_t(48 * 1024);
-        }
-        return static_cast<std::size_t>(value);
-    }();
-    return bytes;
-}
-
 template <int DPL>
 void launchAttentionRows(const AttnParams &p, std::int64_t rowsTotal, std::int64_t nChunks, int nKvHeads,
                          cudaStream_t stream)
@@ -626,6 +626,11 @@ bool attentionUsesTensorCores(const AttentionShape &shape, std::int64_t nTokens)
     const std::size_t needed = shape.headDim == 64 ? MmaLayout<64>::bytes : MmaLayout<128>::bytes;
     return needed <= maxOptInSharedBytes();
 }
+std::int64_t attentionContextChunks(std::int64_t nTokens, std::int32_t startPos)
+{
+    return nTokens <= 0 ? 1 : attentionChunks(nTokens, startPos + nTokens);
+}
+
 // Floats of workspace: partial outputs [nChunks][nTokens][nHeads][headDim] then (max, sum) pairs
 // [nChunks][nTokens][nHeads][2], i.e. nChunks * nTokens * nHeads * (headDim + 2) for the call.
 // Generous in two ways, so that one allocation sized for the largest batch and context covers every
@@ -645,7 +650,7 @@ std::size_t attentionWorkspaceFloats(const AttentionShape &shape, std::int64_t n
 }
 
 void attention(const AttentionShape &shape, const float *q, const KvTarget &kv, std::int64_t nTokens,
-               std::int32_t startPos, float *workspace, Half *out, void *stream)
+               std::int32_t startPos, float *workspace, Half *out, void *stream, const std::int32_t *deviceStartPos)
 {
     if (nTokens <= 0)
         return;
@@ -679,6 +684,7 @@ void attention(const AttentionShape &shape, const float *q, const KvTarget &kv, 
     p.nTokens = static_cast<int>(nTokens);
     p.startPos = startPos;
     p.chunkLen = static_cast<int>(chunkLen);
+    p.deviceStartPos = deviceStartPos;
     p.direct = nChunks == 1 ? 1 : 0;
     p.out = reinterpret_cast<__half *>(out);
     p.partialO = workspace;

@@ -134,7 +134,9 @@ struct CudaBackend::State
     const float *outputNorm = nullptr;
     std::vector<DeviceLayer> layers;
 
-    // Activations for up to kMaxMicroBatch tokens ([tokens][width], row-major).
+    // Activations for up to microBatch tokens ([tokens][width], row-major).
+    std::int64_t microBatch = 0;      // what the scratch was reserved for (chooseMicroBatch)
+    std::int64_t microBatchInUse = 0; // <= microBatch (setMicroBatchTokens)
     DeviceBuffer x, xNorm, q, k, v, attnOut, gate, up, act, logits, tokens, cosSin, blockTable, workspace;
     // cuBLAS's workspace, owned here: with its default one, every graph capture may make cuBLAS
     // allocate another (PyTorch #83461).
@@ -146,14 +148,26 @@ struct CudaBackend::State
     std::vector<float> hostCosSin;
     std::vector<std::int32_t> hostBlockTable;
 
-    // The decode step's graph (see CudaBackend::DecodeGraphStats).
-    cudaGraphExec_t decodeGraph = nullptr;
+    // Decode steps run their projections through the fused matrix-vector kernels (cuda_gemv.cu)
+    // rather than cuBLAS: on unless KVCHAT_CUDA_DECODE_GEMV=0, setDecodeGemv(false), or a width
+    // the kernels do not take.
+    bool decodeGemv = false;
+    bool decodeGemvSupported = false;
+    // The decode step's graphs (see CudaBackend::DecodeGraphStats), one per shape of step: a
+    // conversation past 256 positions (attention splits its context and merges) and a new one
+    // (one chunk) then each update their own instead of re-instantiating one in turn.
+    struct DecodeGraph
+    {
+        std::uint32_t shape = 0; // decodeStepShape()
+        cudaGraphExec_t exec = nullptr;
+    };
+    std::vector<DecodeGraph> decodeGraphs;
     DecodeGraphStats graphStats;
 
     ~State()
     {
-        if (decodeGraph != nullptr)
-            cudaGraphExecDestroy(decodeGraph);
+        for (const DecodeGraph &g : decodeGraphs)
+            cudaGraphExecDestroy(g.exec);
         if (cublas != nullptr)
             cublasDestroy(cublas);
         if (stream != nullptr)
@@ -162,6 +176,7 @@ struct CudaBackend::State
 
     const float *uploadFloats(const std::vector<float> &values);
     DeviceMatrix uploadMatrix(ThreadPool &pool, const WeightMatrix &w, std::vector<Half> &staging);
+    std::int64_t chooseMicroBatch(std::size_t freeBytes) const;
     void allocateScratch();
     std::size_t scratchBytes() const;
     void gemm(const DeviceMatrix &w, const Half *x, std::int64_t nTokens, float *y, float beta);
@@ -177,14 +192,22 @@ struct CudaBackend::State
     // last row; its inputs are on the device already.
     void enqueueLayers(std::int64_t n, std::int32_t startPos, const KvTarget &kvBase, std::int64_t firstLogit,
                        const CandidateRequest *request, bool waitLayers);
-    // Runs enqueue() through the decode graph: captured, then updated into (or instantiated as)
-    // decodeGraph and launched on the stream.
-    void launchAsGraph(const std::function<void()> &enqueue);
+    // What decides the set of kernels a one-token step launches (the graph's topology): whether
+    // attention splits the context, how the logits end, which projections run.
+    std::uint32_t decodeStepShape(std::int32_t startPos, bool logitsOut, const CandidateRequest *request) const;
+    // Runs enqueue() through the decode graph of its shape: captured, then updated into (or
+    // instantiated as) that graph and launched on the stream.
+    void launchAsGraph(std::uint32_t shape, const std::function<void()> &enqueue);
 };
 
-// The most tokens one pass through the layers takes (the attention kernel's tile bound, and a
-// GEMM size at which cuBLAS is already near its best on large GPUs); longer inputs are split.
-constexpr std::int64_t kMaxMicroBatch = 256;
+// The most tokens one pass through the layers takes (longer inputs are split): as many as the GPU
+// can hold activations for, because the projections' GEMMs fill a big GPU only with many tokens.
+// At 256 tokens a 2,048 x 2,048 projection is 32 output tiles of 128 x 128 for an H100's 132 SMs;
+// at 2,048 tokens it is 256. Activations take ~80 KiB per token at TinyLlama's shape (~170 MiB
+// for 2,048) and ~200 KiB at Llama-3-8B's; a GPU where 2,048 tokens' worth would take more than
+// an eighth of the memory left after the weights gets fewer, never under kMinMicroBatch.
+constexpr std::int64_t kMaxMicroBatch = 2048;
+constexpr std::int64_t kMinMicroBatch = 256;
 
 Result<CudaDeviceInfo> firstCudaDevice()
 {
@@ -250,10 +273,25 @@ DeviceMatrix CudaBackend::State::uploadMatrix(ThreadPool &pool, const WeightMatr
     return m;
 }
 
+std::int64_t CudaBackend::State::chooseMicroBatch(std::size_t freeBytes) const
+{
+    const LlamaConfig &c = config;
+    const std::size_t qDim = sz(c.nHeads) * sz(c.headDim);
+    // The per-token buffers of allocateScratch, and the attention workspace's share.
+    const std::size_t perToken = sz(c.nEmbd) * sizeof(float) + std::max(sz(c.nEmbd), qDim) * sizeof(Half) +
+                                 qDim * (sizeof(float) + sizeof(Half)) + 2 * sz(c.kvDim()) * sizeof(float) +
+                                 sz(c.nFf) * (2 * sizeof(float) + sizeof(Half)) + sizeof(std::int32_t) +
+                                 sz(c.nRot) * sizeof(float) + sz(c.nHeads) * sz(c.headDim + 2) * sizeof(float);
+    std::int64_t n = kMaxMicroBatch;
+    while (n > kMinMicroBatch && sz(n) * perToken > freeBytes / 8)
+        n /= 2;
+    return n;
+}
+
 void CudaBackend::State::allocateScratch()
 {
     const LlamaConfig &c = config;
-    const std::size_t n = sz(kMaxMicroBatch);
+    const std::size_t n = sz(microBatch);
     const std::size_t qDim = sz(c.nHeads) * sz(c.headDim);
     x.reserve(n * sz(c.nEmbd) * sizeof(float));
     xNorm.reserve(n * std::max(sz(c.nEmbd), qDim) * sizeof(Half));
@@ -274,7 +312,7 @@ void CudaBackend::State::allocateScratch()
     // memory up front). The attention workspace is bounded (nTokens x chunks <= 1024, see
     // attentionWorkspaceFloats); the penalised ids are at most one per position.
     const AttentionShape shape{c.nHeads, c.nKvHeads, c.headDim, 1.0f};
-    workspace.reserve(attentionWorkspaceFloats(shape, kMaxMicroBatch, c.nCtxTrain) * sizeof(float));
+    workspace.reserve(attentionWorkspaceFloats(shape, microBatch, c.nCtxTrain) * sizeof(float));
     blockTable.reserve((sz(c.nCtxTrain) / sz(kvLayout.blockTokens) + 2) * sizeof(std::int32_t));
     penalisedIds.reserve(sz(std::max(c.nCtxTrain, 1)) * sizeof(std::int32_t));
     candidateWorkspace.reserve(candidatesWorkspaceKeys(c.nVocab, std::min(kMaxDeviceCandidates, c.nVocab)) *
@@ -352,6 +390,10 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const LlamaModel &model
         state->hostCandidateKeys = std::make_unique<PinnedBuffer>(sz(kMaxDeviceCandidates) * sizeof(std::uint64_t));
         const char *graphs = std::getenv("KVCHAT_CUDA_GRAPHS");
         state->graphStats.enabled = graphs == nullptr || std::string_view(graphs) != "0";
+        state->decodeGemvSupported = gemvSupports(c.nEmbd) && gemvSupports(c.nHeads * c.headDim) && gemvSupports(c.nFf);
+        const char *gemvSetting = std::getenv("KVCHAT_CUDA_DECODE_GEMV");
+        state->decodeGemv =
+            state->decodeGemvSupported && (gemvSetting == nullptr || std::string_view(gemvSetting) != "0");
 
         ThreadPool pool(nThreads);
         std::vector<Half> staging;
@@ -371,6 +413,10 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const LlamaModel &model
             d.wDown = state->uploadMatrix(pool, l.wDown, staging);
             state->layers.push_back(d);
         }
+        std::size_t freeAfterWeights = 0, total = 0;
+        KVCHAT_CUDA_CHECK(cudaMemGetInfo(&freeAfterWeights, &total));
+        state->microBatch = state->chooseMicroBatch(freeAfterWeights);
+        state->microBatchInUse = state->microBatch;
         state->allocateScratch();
         // cudaMemcpy from pageable memory may return before its last DMA has landed, and the
         // non-blocking compute stream does not wait for the legacy default stream it ran on.
@@ -433,6 +479,26 @@ void CudaBackend::setDecodeGraphs(bool enabled)
     m_state->graphStats.enabled = enabled;
 }
 
+bool CudaBackend::decodeGemv() const
+{
+    return m_state->decodeGemv;
+}
+
+void CudaBackend::setDecodeGemv(bool enabled)
+{
+    m_state->decodeGemv = enabled && m_state->decodeGemvSupported;
+}
+
+std::int64_t CudaBackend::microBatchTokens() const
+{
+    return m_state->microBatchInUse;
+}
+
+void CudaBackend::setMicroBatchTokens(std::int64_t tokens)
+{
+    m_state->microBatchInUse = std::clamp<std::int64_t>(tokens, 1, m_state->microBatch);
+}
+
 Result<void> CudaBackend::forward(std::span<const TokenId> tokens, KvSequence &seq, LogitsMode mode,
                                   std::vector<float> &logits)
 {
@@ -487,7 +553,7 @@ Result<void> CudaBackend::run(std::span<const TokenId> tokens, KvSequence &seq, 
         kv.kvDim = c.kvDim();
 
         // With a candidate request the logits stay on the device: the last micro-batch selects.
-        forEachMicroBatch(n, kMaxMicroBatch, mode, c.nVocab, logits,
+        forEachMicroBatch(n, s.microBatchInUse, mode, c.nVocab, logits,
                           [&](std::int64_t begin, std::int64_t end, float *out) {
                               s.forwardMicroBatch(tokens.subspan(sz(begin), sz(end - begin)),
                                                   startPos + static_cast<std::int32_t>(begin), kv, mode, out,
@@ -549,7 +615,7 @@ void CudaBackend::State::forwardMicroBatch(std::span<const TokenId> ids, std::in
     // Not captured while a restore is landing: the capture would depend on the copy stream's
     // events from outside it.
     if (n == 1 && graphStats.enabled && !waitLayers)
-        launchAsGraph(enqueue);
+        launchAsGraph(decodeStepShape(startPos, nOut > 0, request), enqueue);
     else
         enqueue();
 
@@ -583,15 +649,29 @@ void CudaBackend::State::enqueueLayers(std::int64_t n, std::int32_t startPos, co
 
     embedTokens(embedding.data, tokens.as<std::int32_t>(), n, c.nEmbd, x.as<float>(), st);
     KVCHAT_CUDA_CHECK_LAUNCH("embedTokens");
+    // One token: the projections are matrix-vector products with their norms, SiLU and residual
+    // adds fused in (cuda_gemv.cu), 4 launches a layer instead of 7 GEMMs and 3 small kernels.
+    const bool fused = n == 1 && decodeGemv;
+    const auto normed = [&](const float *residual, const float *weight) {
+        return GemvInput{nullptr, residual, weight, c.rmsEps, c.nEmbd};
+    };
     for (std::int32_t l = 0; l < c.nLayers; ++l) {
         const DeviceLayer &w = layers[sz(l)];
         KvTarget kv = kvBase;
         kv.layer = l;
-        rmsNorm(x.as<float>(), w.attnNorm, n, c.nEmbd, c.rmsEps, xNorm.as<Half>(), st);
-        KVCHAT_CUDA_CHECK_LAUNCH("rmsNorm");
-        gemm(w.wq, xNorm.as<Half>(), n, q.as<float>(), 0.0f);
-        gemm(w.wk, xNorm.as<Half>(), n, k.as<float>(), 0.0f);
-        gemm(w.wv, xNorm.as<Half>(), n, v.as<float>(), 0.0f);
+        if (fused) {
+            const GemvMatrix qkv[3] = {{w.wq.data, static_cast<std::int32_t>(w.wq.nOut), q.as<float>()},
+                                       {w.wk.data, static_cast<std::int32_t>(w.wk.nOut), k.as<float>()},
+                                       {w.wv.data, static_cast<std::int32_t>(w.wv.nOut), v.as<float>()}};
+            gemv(normed(x.as<float>(), w.attnNorm), qkv, 3, false, st);
+            KVCHAT_CUDA_CHECK_LAUNCH("gemv (QKV)");
+        } else {
+            rmsNorm(x.as<float>(), w.attnNorm, n, c.nEmbd, c.rmsEps, xNorm.as<Half>(), st);
+            KVCHAT_CUDA_CHECK_LAUNCH("rmsNorm");
+            gemm(w.wq, xNorm.as<Half>(), n, q.as<float>(), 0.0f);
+            gemm(w.wk, xNorm.as<Half>(), n, k.as<float>(), 0.0f);
+            gemm(w.wv, xNorm.as<Half>(), n, v.as<float>(), 0.0f);
+        }
         // The first use of layer l's KV rows (the store may write into a restored tail block).
         if (waitLayers)
             kvMemory->waitForLayer(l, stream);
@@ -600,6 +680,18 @@ void CudaBackend::State::enqueueLayers(std::int64_t n, std::int32_t startPos, co
         KVCHAT_CUDA_CHECK_LAUNCH("ropeAndStoreKv");
         attention(shape, q.as<float>(), kv, n, startPos, workspace.as<float>(), attnOut.as<Half>(), st);
         KVCHAT_CUDA_CHECK_LAUNCH("attention");
+        if (fused) {
+            const GemvMatrix wo{w.wo.data, static_cast<std::int32_t>(w.wo.nOut), x.as<float>()};
+            gemv(GemvInput{attnOut.as<Half>(), nullptr, nullptr, 0.0f, static_cast<std::int32_t>(w.wo.nIn)}, &wo, 1,
+                 true, st);
+            KVCHAT_CUDA_CHECK_LAUNCH("gemv (Wo)");
+            gemvSwiGlu(normed(x.as<float>(), w.ffnNorm), w.wGate.data, w.wUp.data, c.nFf, act.as<Half>(), st);
+            KVCHAT_CUDA_CHECK_LAUNCH("gemvSwiGlu");
+            const GemvMatrix down{w.wDown.data, static_cast<std::int32_t>(w.wDown.nOut), x.as<float>()};
+            gemv(GemvInput{act.as<Half>(), nullptr, nullptr, 0.0f, c.nFf}, &down, 1, true, st);
+            KVCHAT_CUDA_CHECK_LAUNCH("gemv (down)");
+            continue;
+        }
         gemm(w.wo, attnOut.as<Half>(), n, x.as<float>(), 1.0f); // x += attention · Woᵀ
 
         rmsNorm(x.as<float>(), w.ffnNorm, n, c.nEmbd, c.rmsEps, xNorm.as<Half>(), st);
@@ -614,9 +706,15 @@ void CudaBackend::State::enqueueLayers(std::int64_t n, std::int32_t startPos, co
     const std::int64_t nOut = n - firstLogit;
     if (nOut == 0)
         return;
-    rmsNorm(x.as<float>() + firstLogit * c.nEmbd, outputNorm, nOut, c.nEmbd, c.rmsEps, xNorm.as<Half>(), st);
-    KVCHAT_CUDA_CHECK_LAUNCH("rmsNorm (output)");
-    gemm(output, xNorm.as<Half>(), nOut, logits.as<float>(), 0.0f);
+    if (fused) {
+        const GemvMatrix classifier{output.data, c.nVocab, logits.as<float>()};
+        gemv(normed(x.as<float>(), outputNorm), &classifier, 1, false, st);
+        KVCHAT_CUDA_CHECK_LAUNCH("gemv (output)");
+    } else {
+        rmsNorm(x.as<float>() + firstLogit * c.nEmbd, outputNorm, nOut, c.nEmbd, c.rmsEps, xNorm.as<Half>(), st);
+        KVCHAT_CUDA_CHECK_LAUNCH("rmsNorm (output)");
+        gemm(output, xNorm.as<Half>(), nOut, logits.as<float>(), 0.0f);
+    }
     if (request == nullptr)
         return;
     if (!request->penalised.empty() && request->repeatPenalty != 1.0f) {
@@ -629,7 +727,15 @@ void CudaBackend::State::enqueueLayers(std::int64_t n, std::int32_t startPos, co
     KVCHAT_CUDA_CHECK_LAUNCH("selectCandidates");
 }
 
-void CudaBackend::State::launchAsGraph(const std::function<void()> &enqueue)
+std::uint32_t CudaBackend::State::decodeStepShape(std::int32_t startPos, bool logitsOut,
+                                                  const CandidateRequest *request) const
+{
+    const bool penalty = request != nullptr && !request->penalised.empty() && request->repeatPenalty != 1.0f;
+    return (attentionContextChunks(1, startPos) > 1 ? 1u : 0u) | (logitsOut ? 2u : 0u) | (request ? 4u : 0u) |
+           (penalty ? 8u : 0u) | (decodeGemv ? 16u : 0u);
+}
+
+void CudaBackend::State::launchAsGraph(std::uint32_t shape, const std::function<void()> &enqueue)
 {
     // Thread-local capture: a cudaMalloc on another thread (a host-tier buffer, say) does not
     // invalidate this capture, while one on this thread still fails loudly.
@@ -651,20 +757,25 @@ void CudaBackend::State::launchAsGraph(const std::function<void()> &enqueue)
         ~GraphOwner() { cudaGraphDestroy(graph); }
     } owner{graph};
 
-    if (decodeGraph != nullptr) {
+    auto it =
+        std::find_if(decodeGraphs.begin(), decodeGraphs.end(), [&](const DecodeGraph &g) { return g.shape == shape; });
+    if (it == decodeGraphs.end())
+        it = decodeGraphs.insert(decodeGraphs.end(), DecodeGraph{shape, nullptr});
+    if (it->exec != nullptr) {
         cudaGraphExecUpdateResultInfo info{};
-        if (cudaGraphExecUpdate(decodeGraph, graph, &info) != cudaSuccess) {
-            // A different shape of step (another set of kernels): instantiate afresh below.
+        if (cudaGraphExecUpdate(it->exec, graph, &info) != cudaSuccess) {
+            // Not updatable after all (the shape key misses something, or the driver refuses):
+            // instantiate afresh below, correct but slower.
             cudaGetLastError();
-            cudaGraphExecDestroy(decodeGraph);
-            decodeGraph = nullptr;
+            cudaGraphExecDestroy(it->exec);
+            it->exec = nullptr;
         }
     }
-    if (decodeGraph == nullptr) {
-        KVCHAT_CUDA_CHECK(cudaGraphInstantiate(&decodeGraph, graph, 0));
+    if (it->exec == nullptr) {
+        KVCHAT_CUDA_CHECK(cudaGraphInstantiate(&it->exec, graph, 0));
         ++graphStats.instantiations;
     }
-    KVCHAT_CUDA_CHECK(cudaGraphLaunch(decodeGraph, stream));
+    KVCHAT_CUDA_CHECK(cudaGraphLaunch(it->exec, stream));
     ++graphStats.launches;
 }
 

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // The CUDA backend: the Llama forward pass on one NVIDIA GPU. Weights are dequantized at load
 // from their GGUF type to fp16 and kept on the device; projections are cuBLAS GEMMs (fp16 inputs,
-// fp32 accumulation and outputs); the residual stream is fp32, the KV cache fp16 (half the
+// fp32 accumulation and outputs), or for a decode step kvchat's fused matrix-vector kernels
+// (same inputs and accumulation); the residual stream is fp32, the KV cache fp16 (half the
 // memory and restore bytes of fp32; llama.cpp's default too); attention reads the paged KV in
 // place (cuda_kernels.h). The CPU backend is its oracle (tests/gpu/).
 //
@@ -61,10 +62,11 @@ public:
     std::size_t scratchBytes() const;
 
     // A decode step (one token) is captured as a CUDA graph and replayed: one launch instead of
-    // ~12 kernels and GEMMs per layer, whose launch gaps dominate a small model's step. Each step
+    // 6 to 12 kernels and GEMMs per layer, whose launch gaps dominate a small model's step. Each step
     // is captured again (its positions, block table and context length differ) and the
-    // instantiated graph updated in place (cudaGraphExecUpdate); a new instantiation happens only
-    // when the step's shape changes (e.g. attention starts splitting the context). On by default;
+    // instantiated graph updated in place (cudaGraphExecUpdate). Each shape of step (attention
+    // splitting the context or not, candidates or logits out) has its own graph, so a new
+    // instantiation happens once per shape. On by default;
     // KVCHAT_CUDA_GRAPHS=0 or setDecodeGraphs(false) launches the kernels one by one.
     struct DecodeGraphStats
     {
@@ -74,6 +76,19 @@ public:
     };
     DecodeGraphStats decodeGraphStats() const;
     void setDecodeGraphs(bool enabled);
+
+    // A decode step's projections run through kvchat's fused matrix-vector kernels (RMSNorm, the
+    // three Q/K/V products, SiLU and the residual adds folded into 4 launches a layer) instead of
+    // cuBLAS GEMMs with n = 1. On by default where the model's widths allow it (multiples of 8);
+    // KVCHAT_CUDA_DECODE_GEMV=0 or setDecodeGemv(false) uses cuBLAS, for comparison.
+    bool decodeGemv() const;
+    void setDecodeGemv(bool enabled);
+
+    // Longer inputs are split into micro-batches of this many tokens (up to 2,048, fewer on a GPU
+    // with little memory to spare; see chooseMicroBatch). Smaller values, e.g. for tests of the
+    // split, are allowed down to 1; larger ones are capped at what the scratch was reserved for.
+    std::int64_t microBatchTokens() const;
+    void setMicroBatchTokens(std::int64_t tokens);
 
     struct State; // device buffers, streams, handles (cuda_backend.cpp)
 

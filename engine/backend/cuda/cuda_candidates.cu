@@ -4,7 +4,8 @@
 // Next-token candidates on the device (cuda_kernels.h): the repetition penalty and a top-k
 // selection whose order is the host's selectCandidates'. Launch shapes, and why:
 //
-// - repeatPenaltyKernel  grid ceil(nIds / 256), 256 threads, one id per thread (ids are distinct).
+// - repeatPenaltyKernel  grid ceil(nIds / 256), 256 threads, one id per thread (ids are distinct); the
+//                     count may be read from device memory (a replayed decode graph), at most the grid's.
 // - selectCandidatesKernel  grid ceil(n / 1024), 512 threads. Each block sorts 1024 candidate keys
 //                     (logit and id in one uint64, cuda_kernels.h) in shared memory with a bitonic
 //                     network (55 steps, one compare-exchange per thread each) and keeps its best k;
@@ -45,10 +46,11 @@ __device__ __forceinline__ std::uint64_t candidateKey(float logit, int id)
 }
 
 __global__ void __launch_bounds__(kRowThreads)
-    repeatPenaltyKernel(float *__restrict__ logits, const std::int32_t *__restrict__ ids, int nIds, float penalty)
+    repeatPenaltyKernel(float *__restrict__ logits, const std::int32_t *__restrict__ ids, int nIds,
+                        const std::int32_t *__restrict__ deviceCount, float penalty)
 {
     const int i = static_cast<int>(blockIdx.x * blockDim.x + threadIdx.x);
-    if (i < nIds) {
+    if (i < (deviceCount != nullptr ? *deviceCount : nIds)) {
         const float l = logits[ids[i]];
         logits[ids[i]] = l > 0.0f ? l / penalty : l * penalty;
     }
@@ -92,12 +94,13 @@ static_assert(kMaxDeviceCandidates * 2 <= kSelectSlots, "each level must at leas
 
 } // namespace
 
-void applyRepeatPenalty(float *logits, const std::int32_t *ids, std::int32_t nIds, float penalty, void *stream)
+void applyRepeatPenalty(float *logits, const std::int32_t *ids, std::int32_t nIds, float penalty, void *stream,
+                        const std::int32_t *deviceCount)
 {
     if (nIds <= 0)
         return;
     const auto blocks = static_cast<unsigned>(ceilDiv(nIds, kRowThreads));
-    repeatPenaltyKernel<<<blocks, kRowThreads, 0, asStream(stream)>>>(logits, ids, nIds, penalty);
+    repeatPenaltyKernel<<<blocks, kRowThreads, 0, asStream(stream)>>>(logits, ids, nIds, deviceCount, penalty);
 }
 
 std::size_t candidatesWorkspaceKeys(std::int32_t n, std::int32_t k)

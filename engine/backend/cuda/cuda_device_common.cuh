@@ -3,9 +3,10 @@
 //
 // What the CUDA backend's kernel files (cuda_kernels.cu, cuda_attention.cu, cuda_candidates.cu)
 // share: warp reductions, the row-kernel block size, the empty kernel that reports an unsupported
-// call, and small host helpers. Included after <cuda_runtime.h> and <cuda_fp16.h>, inside each
-// file's anonymous namespace, and includes nothing itself, so that the CUDA emulator's transformed
-// copies (tests/gpu/emulator/) can include it as it is.
+// call, and small host helpers (the device's shared-memory opt-in limit among them). Included
+// after <cuda_runtime.h> and <cuda_fp16.h>, inside each file's anonymous namespace, and includes
+// nothing itself, so that the CUDA emulator's transformed copies (tests/gpu/emulator/) can include
+// it as it is.
 #pragma once
 
 constexpr unsigned kFullMask = 0xffffffffu;
@@ -37,6 +38,22 @@ constexpr int kRowThreads = 256;
 // An empty grid fails with cudaErrorInvalidConfiguration: a host function launches it for a call
 // it cannot serve, so that the caller's cudaGetLastError reports it instead of a silent no-op.
 __global__ void unsupportedShapeKernel() {}
+
+// The dynamic shared memory a block of this device may opt in to (asked once; 48 KiB, what every
+// GPU allows without opting in, when the query fails).
+inline std::size_t maxOptInSharedBytes()
+{
+    static const std::size_t bytes = [] {
+        int device = 0, value = 0;
+        if (cudaGetDevice(&device) != cudaSuccess ||
+            cudaDeviceGetAttribute(&value, cudaDevAttrMaxSharedMemoryPerBlockOptin, device) != cudaSuccess) {
+            cudaGetLastError();
+            return std::size_t(48 * 1024);
+        }
+        return static_cast<std::size_t>(value);
+    }();
+    return bytes;
+}
 
 inline std::int64_t ceilDiv(std::int64_t a, std::int64_t b)
 {

@@ -49,9 +49,14 @@ struct KvTarget
 // Rotates q ([nTokens][nHeads*headDim], in place) and k ([nTokens][kvDim]) by the cos/sin table
 // (device, [nTokens][nRot]); writes the rotated k and the unchanged v ([nTokens][kvDim]), rounded
 // to fp16, into the KV rows of positions startPos + t.
+// deviceStartPos (here and in attention): when set, the kernels read the first position from this
+// device int instead of startPos, so a captured decode step replays at the next position without
+// a graph update. For attention the value must split the context into as many chunks as startPos
+// does (attentionContextChunks): the chunk count is the launch's grid.
 void ropeAndStoreKv(float *q, const float *k, const float *v, const float *cosSin, std::int64_t nTokens,
                     std::int32_t nHeads, std::int32_t nKvHeads, std::int32_t headDim, std::int32_t nRot,
-                    const KvTarget &kv, std::int32_t startPos, void *stream);
+                    const KvTarget &kv, std::int32_t startPos, void *stream,
+                    const std::int32_t *deviceStartPos = nullptr);
 
 struct AttentionShape
 {
@@ -70,19 +75,53 @@ std::size_t attentionWorkspaceFloats(const AttentionShape &shape, std::int64_t n
 // Prefill batches (at least 64 query rows per KV head) with head size 64 or 128 run on tensor
 // cores: Q, K, V and the softmax weights rounded to fp16, scores and sums in fp32.
 bool attentionUsesTensorCores(const AttentionShape &shape, std::int64_t nTokens);
+// How many context chunks a call splits into (more than 1: a merge kernel follows).
+std::int64_t attentionContextChunks(std::int64_t nTokens, std::int32_t startPos);
 void attention(const AttentionShape &shape, const float *q, const KvTarget &kv, std::int64_t nTokens,
-               std::int32_t startPos, float *workspace, Half *out, void *stream);
+               std::int32_t startPos, float *workspace, Half *out, void *stream,
+               const std::int32_t *deviceStartPos = nullptr);
 
 // out[i] = fp16(silu(gate[i]) * up[i]) for i < count; silu(g) = g / (1 + exp(-g)).
 void siluMul(const float *gate, const float *up, std::int64_t count, Half *out, void *stream);
+
+// The decode step's projections (one token, cuda_gemv.cu): matrix-vector products over fp16
+// weights ([nOut][dim], as cuBLAS reads them) with fp32 accumulation, fused with the work around
+// them. The input is an fp16 vector, or RMSNorm(residual) * normWeight rounded to fp16 with the
+// same arithmetic as rmsNorm (so the same values the unfused path would feed cuBLAS).
+struct GemvInput
+{
+    const Half *vector = nullptr;     // fp16 [dim]; when null, the normalized residual:
+    const float *residual = nullptr;  // fp32 [dim]
+    const float *normWeight = nullptr; // [dim]
+    float eps = 0.0f;
+    std::int32_t dim = 0;
+};
+struct GemvMatrix
+{
+    const Half *w = nullptr; // [nOut][dim]
+    std::int32_t nOut = 0;
+    float *y = nullptr; // [nOut]
+};
+constexpr int kMaxGemvMatrices = 3;
+// dim is a multiple of 8 and its fp16 vector fits a block's shared memory (else the launches fail
+// with cudaErrorInvalidConfiguration).
+bool gemvSupports(std::int32_t dim);
+// For each of nMatrices (1..3) matrices reading the same input: y = W x, or y += W x with
+// accumulate (the residual adds).
+void gemv(const GemvInput &in, const GemvMatrix *matrices, int nMatrices, bool accumulate, void *stream);
+// act[o] = fp16(silu(Wgate[o] . x) * (Wup[o] . x)) for o < nFf: the FFN's gate and up projections
+// and siluMul in one launch.
+void gemvSwiGlu(const GemvInput &in, const Half *wGate, const Half *wUp, std::int32_t nFf, Half *act, void *stream);
 
 // Next-token candidates on the device (engine/backend/token_candidates.h): the same choice as the
 // host's selectCandidates, with only k pairs to copy back. A candidate travels as a 64-bit key
 // that orders as candidates do (higher logit, then lower id; NaN counts as -inf).
 constexpr std::int32_t kMaxDeviceCandidates = 256;
 // The repetition penalty in place at nIds distinct ids (llama.cpp's rule: positive logits are
-// divided by it, negative ones multiplied).
-void applyRepeatPenalty(float *logits, const std::int32_t *ids, std::int32_t nIds, float penalty, void *stream);
+// divided by it, negative ones multiplied). With deviceCount, the count is read from that device
+// int (at most ceil(nIds / 256) * 256: nIds sizes the launch).
+void applyRepeatPenalty(float *logits, const std::int32_t *ids, std::int32_t nIds, float penalty, void *stream,
+                        const std::int32_t *deviceCount = nullptr);
 // Keys of device workspace selectCandidates needs for n logits and k candidates.
 std::size_t candidatesWorkspaceKeys(std::int32_t n, std::int32_t k);
 // out[0..k) = the keys of the k best of logits[0..n), best first; 1 <= k <= min(n, kMaxDeviceCandidates)

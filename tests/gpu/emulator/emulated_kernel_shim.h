@@ -18,6 +18,7 @@
 // WMMA shapes other than 16x16x16 with fp16 inputs (emulated_wmma.h).
 #pragma once
 #include "emulated_device.h"
+#include "emulated_wmma.h"
 
 #include <cuda_runtime.h>
 
@@ -28,8 +29,6 @@
 #include <cuda_fp16.h>
 #include <functional>
 #include <type_traits>
-
-#include "emulated_wmma.h"
 
 #undef threadIdx
 #undef blockIdx
@@ -100,10 +99,11 @@ template <class T> T __shfl_sync(unsigned mask, T v, int src)
         emu::fatal("__shfl_sync: partial warp mask %#x is not emulated", mask);
     return emu::shuffleFrom(v, static_cast<unsigned>(src));
 }
-inline float4 __ldg(const float4 *p)
+// The read-only load (float4, uint4, ...): a vector load must be aligned to its size on a GPU.
+template <class T> T __ldg(const T *p)
 {
-    if (reinterpret_cast<std::uintptr_t>(p) % 16 != 0) // a misaligned address fault on a GPU
-        emu::fatal("__ldg(float4 *%p): address not 16-byte aligned", static_cast<const void *>(p));
+    if (reinterpret_cast<std::uintptr_t>(p) % alignof(T) != 0) // a misaligned address fault on a GPU
+        emu::fatal("__ldg(%p): address not %zu-byte aligned", static_cast<const void *>(p), alignof(T));
     return *p;
 }
 // Device-side overloads that CUDA provides and the host's <cmath> does not (for int).

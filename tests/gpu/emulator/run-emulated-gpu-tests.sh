@@ -89,7 +89,7 @@ objName() { local p=${1#"$repo"/}; echo "obj/${p//\//_}.o"; }
     echo "  description = MOC \$in"
 
     kernelObjs=""
-    for k in cuda_kernels cuda_attention cuda_candidates; do
+    for k in cuda_kernels cuda_attention cuda_candidates cuda_gemv; do
         echo "build gen/${k}_emulated.cpp: transform $repo/engine/backend/cuda/$k.cu" \
             "| $here/transform_cuda_kernels.py"
         echo "build obj/${k}_emulated.o: cxx gen/${k}_emulated.cpp"

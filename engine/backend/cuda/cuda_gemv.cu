@@ -1,0 +1,279 @@
+// SPDX-License-Identifier: MIT
+// Kernel file owned by the CUDA-backend owner (STYLE.md §5 exception).
+//
+// The decode step's projections (cuda_kernels.h): one token, so each is a matrix-vector product
+// that reads every weight once and is bound by memory bandwidth. cuBLAS runs each one as its own
+// GEMM with n = 1; these kernels also do the work around the products, so that a layer is 4
+// launches of them instead of 7 GEMMs and 3 small kernels (at 1B parameters and below, the gaps
+// between launches cost about as much as reading the weights):
+//   - up to three matrices that read the same input in one launch (Q, K and V);
+//   - the RMSNorm of the residual stream computed by each block from the fp32 stream (the same
+//     arithmetic as rmsNormKernel, so the fp16 input values are identical to the unfused path's);
+//   - the output added into the residual stream (Wo, down), or, for the FFN, SiLU(gate) * up
+//     formed from the two rows a warp computes and written as the down projection's fp16 input.
+//
+// - gemvKernel   grid ceil(rows / 8), 256 threads (8 warps, one output row each; for SwiGLU one
+//                gate row and the matching up row). The block first stages the input vector as
+//                fp16 in shared memory (dim * 2 bytes), then each warp streams its weight row(s) in
+//                16-byte read-only loads (8 halves per lane and step, coalesced over the warp), multiplies by
+//                the staged input (conflict-free 16-byte shared loads) in fp32, reduces with
+//                shuffles, and lane 0 writes the row. Unrolled by 4 so each lane has 64 bytes of
+//                weights in flight: with ~20 resident warps per SM that covers HBM's latency.
+//                dim must be a multiple of 8 (gemvSupports); above 48 KiB of input (dim > 24,576)
+//                the opt-in shared memory attribute is set.
+#include "engine/backend/cuda/cuda_kernels.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstring>
+#include <cuda_fp16.h>
+
+namespace kvchat::engine::cuda {
+namespace {
+
+#include "engine/backend/cuda/cuda_device_common.cuh"
+
+constexpr int kGemvWarps = 8;
+constexpr int kGemvThreads = 32 * kGemvWarps;
+constexpr int kGemvUnroll = 4;
+
+enum class GemvOut
+{
+    Store,      // y = W x
+    Accumulate, // y += W x
+    SwiGlu,     // act = fp16(silu(Wgate x) * (Wup x))
+};
+
+struct GemvParams
+{
+    const __half *vector;     // fp16 input, or null: normalize residual
+    const float *residual;    // fp32 [dim]
+    const float *normWeight;  // [dim]
+    float eps;
+    int dim;
+    int nMatrices;
+    const __half *w[kMaxGemvMatrices];
+    int rowEnd[kMaxGemvMatrices]; // cumulative output rows
+    float *y[kMaxGemvMatrices];
+    __half *act; // SwiGlu: [rowEnd[0]]; w[0] gate, w[1] up
+};
+
+// Eight fp16 weights times eight fp16 inputs, summed into acc in fp32.
+__device__ __forceinline__ float dot8(const uint4 &w, const uint4 &x, float acc)
+{
+    const unsigned wBits[4] = {w.x, w.y, w.z, w.w};
+    const unsigned xBits[4] = {x.x, x.y, x.z, x.w};
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+        __half2 wh, xh;
+        std::memcpy(&wh, &wBits[i], sizeof wh);
+        std::memcpy(&xh, &xBits[i], sizeof xh);
+        const float2 wf = __half22float2(wh), xf = __half22float2(xh);
+        acc = fmaf(wf.x, xf.x, acc);
+        acc = fmaf(wf.y, xf.y, acc);
+    }
+    return acc;
+}
+
+// Stages the block's input vector in shared memory as fp16: copied, or RMSNorm(residual) * weight
+// computed exactly as rmsNormKernel does (the same 256-thread reduction, so the same values).
+__device__ __forceinline__ void stageInput(const GemvParams &p, __half *sIn)
+{
+    static_assert(kGemvThreads == kRowThreads, "the fused RMSNorm must reduce as rmsNormKernel does");
+    const int tid = static_cast<int>(threadIdx.x);
+    if (p.vector != nullptr) {
+        const uint4 *src = reinterpret_cast<const uint4 *>(p.vector);
+        uint4 *dst = reinterpret_cast<uint4 *>(sIn);
+        for (int c = tid; c < p.dim / 8; c += kGemvThreads)
+            dst[c] = src[c];
+        return;
+    }
+    constexpr int kWarps = kGemvThreads / 32;
+    __shared__ float warpSums[kWarps];
+    __shared__ float rowScale;
+    const int lane = tid & 31;
+    const int warp = tid >> 5;
+    const float *row = p.residual;
+    float sumSquares = 0.0f;
+    for (int i = tid; i < p.dim; i += kGemvThreads)
+        sumSquares = fmaf(row[i], row[i], sumSquares);
+    sumSquares = warpSum(sumSquares);
+    if (lane == 0)
+        warpSums[warp] = sumSquares;
+    __syncthreads();
+    if (warp == 0) {
+        float total = lane < kWarps ? warpSums[lane] : 0.0f;
+        total = warpSum(total);
+        if (lane == 0)
+            rowScale = 1.0f / sqrtf(total / static_cast<float>(p.dim) + p.eps);
+    }
+    __syncthreads();
+    const float scale = rowScale;
+    for (int i = tid; i < p.dim; i += kGemvThreads)
+        sIn[i] = __float2half_rn(row[i] * scale * p.normWeight[i]);
+}
+
+// The warp's dot products of `rows` weight rows (each dim halves) with the staged input; every
+// lane returns the full sums.
+template <int Rows>
+__device__ __forceinline__ void warpDots(const __half *const (&wRows)[Rows], const __half *sIn, int dim, float (&out)[Rows])
+{
+    const int lane = static_cast<int>(threadIdx.x) & 31;
+    const int chunks = dim / 8;
+    const uint4 *in = reinterpret_cast<const uint4 *>(sIn);
+    float acc[Rows];
+#pragma unroll
+    for (int r = 0; r < Rows; ++r)
+        acc[r] = 0.0f;
+    int c = lane;
+    // Unrolled: the loads of kGemvUnroll steps are issued before their products.
+    for (; c + 32 * (kGemvUnroll - 1) < chunks; c += 32 * kGemvUnroll) {
+        uint4 w[Rows][kGemvUnroll];
+#pragma unroll
+        for (int r = 0; r < Rows; ++r)
+#pragma unroll
+            for (int u = 0; u < kGemvUnroll; ++u)
+                w[r][u] = __ldg(reinterpret_cast<const uint4 *>(wRows[r]) + c + 32 * u);
+#pragma unroll
+        for (int u = 0; u < kGemvUnroll; ++u) {
+            const uint4 x = in[c + 32 * u];
+#pragma unroll
+            for (int r = 0; r < Rows; ++r)
+                acc[r] = dot8(w[r][u], x, acc[r]);
+        }
+    }
+    for (; c < chunks; c += 32) {
+        const uint4 x = in[c];
+#pragma unroll
+        for (int r = 0; r < Rows; ++r)
+            acc[r] = dot8(__ldg(reinterpret_cast<const uint4 *>(wRows[r]) + c), x, acc[r]);
+    }
+#pragma unroll
+    for (int r = 0; r < Rows; ++r)
+        out[r] = warpSum(acc[r]);
+}
+
+template <GemvOut Out> __global__ void __launch_bounds__(kGemvThreads) gemvKernel(const GemvParams p)
+{
+    extern __shared__ __align__(16) float4 smemVec[]; // 16-byte loads of the staged input
+    __half *sIn = reinterpret_cast<__half *>(smemVec);
+    stageInput(p, sIn);
+    __syncthreads();
+
+    const int lane = static_cast<int>(threadIdx.x) & 31;
+    const int row = static_cast<int>(blockIdx.x) * kGemvWarps + (static_cast<int>(threadIdx.x) >> 5);
+    const std::int64_t dim = p.dim;
+    if constexpr (Out == GemvOut::SwiGlu) {
+        if (row >= p.rowEnd[0])
+            return; // warp-uniform
+        const __half *rows[2] = {p.w[0] + row * dim, p.w[1] + row * dim};
+        float gu[2];
+        warpDots<2>(rows, sIn, p.dim, gu);
+        if (lane == 0) {
+            const float g = gu[0];
+            p.act[row] = __float2half_rn(g / (1.0f + expf(-g)) * gu[1]); // as siluMulKernel
+        }
+    } else {
+        // The row's matrix, chosen by comparisons: indexing the parameter arrays with a
+        // run-time index would copy them to local memory.
+        const __half *w = p.w[0];
+        float *y = p.y[0];
+        int r = row;
+        const int rows = p.nMatrices == 1 ? p.rowEnd[0] : p.nMatrices == 2 ? p.rowEnd[1] : p.rowEnd[2];
+        if (row >= rows)
+            return; // warp-uniform
+        if (row >= p.rowEnd[0]) {
+            const bool third = row >= p.rowEnd[1];
+            w = third ? p.w[2] : p.w[1];
+            y = third ? p.y[2] : p.y[1];
+            r = row - (third ? p.rowEnd[1] : p.rowEnd[0]);
+        }
+        const __half *wRow[1] = {w + r * dim};
+        float dot[1];
+        warpDots<1>(wRow, sIn, p.dim, dot);
+        if (lane == 0)
+            y[r] = Out == GemvOut::Accumulate ? y[r] + dot[0] : dot[0];
+    }
+}
+
+bool inputSupported(const GemvInput &in)
+{
+    return in.dim > 0 && in.dim % 8 == 0 && static_cast<std::size_t>(in.dim) * sizeof(__half) <= maxOptInSharedBytes() &&
+           (in.vector != nullptr || (in.residual != nullptr && in.normWeight != nullptr));
+}
+
+template <GemvOut Out> void launchGemv(const GemvParams &p, int rows, cudaStream_t stream)
+{
+    const std::size_t smemBytes = static_cast<std::size_t>(p.dim) * sizeof(__half);
+    if (smemBytes > 48 * 1024)
+        cudaFuncSetAttribute(gemvKernel<Out>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smemBytes));
+    const auto blocks = static_cast<unsigned>(ceilDiv(rows, kGemvWarps));
+    gemvKernel<Out><<<blocks, kGemvThreads, smemBytes, stream>>>(p);
+}
+
+GemvParams paramsFor(const GemvInput &in)
+{
+    GemvParams p{};
+    p.vector = reinterpret_cast<const __half *>(in.vector);
+    p.residual = in.residual;
+    p.normWeight = in.normWeight;
+    p.eps = in.eps;
+    p.dim = in.dim;
+    return p;
+}
+
+} // namespace
+
+bool gemvSupports(std::int32_t dim)
+{
+    return dim > 0 && dim % 8 == 0 && static_cast<std::size_t>(dim) * sizeof(__half) <= maxOptInSharedBytes();
+}
+
+void gemv(const GemvInput &in, const GemvMatrix *matrices, int nMatrices, bool accumulate, void *stream)
+{
+    const cudaStream_t s = asStream(stream);
+    std::int64_t rows = 0;
+    for (int m = 0; m < nMatrices; ++m)
+        rows += matrices[m].nOut;
+    if (!inputSupported(in) || nMatrices < 1 || nMatrices > kMaxGemvMatrices || rows > INT_MAX) {
+        unsupportedShapeKernel<<<0, 1, 0, s>>>();
+        return;
+    }
+    if (rows == 0)
+        return;
+    GemvParams p = paramsFor(in);
+    p.nMatrices = nMatrices;
+    int end = 0;
+    for (int m = 0; m < nMatrices; ++m) {
+        end += matrices[m].nOut;
+        p.w[m] = reinterpret_cast<const __half *>(matrices[m].w);
+        p.rowEnd[m] = end;
+        p.y[m] = matrices[m].y;
+    }
+    if (accumulate)
+        launchGemv<GemvOut::Accumulate>(p, end, s);
+    else
+        launchGemv<GemvOut::Store>(p, end, s);
+}
+
+void gemvSwiGlu(const GemvInput &in, const Half *wGate, const Half *wUp, std::int32_t nFf, Half *act, void *stream)
+{
+    const cudaStream_t s = asStream(stream);
+    if (!inputSupported(in) || nFf < 0) {
+        unsupportedShapeKernel<<<0, 1, 0, s>>>();
+        return;
+    }
+    if (nFf == 0)
+        return;
+    GemvParams p = paramsFor(in);
+    p.nMatrices = 2;
+    p.w[0] = reinterpret_cast<const __half *>(wGate);
+    p.w[1] = reinterpret_cast<const __half *>(wUp);
+    p.rowEnd[0] = nFf;
+    p.act = reinterpret_cast<__half *>(act);
+    launchGemv<GemvOut::SwiGlu>(p, nFf, s);
+}
+
+} // namespace kvchat::engine::cuda
