@@ -355,10 +355,13 @@ private slots:
         QTest::addColumn<int>("nRot");
         QTest::addColumn<int>("nTokens");
         QTest::addColumn<int>("startPos");
-        QTest::newRow("GQA 8/2, hd 64, crossing a KV block") << 8 << 2 << 64 << 64 << 5 << 13;
-        QTest::newRow("MHA 4/4, hd 128, from 0") << 4 << 4 << 128 << 128 << 20 << 0;
-        QTest::newRow("partial rotation (nRot 32 of 64)") << 8 << 2 << 64 << 32 << 3 << 30;
-        QTest::newRow("256 tokens at 100") << 8 << 2 << 64 << 64 << 256 << 100;
+        QTest::addColumn<bool>("byPosition"); // the cos/sin table has a row per position, not per token
+        QTest::newRow("GQA 8/2, hd 64, crossing a KV block") << 8 << 2 << 64 << 64 << 5 << 13 << false;
+        QTest::newRow("MHA 4/4, hd 128, from 0") << 4 << 4 << 128 << 128 << 20 << 0 << false;
+        QTest::newRow("partial rotation (nRot 32 of 64)") << 8 << 2 << 64 << 32 << 3 << 30 << false;
+        QTest::newRow("256 tokens at 100") << 8 << 2 << 64 << 64 << 256 << 100 << false;
+        QTest::newRow("table by position, 5 tokens at 13") << 8 << 2 << 64 << 64 << 5 << 13 << true;
+        QTest::newRow("table by position, one token at 77") << 4 << 4 << 128 << 96 << 1 << 77 << true;
     }
 
     void ropeAndStoreKvMatchesReference()
@@ -369,6 +372,7 @@ private slots:
         QFETCH(int, nRot);
         QFETCH(int, nTokens);
         QFETCH(int, startPos);
+        QFETCH(bool, byPosition);
         const int qDim = nHeads * headDim, kvDim = nKvHeads * headDim;
         const std::int32_t layer = 1;
         const ArenaLayout layout{3, 16, kvDim};
@@ -387,6 +391,12 @@ private slots:
                 cosSin[static_cast<std::size_t>(t * nRot + 2 * i)] = static_cast<float>(std::cos(theta));
                 cosSin[static_cast<std::size_t>(t * nRot + 2 * i + 1)] = static_cast<float>(std::sin(theta));
             }
+        // By position: rows for positions 0..startPos+nTokens-1, the tokens' rows the same values.
+        std::vector<float> positionTable;
+        if (byPosition) {
+            positionTable.assign(static_cast<std::size_t>(startPos * nRot), std::numeric_limits<float>::quiet_NaN());
+            positionTable.insert(positionTable.end(), cosSin.begin(), cosSin.end());
+        }
         const Half sentinel = 0xdeadu;
         const std::vector<Half> arena(static_cast<std::size_t>(arenaBlocks) * layout.blockElements(), sentinel);
 
@@ -396,7 +406,7 @@ private slots:
         CUDA_CHECK(dQ.upload(q));
         CUDA_CHECK(dK.upload(k));
         CUDA_CHECK(dV.upload(v));
-        CUDA_CHECK(dCosSin.upload(cosSin));
+        CUDA_CHECK(dCosSin.upload(byPosition ? positionTable : cosSin));
         CUDA_CHECK(dArena.upload(arena));
         CUDA_CHECK(dTable.upload(table));
         KvTarget kv;
@@ -406,8 +416,8 @@ private slots:
         kv.blockElements = layout.blockElements();
         kv.layer = layer;
         kv.kvDim = kvDim;
-        ropeAndStoreKv(dQ.get(), dK.get(), dV.get(), dCosSin.get(), nTokens, nHeads, nKvHeads, headDim, nRot, kv,
-                       startPos, m_stream);
+        ropeAndStoreKv(dQ.get(), dK.get(), dV.get(), dCosSin.get(), byPosition, nTokens, nHeads, nKvHeads, headDim,
+                       nRot, kv, startPos, m_stream);
         CUDA_CHECK_LAUNCH();
         std::vector<float> gotQ;
         std::vector<Half> gotArena;

@@ -117,6 +117,41 @@ struct DeviceLayer
 
 } // namespace
 
+// Where a micro-batch's inputs sit in the pinned and device input buffers, in 4-byte words:
+// [startPos, nPenalised, pad, pad | tokens | block table (capacity) | penalised ids (capacity) |
+// cos/sin rows]. Every region's place depends only on the token count, so a decode step's
+// pointers are the same at every position. The cos/sin rows are uploaded only for positions past
+// the device's RoPE table (ropeTable). The device pointers are filled in by uploadInputs.
+struct MicroBatchInputs
+{
+    std::size_t tokens = 0, blockTable = 0, penalised = 0, cosSin = 0, end = 0;
+    bool ropeFromTable = false;               // cosSin is the table of positions, not rows uploaded here
+    const std::int32_t *deviceArgs = nullptr; // [0]: the first position, [1]: the penalised count
+    const std::int32_t *deviceTokens = nullptr;
+    const float *deviceCosSin = nullptr;
+    const std::int32_t *deviceBlockTable = nullptr;
+    const std::int32_t *devicePenalised = nullptr;
+};
+
+struct DecodeStepShape
+{
+    std::int64_t attentionChunks = 0;
+    bool logitsOut = false;
+    bool candidates = false;
+    std::int32_t k = 0;
+    std::int64_t penaltyBlocks = 0; // applyRepeatPenalty's grid (0: no penalty)
+    std::uint32_t penaltyBits = 0;  // the penalty, passed by value
+    bool decodeGemv = false;
+    bool ropeFromTable = false;
+    const void *kvArena = nullptr;
+    std::uint64_t scratchGeneration = 0;
+    bool operator==(const DecodeStepShape &) const = default;
+};
+
+// Shapes kept at once: a conversation's steps use 2 to 5 (chunk counts, candidates or logits);
+// more are only from several pools or settings in turn.
+constexpr std::size_t kMaxDecodeGraphs = 8;
+
 struct CudaBackend::State
 {
     const LlamaModel *model = nullptr;
@@ -137,15 +172,31 @@ struct CudaBackend::State
     // Activations for up to microBatch tokens ([tokens][width], row-major).
     std::int64_t microBatch = 0;      // what the scratch was reserved for (chooseMicroBatch)
     std::int64_t microBatchInUse = 0; // <= microBatch (setMicroBatchTokens)
-    DeviceBuffer x, xNorm, q, k, v, attnOut, gate, up, act, logits, tokens, cosSin, blockTable, workspace;
+    DeviceBuffer x, xNorm, q, k, v, attnOut, gate, up, act, logits, workspace;
     // cuBLAS's workspace, owned here: with its default one, every graph capture may make cuBLAS
     // allocate another (PyTorch #83461).
     DeviceBuffer gemmWorkspace;
-    // Next-token candidates: the penalised ids, the selection's levels, its k keys on the device
-    // and their pinned host copy.
-    DeviceBuffer penalisedIds, candidateWorkspace, candidateKeys;
+    // Next-token candidates: the selection's levels, its k keys on the device and their pinned
+    // host copy.
+    DeviceBuffer candidateWorkspace, candidateKeys;
     std::unique_ptr<PinnedBuffer> hostCandidateKeys;
-    std::vector<float> hostCosSin;
+
+    // A micro-batch's inputs (MicroBatchInputs), written into pinned memory and uploaded with
+    // one asynchronous copy into a device buffer of the same layout. The upload event says when
+    // the pinned copy may be rewritten. Capacities grow when a call needs more (a context past
+    // the model's training length, a longer penalty list); that reallocates, as does any scratch
+    // buffer growing, and bumps scratchGeneration, which retires the captured decode graphs.
+    std::int64_t blockTableCapacity = 0; // entries
+    std::int64_t penalisedCapacity = 0;  // ids
+    // RoPE's cos/sin for positions [0, ropeTablePositions), computed once at load (the host's
+    // double-precision fillRopeTable, as the CPU backend uses): a prompt of 2,048 tokens would
+    // otherwise spend ~1-2 ms of host time on them before the GPU starts.
+    DeviceBuffer ropeTable;
+    std::int64_t ropeTablePositions = 0;
+    std::unique_ptr<PinnedBuffer> hostInputs;
+    DeviceBuffer inputs;
+    cudaEvent_t inputsUploaded = nullptr;
+    std::uint64_t scratchGeneration = 0;
     std::vector<std::int32_t> hostBlockTable;
 
     // Decode steps run their projections through the fused matrix-vector kernels (cuda_gemv.cu)
@@ -158,16 +209,18 @@ struct CudaBackend::State
     // (one chunk) then each update their own instead of re-instantiating one in turn.
     struct DecodeGraph
     {
-        std::uint32_t shape = 0; // decodeStepShape()
+        DecodeStepShape shape;
         cudaGraphExec_t exec = nullptr;
     };
-    std::vector<DecodeGraph> decodeGraphs;
+    std::vector<DecodeGraph> decodeGraphs; // oldest first, at most kMaxDecodeGraphs
     DecodeGraphStats graphStats;
 
     ~State()
     {
         for (const DecodeGraph &g : decodeGraphs)
             cudaGraphExecDestroy(g.exec);
+        if (inputsUploaded != nullptr)
+            cudaEventDestroy(inputsUploaded);
         if (cublas != nullptr)
             cublasDestroy(cublas);
         if (stream != nullptr)
@@ -179,6 +232,14 @@ struct CudaBackend::State
     std::int64_t chooseMicroBatch(std::size_t freeBytes) const;
     void allocateScratch();
     std::size_t scratchBytes() const;
+    // Grows buffer to bytes; a reallocation retires the decode graphs (their kernels hold the old
+    // address).
+    void reserveScratch(DeviceBuffer &buffer, std::size_t bytes);
+    MicroBatchInputs inputLayout(std::int64_t nTokens, std::size_t nPenalised) const;
+    void reserveInputs(std::int64_t blocks, std::size_t nPenalised);
+    // Writes the micro-batch's inputs into the pinned buffer and queues their upload.
+    MicroBatchInputs uploadInputs(std::span<const TokenId> ids, std::int32_t startPos,
+                                  std::span<const std::int32_t> penalised);
     void gemm(const DeviceMatrix &w, const Half *x, std::int64_t nTokens, float *y, float beta);
     // One micro-batch. hostLogits: where its logits go (nullptr: it has none to give). request
     // (only for the last micro-batch of a forwardCandidates call): its last position's candidates
@@ -189,15 +250,17 @@ struct CudaBackend::State
                            std::vector<TokenCandidate> *candidates, bool waitLayers);
     // The kernels and GEMMs of one micro-batch, from the embedding to the logits of rows
     // [firstLogit, n) (none when firstLogit == n), then, with a request, the candidates of the
-    // last row; its inputs are on the device already.
-    void enqueueLayers(std::int64_t n, std::int32_t startPos, const KvTarget &kvBase, std::int64_t firstLogit,
-                       const CandidateRequest *request, bool waitLayers);
-    // What decides the set of kernels a one-token step launches (the graph's topology): whether
-    // attention splits the context, how the logits end, which projections run.
-    std::uint32_t decodeStepShape(std::int32_t startPos, bool logitsOut, const CandidateRequest *request) const;
-    // Runs enqueue() through the decode graph of its shape: captured, then updated into (or
-    // instantiated as) that graph and launched on the stream.
-    void launchAsGraph(std::uint32_t shape, const std::function<void()> &enqueue);
+    // last row; its inputs are on the device already (in), and the kernels read the position and
+    // the penalty count from there, so that a captured step replays at any position.
+    void enqueueLayers(std::int64_t n, std::int32_t startPos, const KvTarget &kv, const MicroBatchInputs &in,
+                       std::int64_t firstLogit, const CandidateRequest *request, bool waitLayers);
+    // Everything a captured one-token step holds fixed: its kernels and their launch shapes,
+    // the scalar arguments passed by value, and the buffers' addresses.
+    DecodeStepShape decodeStepShape(std::int32_t startPos, const KvTarget &kv, const MicroBatchInputs &in,
+                                    bool logitsOut, const CandidateRequest *request) const;
+    // Launches the decode graph of this shape, capturing and instantiating it with enqueue()
+    // the first time the shape is seen.
+    void launchAsGraph(const DecodeStepShape &shape, const std::function<void()> &enqueue);
 };
 
 // The most tokens one pass through the layers takes (longer inputs are split): as many as the GPU
@@ -303,9 +366,6 @@ void CudaBackend::State::allocateScratch()
     up.reserve(n * sz(c.nFf) * sizeof(float));
     act.reserve(n * sz(c.nFf) * sizeof(Half));
     logits.reserve(sz(c.nVocab) * sizeof(float)); // grows for LogitsMode::All
-    tokens.reserve(n * sizeof(std::int32_t));
-    cosSin.reserve(n * sz(c.nRot) * sizeof(float));
-    hostCosSin.resize(n * sz(c.nRot));
     // What a turn would otherwise grow into, up to the model's context length: a chat turn then
     // never allocates GPU memory, so running out of it can only happen here, at load, where the
     // engine falls back to the CPU with the reason (vLLM likewise reserves its peak activation
@@ -313,8 +373,14 @@ void CudaBackend::State::allocateScratch()
     // attentionWorkspaceFloats); the penalised ids are at most one per position.
     const AttentionShape shape{c.nHeads, c.nKvHeads, c.headDim, 1.0f};
     workspace.reserve(attentionWorkspaceFloats(shape, microBatch, c.nCtxTrain) * sizeof(float));
-    blockTable.reserve((sz(c.nCtxTrain) / sz(kvLayout.blockTokens) + 2) * sizeof(std::int32_t));
-    penalisedIds.reserve(sz(std::max(c.nCtxTrain, 1)) * sizeof(std::int32_t));
+    reserveInputs(c.nCtxTrain / kvLayout.blockTokens + 2, sz(std::max(c.nCtxTrain, 1)));
+    // Up to 32k positions (16 MiB at nRot 128); later positions upload their rows per micro-batch.
+    ropeTablePositions = std::clamp<std::int64_t>(c.nCtxTrain, 1, 32768);
+    std::vector<float> table(sz(ropeTablePositions) * sz(c.nRot));
+    fillRopeTable(c, model->ropeFreqFactors(), 0, ropeTablePositions, table.data());
+    ropeTable.reserve(table.size() * sizeof(float));
+    KVCHAT_CUDA_CHECK(
+        cudaMemcpy(ropeTable.as<void>(), table.data(), table.size() * sizeof(float), cudaMemcpyHostToDevice));
     candidateWorkspace.reserve(candidatesWorkspaceKeys(c.nVocab, std::min(kMaxDeviceCandidates, c.nVocab)) *
                                sizeof(std::uint64_t));
     candidateKeys.reserve(sz(kMaxDeviceCandidates) * sizeof(std::uint64_t));
@@ -323,11 +389,86 @@ void CudaBackend::State::allocateScratch()
 std::size_t CudaBackend::State::scratchBytes() const
 {
     std::size_t total = 0;
-    for (const DeviceBuffer *b :
-         {&x, &xNorm, &q, &k, &v, &attnOut, &gate, &up, &act, &logits, &tokens, &cosSin, &blockTable, &workspace,
-          &gemmWorkspace, &penalisedIds, &candidateWorkspace, &candidateKeys})
+    for (const DeviceBuffer *b : {&x, &xNorm, &q, &k, &v, &attnOut, &gate, &up, &act, &logits, &inputs, &ropeTable,
+                                  &workspace, &gemmWorkspace, &candidateWorkspace, &candidateKeys})
         total += b->bytes();
     return total;
+}
+
+void CudaBackend::State::reserveScratch(DeviceBuffer &buffer, std::size_t bytes)
+{
+    if (bytes <= buffer.bytes())
+        return;
+    buffer.reserve(bytes);
+    ++scratchGeneration;
+}
+
+MicroBatchInputs CudaBackend::State::inputLayout(std::int64_t nTokens, std::size_t nPenalised) const
+{
+    // Every region starts 16-byte aligned.
+    const auto align4 = [](std::size_t words) { return (words + 3) / 4 * 4; };
+    MicroBatchInputs in;
+    in.tokens = 4;
+    in.blockTable = align4(in.tokens + sz(nTokens));
+    in.penalised = align4(in.blockTable + sz(blockTableCapacity));
+    in.cosSin = align4(in.penalised + sz(penalisedCapacity));
+    in.end = in.penalised + nPenalised; // the cos/sin rows, when needed, are a second copy
+    return in;
+}
+
+void CudaBackend::State::reserveInputs(std::int64_t blocks, std::size_t nPenalised)
+{
+    if (hostInputs != nullptr && blocks <= blockTableCapacity && nPenalised <= sz(penalisedCapacity))
+        return;
+    blockTableCapacity = std::max(blockTableCapacity, blocks);
+    penalisedCapacity = std::max<std::int64_t>(penalisedCapacity, static_cast<std::int64_t>(nPenalised));
+    const MicroBatchInputs largest = inputLayout(microBatch, sz(penalisedCapacity));
+    const std::size_t bytes = (largest.cosSin + sz(microBatch) * sz(config.nRot)) * sizeof(std::int32_t);
+    // The old pinned buffer may still be the source of a queued upload.
+    if (inputsUploaded != nullptr)
+        KVCHAT_CUDA_CHECK(cudaEventSynchronize(inputsUploaded));
+    hostInputs = std::make_unique<PinnedBuffer>(bytes);
+    reserveScratch(inputs, bytes);
+    ++scratchGeneration; // the regions past the block table moved even if the buffer did not
+}
+
+MicroBatchInputs CudaBackend::State::uploadInputs(std::span<const TokenId> ids, std::int32_t startPos,
+                                                  std::span<const std::int32_t> penalised)
+{
+    static_assert(sizeof(TokenId) == sizeof(std::int32_t));
+    const std::int64_t n = static_cast<std::int64_t>(ids.size());
+    MicroBatchInputs in = inputLayout(n, penalised.size());
+    // The previous micro-batch's upload has read the pinned buffer (in stream order it ran after
+    // the micro-batch before that: a one-deep pipeline).
+    KVCHAT_CUDA_CHECK(cudaEventSynchronize(inputsUploaded));
+    auto *words = hostInputs->as<std::int32_t>();
+    words[0] = startPos;
+    words[1] = static_cast<std::int32_t>(penalised.size());
+    std::memcpy(words + in.tokens, ids.data(), ids.size_bytes());
+    // Empty spans' data() may be null, which memcpy must not get.
+    if (!hostBlockTable.empty())
+        std::memcpy(words + in.blockTable, hostBlockTable.data(), hostBlockTable.size() * sizeof(std::int32_t));
+    if (!penalised.empty())
+        std::memcpy(words + in.penalised, penalised.data(), penalised.size_bytes());
+    KVCHAT_CUDA_CHECK(
+        cudaMemcpyAsync(inputs.as<void>(), words, in.end * sizeof(std::int32_t), cudaMemcpyHostToDevice, stream));
+    const auto *device = inputs.as<std::int32_t>();
+    in.ropeFromTable = startPos + n <= ropeTablePositions;
+    if (in.ropeFromTable) {
+        in.deviceCosSin = ropeTable.as<float>();
+    } else {
+        float *rows = reinterpret_cast<float *>(words + in.cosSin);
+        fillRopeTable(config, model->ropeFreqFactors(), startPos, n, rows);
+        KVCHAT_CUDA_CHECK(cudaMemcpyAsync(inputs.as<std::int32_t>() + in.cosSin, rows,
+                                          sz(n) * sz(config.nRot) * sizeof(float), cudaMemcpyHostToDevice, stream));
+        in.deviceCosSin = reinterpret_cast<const float *>(device + in.cosSin);
+    }
+    KVCHAT_CUDA_CHECK(cudaEventRecord(inputsUploaded, stream));
+    in.deviceArgs = device;
+    in.deviceTokens = device + in.tokens;
+    in.deviceBlockTable = device + in.blockTable;
+    in.devicePenalised = device + in.penalised;
+    return in;
 }
 
 void CudaBackend::State::gemm(const DeviceMatrix &w, const Half *xIn, std::int64_t nTokens, float *y, float beta)
@@ -388,6 +529,7 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const LlamaModel &model
         KVCHAT_CUBLAS_CHECK(
             cublasSetWorkspace(state->cublas, state->gemmWorkspace.as<void>(), state->gemmWorkspace.bytes()));
         state->hostCandidateKeys = std::make_unique<PinnedBuffer>(sz(kMaxDeviceCandidates) * sizeof(std::uint64_t));
+        KVCHAT_CUDA_CHECK(cudaEventCreateWithFlags(&state->inputsUploaded, cudaEventDisableTiming));
         const char *graphs = std::getenv("KVCHAT_CUDA_GRAPHS");
         state->graphStats.enabled = graphs == nullptr || std::string_view(graphs) != "0";
         state->decodeGemvSupported = gemvSupports(c.nEmbd) && gemvSupports(c.nHeads * c.headDim) && gemvSupports(c.nFf);
@@ -537,17 +679,15 @@ Result<void> CudaBackend::run(std::span<const TokenId> tokens, KvSequence &seq, 
         const bool waitLayers = s.kvMemory->layeredUploadsPending();
         if (!waitLayers)
             s.kvMemory->finishCopies();
-        // The block table covers every position this call writes or reads.
+        // The block table covers every position this call writes or reads; it goes up with each
+        // micro-batch's inputs.
         s.hostBlockTable.clear();
         for (KvBlockId id : seq.blocks())
             s.hostBlockTable.push_back(static_cast<std::int32_t>(id.value));
-        s.blockTable.reserve(s.hostBlockTable.size() * sizeof(std::int32_t));
-        KVCHAT_CUDA_CHECK(cudaMemcpyAsync(s.blockTable.as<void>(), s.hostBlockTable.data(),
-                                          s.hostBlockTable.size() * sizeof(std::int32_t), cudaMemcpyHostToDevice,
-                                          s.stream));
+        s.reserveInputs(static_cast<std::int64_t>(s.hostBlockTable.size()),
+                        request != nullptr ? request->penalised.size() : 0);
         KvTarget kv;
         kv.arena = reinterpret_cast<Half *>(seq.pool().arena());
-        kv.blockTable = s.blockTable.as<std::int32_t>();
         kv.blockTokens = s.kvLayout.blockTokens;
         kv.blockElements = s.kvLayout.blockElements();
         kv.kvDim = c.kvDim();
@@ -583,39 +723,31 @@ void CudaBackend::State::forwardMicroBatch(std::span<const TokenId> ids, std::in
     const LlamaConfig &c = config;
     const std::int64_t n = static_cast<std::int64_t>(ids.size());
 
-    // Inputs and every buffer this step needs are in place before any kernel is queued: none of
-    // it may happen inside a graph capture (pageable copies and cudaMalloc are not capturable).
-    // Pageable sources: cudaMemcpyAsync has staged them before it returns, so the host vectors
-    // may be rewritten by the next micro-batch while this one still runs.
-    static_assert(sizeof(TokenId) == sizeof(std::int32_t));
-    KVCHAT_CUDA_CHECK(
-        cudaMemcpyAsync(tokens.as<void>(), ids.data(), sz(n) * sizeof(std::int32_t), cudaMemcpyHostToDevice, stream));
-    fillRopeTable(c, model->ropeFreqFactors(), startPos, n, hostCosSin.data());
-    KVCHAT_CUDA_CHECK(cudaMemcpyAsync(cosSin.as<void>(), hostCosSin.data(), sz(n * c.nRot) * sizeof(float),
-                                      cudaMemcpyHostToDevice, stream));
+    // Inputs and every buffer this step needs are in place before any kernel is queued: a
+    // captured step holds the buffers' addresses, and neither cudaMalloc nor a pageable copy may
+    // happen inside a capture.
+    const bool penalty = request != nullptr && !request->penalised.empty() && request->repeatPenalty != 1.0f;
+    const MicroBatchInputs in = uploadInputs(
+        ids, startPos, penalty ? std::span<const std::int32_t>(request->penalised) : std::span<const std::int32_t>());
+    KvTarget kv = kvBase;
+    kv.blockTable = in.deviceBlockTable;
     const AttentionShape shape{c.nHeads, c.nKvHeads, c.headDim, 1.0f / std::sqrt(static_cast<float>(c.headDim))};
-    workspace.reserve(attentionWorkspaceFloats(shape, n, startPos + static_cast<std::int32_t>(n)) * sizeof(float));
+    reserveScratch(workspace,
+                   attentionWorkspaceFloats(shape, n, startPos + static_cast<std::int32_t>(n)) * sizeof(float));
     const std::int64_t firstLogit = request != nullptr        ? n - 1
                                     : hostLogits == nullptr   ? n
                                     : mode == LogitsMode::All ? 0
                                                               : n - 1;
     const std::int64_t nOut = n - firstLogit;
-    logits.reserve(sz(std::max<std::int64_t>(nOut, 1) * c.nVocab) * sizeof(float));
-    if (request != nullptr) {
-        candidateWorkspace.reserve(candidatesWorkspaceKeys(c.nVocab, request->k) * sizeof(std::uint64_t));
-        if (!request->penalised.empty() && request->repeatPenalty != 1.0f) {
-            penalisedIds.reserve(request->penalised.size() * sizeof(std::int32_t));
-            KVCHAT_CUDA_CHECK(cudaMemcpyAsync(penalisedIds.as<void>(), request->penalised.data(),
-                                              request->penalised.size() * sizeof(std::int32_t), cudaMemcpyHostToDevice,
-                                              stream));
-        }
-    }
+    reserveScratch(logits, sz(std::max<std::int64_t>(nOut, 1) * c.nVocab) * sizeof(float));
+    if (request != nullptr)
+        reserveScratch(candidateWorkspace, candidatesWorkspaceKeys(c.nVocab, request->k) * sizeof(std::uint64_t));
 
-    const auto enqueue = [&] { enqueueLayers(n, startPos, kvBase, firstLogit, request, waitLayers); };
+    const auto enqueue = [&] { enqueueLayers(n, startPos, kv, in, firstLogit, request, waitLayers); };
     // Not captured while a restore is landing: the capture would depend on the copy stream's
     // events from outside it.
     if (n == 1 && graphStats.enabled && !waitLayers)
-        launchAsGraph(decodeStepShape(startPos, nOut > 0, request), enqueue);
+        launchAsGraph(decodeStepShape(startPos, kv, in, nOut > 0, request), enqueue);
     else
         enqueue();
 
@@ -641,13 +773,15 @@ void CudaBackend::State::forwardMicroBatch(std::span<const TokenId> ids, std::in
 }
 
 void CudaBackend::State::enqueueLayers(std::int64_t n, std::int32_t startPos, const KvTarget &kvBase,
-                                       std::int64_t firstLogit, const CandidateRequest *request, bool waitLayers)
+                                       const MicroBatchInputs &in, std::int64_t firstLogit,
+                                       const CandidateRequest *request, bool waitLayers)
 {
     const LlamaConfig &c = config;
     void *const st = stream;
     const AttentionShape shape{c.nHeads, c.nKvHeads, c.headDim, 1.0f / std::sqrt(static_cast<float>(c.headDim))};
 
-    embedTokens(embedding.data, tokens.as<std::int32_t>(), n, c.nEmbd, x.as<float>(), st);
+    const std::int32_t *deviceStartPos = in.deviceArgs;
+    embedTokens(embedding.data, in.deviceTokens, n, c.nEmbd, x.as<float>(), st);
     KVCHAT_CUDA_CHECK_LAUNCH("embedTokens");
     // One token: the projections are matrix-vector products with their norms, SiLU and residual
     // adds fused in (cuda_gemv.cu), 4 launches a layer instead of 7 GEMMs and 3 small kernels.
@@ -675,10 +809,10 @@ void CudaBackend::State::enqueueLayers(std::int64_t n, std::int32_t startPos, co
         // The first use of layer l's KV rows (the store may write into a restored tail block).
         if (waitLayers)
             kvMemory->waitForLayer(l, stream);
-        ropeAndStoreKv(q.as<float>(), k.as<float>(), v.as<float>(), cosSin.as<float>(), n, c.nHeads, c.nKvHeads,
-                       c.headDim, c.nRot, kv, startPos, st);
+        ropeAndStoreKv(q.as<float>(), k.as<float>(), v.as<float>(), in.deviceCosSin, in.ropeFromTable, n, c.nHeads,
+                       c.nKvHeads, c.headDim, c.nRot, kv, startPos, st, deviceStartPos);
         KVCHAT_CUDA_CHECK_LAUNCH("ropeAndStoreKv");
-        attention(shape, q.as<float>(), kv, n, startPos, workspace.as<float>(), attnOut.as<Half>(), st);
+        attention(shape, q.as<float>(), kv, n, startPos, workspace.as<float>(), attnOut.as<Half>(), st, deviceStartPos);
         KVCHAT_CUDA_CHECK_LAUNCH("attention");
         if (fused) {
             const GemvMatrix wo{w.wo.data, static_cast<std::int32_t>(w.wo.nOut), x.as<float>()};
@@ -718,8 +852,8 @@ void CudaBackend::State::enqueueLayers(std::int64_t n, std::int32_t startPos, co
     if (request == nullptr)
         return;
     if (!request->penalised.empty() && request->repeatPenalty != 1.0f) {
-        applyRepeatPenalty(logits.as<float>(), penalisedIds.as<std::int32_t>(),
-                           static_cast<std::int32_t>(request->penalised.size()), request->repeatPenalty, st);
+        applyRepeatPenalty(logits.as<float>(), in.devicePenalised, static_cast<std::int32_t>(request->penalised.size()),
+                           request->repeatPenalty, st, in.deviceArgs + 1);
         KVCHAT_CUDA_CHECK_LAUNCH("applyRepeatPenalty");
     }
     selectCandidates(logits.as<float>(), c.nVocab, request->k, candidateWorkspace.as<std::uint64_t>(),
@@ -727,53 +861,71 @@ void CudaBackend::State::enqueueLayers(std::int64_t n, std::int32_t startPos, co
     KVCHAT_CUDA_CHECK_LAUNCH("selectCandidates");
 }
 
-std::uint32_t CudaBackend::State::decodeStepShape(std::int32_t startPos, bool logitsOut,
-                                                  const CandidateRequest *request) const
+DecodeStepShape CudaBackend::State::decodeStepShape(std::int32_t startPos, const KvTarget &kv,
+                                                    const MicroBatchInputs &in, bool logitsOut,
+                                                    const CandidateRequest *request) const
 {
-    const bool penalty = request != nullptr && !request->penalised.empty() && request->repeatPenalty != 1.0f;
-    return (attentionContextChunks(1, startPos) > 1 ? 1u : 0u) | (logitsOut ? 2u : 0u) | (request ? 4u : 0u) |
-           (penalty ? 8u : 0u) | (decodeGemv ? 16u : 0u);
-}
-
-void CudaBackend::State::launchAsGraph(std::uint32_t shape, const std::function<void()> &enqueue)
-{
-    // Thread-local capture: a cudaMalloc on another thread (a host-tier buffer, say) does not
-    // invalidate this capture, while one on this thread still fails loudly.
-    KVCHAT_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
-    cudaGraph_t graph = nullptr;
-    try {
-        enqueue();
-    } catch (...) {
-        // End the capture whatever failed, or the stream stays unusable for the next turn.
-        if (cudaStreamEndCapture(stream, &graph) == cudaSuccess && graph != nullptr)
-            cudaGraphDestroy(graph);
-        cudaGetLastError();
-        throw;
-    }
-    KVCHAT_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
-    struct GraphOwner
-    {
-        cudaGraph_t graph;
-        ~GraphOwner() { cudaGraphDestroy(graph); }
-    } owner{graph};
-
-    auto it =
-        std::find_if(decodeGraphs.begin(), decodeGraphs.end(), [&](const DecodeGraph &g) { return g.shape == shape; });
-    if (it == decodeGraphs.end())
-        it = decodeGraphs.insert(decodeGraphs.end(), DecodeGraph{shape, nullptr});
-    if (it->exec != nullptr) {
-        cudaGraphExecUpdateResultInfo info{};
-        if (cudaGraphExecUpdate(it->exec, graph, &info) != cudaSuccess) {
-            // Not updatable after all (the shape key misses something, or the driver refuses):
-            // instantiate afresh below, correct but slower.
-            cudaGetLastError();
-            cudaGraphExecDestroy(it->exec);
-            it->exec = nullptr;
+    DecodeStepShape shape;
+    shape.attentionChunks = attentionContextChunks(1, startPos);
+    shape.logitsOut = logitsOut;
+    shape.candidates = request != nullptr;
+    if (request != nullptr) {
+        shape.k = request->k;
+        if (!request->penalised.empty() && request->repeatPenalty != 1.0f) {
+            shape.penaltyBlocks = (static_cast<std::int64_t>(request->penalised.size()) + 255) / 256; // its grid
+            std::memcpy(&shape.penaltyBits, &request->repeatPenalty, sizeof shape.penaltyBits);
         }
     }
-    if (it->exec == nullptr) {
-        KVCHAT_CUDA_CHECK(cudaGraphInstantiate(&it->exec, graph, 0));
+    shape.decodeGemv = decodeGemv;
+    shape.ropeFromTable = in.ropeFromTable;
+    shape.kvArena = kv.arena;
+    shape.scratchGeneration = scratchGeneration;
+    return shape;
+}
+
+void CudaBackend::State::launchAsGraph(const DecodeStepShape &shape, const std::function<void()> &enqueue)
+{
+    // A step of a shape seen before replays its graph as it is: the kernels read the position,
+    // the block table, the tokens and the penalty list from the input buffer just uploaded, so
+    // nothing is captured or updated per token (capturing ~150 launches would cost the host a
+    // few hundred microseconds, while the GPU waits).
+    auto it =
+        std::find_if(decodeGraphs.begin(), decodeGraphs.end(), [&](const DecodeGraph &g) { return g.shape == shape; });
+    if (it == decodeGraphs.end()) {
+        // Thread-local capture: a cudaMalloc on another thread (a host-tier buffer, say) does not
+        // invalidate this capture, while one on this thread still fails loudly.
+        KVCHAT_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+        cudaGraph_t graph = nullptr;
+        try {
+            enqueue();
+        } catch (...) {
+            // End the capture whatever failed, or the stream stays unusable for the next turn.
+            if (cudaStreamEndCapture(stream, &graph) == cudaSuccess && graph != nullptr)
+                cudaGraphDestroy(graph);
+            cudaGetLastError();
+            throw;
+        }
+        KVCHAT_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+        struct GraphOwner
+        {
+            cudaGraph_t graph;
+            ~GraphOwner() { cudaGraphDestroy(graph); }
+        } owner{graph};
+        // Graphs of an older scratch generation hold freed addresses: never launched again.
+        std::erase_if(decodeGraphs, [&](const DecodeGraph &g) {
+            const bool stale = g.shape.scratchGeneration != scratchGeneration;
+            if (stale)
+                cudaGraphExecDestroy(g.exec);
+            return stale;
+        });
+        if (decodeGraphs.size() == kMaxDecodeGraphs) {
+            cudaGraphExecDestroy(decodeGraphs.front().exec);
+            decodeGraphs.erase(decodeGraphs.begin());
+        }
+        DecodeGraph made{shape, nullptr};
+        KVCHAT_CUDA_CHECK(cudaGraphInstantiate(&made.exec, graph, 0));
         ++graphStats.instantiations;
+        it = decodeGraphs.insert(decodeGraphs.end(), made);
     }
     KVCHAT_CUDA_CHECK(cudaGraphLaunch(it->exec, stream));
     ++graphStats.launches;

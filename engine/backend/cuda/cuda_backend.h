@@ -61,18 +61,18 @@ public:
     // context length, so that a turn allocates nothing (only LogitsMode::All grows the logits).
     std::size_t scratchBytes() const;
 
-    // A decode step (one token) is captured as a CUDA graph and replayed: one launch instead of
-    // 6 to 12 kernels and GEMMs per layer, whose launch gaps dominate a small model's step. Each step
-    // is captured again (its positions, block table and context length differ) and the
-    // instantiated graph updated in place (cudaGraphExecUpdate). Each shape of step (attention
-    // splitting the context or not, candidates or logits out) has its own graph, so a new
-    // instantiation happens once per shape. On by default;
-    // KVCHAT_CUDA_GRAPHS=0 or setDecodeGraphs(false) launches the kernels one by one.
+    // A decode step (one token) runs as a CUDA graph: one launch instead of 6 to 12 kernels and
+    // GEMMs per layer, whose launch gaps dominate a small model's step. A graph is captured once
+    // per shape of step (attention splitting the context into a given number of chunks, logits or
+    // candidates out, the penalty) and then replayed as it is: the kernels read the position, the
+    // block table and the penalised ids from the step's uploaded inputs, so no per-token capture or
+    // update costs host time. On by default; KVCHAT_CUDA_GRAPHS=0 or setDecodeGraphs(false)
+    // launches the kernels one by one.
     struct DecodeGraphStats
     {
         bool enabled = false;
-        std::int64_t launches = 0;       // decode steps run through the graph
-        std::int64_t instantiations = 0; // times the graph was (re)instantiated
+        std::int64_t launches = 0;       // decode steps run through a graph
+        std::int64_t instantiations = 0; // graphs captured and instantiated
     };
     DecodeGraphStats decodeGraphStats() const;
     void setDecodeGraphs(bool enabled);

@@ -88,12 +88,12 @@ struct KvArgs
 
 __global__ void __launch_bounds__(kRowThreads)
     ropeStoreKernel(float *__restrict__ q, const float *__restrict__ k, const float *__restrict__ v,
-                    const float *__restrict__ cosSin, int nHeads, int headDim, int nRot, KvArgs kv, int startPos,
-                    const std::int32_t *__restrict__ deviceStartPos)
+                    const float *__restrict__ cosSin, int cosSinByPosition, int nHeads, int headDim, int nRot,
+                    KvArgs kv, int startPos, const std::int32_t *__restrict__ deviceStartPos)
 {
     const int t = static_cast<int>(blockIdx.x);
     const int pos = (deviceStartPos != nullptr ? *deviceStartPos : startPos) + t;
-    const float *cs = cosSin + static_cast<std::int64_t>(t) * nRot;
+    const float *cs = cosSin + static_cast<std::int64_t>(cosSinByPosition ? pos : t) * nRot;
     const int halfDim = headDim / 2;
     const int rotPairs = nRot / 2;
 
@@ -168,7 +168,8 @@ void rmsNorm(const float *x, const float *weight, std::int64_t nTokens, std::int
         x, weight, dim, eps, reinterpret_cast<__half *>(out));
 }
 
-void ropeAndStoreKv(float *q, const float *k, const float *v, const float *cosSin, std::int64_t nTokens,
+void ropeAndStoreKv(float *q, const float *k, const float *v, const float *cosSin, bool cosSinByPosition,
+                    std::int64_t nTokens,
                     std::int32_t nHeads, std::int32_t nKvHeads, std::int32_t headDim, std::int32_t nRot,
                     const KvTarget &kv, std::int32_t startPos, void *stream, const std::int32_t *deviceStartPos)
 {
@@ -179,7 +180,7 @@ void ropeAndStoreKv(float *q, const float *k, const float *v, const float *cosSi
     const KvArgs args{reinterpret_cast<__half *>(kv.arena), kv.blockTable, kv.blockElements, kv.blockTokens, kv.layer,
                       kv.kvDim};
     ropeStoreKernel<<<static_cast<unsigned>(nTokens), kRowThreads, 0, asStream(stream)>>>(
-        q, k, v, cosSin, nHeads, headDim, nRot, args, startPos, deviceStartPos);
+        q, k, v, cosSin, cosSinByPosition ? 1 : 0, nHeads, headDim, nRot, args, startPos, deviceStartPos);
 }
 
 void siluMul(const float *gate, const float *up, std::int64_t count, Half *out, void *stream)

@@ -47,13 +47,15 @@ struct KvTarget
 };
 
 // Rotates q ([nTokens][nHeads*headDim], in place) and k ([nTokens][kvDim]) by the cos/sin table
-// (device, [nTokens][nRot]); writes the rotated k and the unchanged v ([nTokens][kvDim]), rounded
+// (device; row t for token t, or with cosSinByPosition row startPos + t of a table of positions);
+// writes the rotated k and the unchanged v ([nTokens][kvDim]), rounded
 // to fp16, into the KV rows of positions startPos + t.
 // deviceStartPos (here and in attention): when set, the kernels read the first position from this
 // device int instead of startPos, so a captured decode step replays at the next position without
 // a graph update. For attention the value must split the context into as many chunks as startPos
 // does (attentionContextChunks): the chunk count is the launch's grid.
-void ropeAndStoreKv(float *q, const float *k, const float *v, const float *cosSin, std::int64_t nTokens,
+void ropeAndStoreKv(float *q, const float *k, const float *v, const float *cosSin, bool cosSinByPosition,
+                    std::int64_t nTokens,
                     std::int32_t nHeads, std::int32_t nKvHeads, std::int32_t headDim, std::int32_t nRot,
                     const KvTarget &kv, std::int32_t startPos, void *stream,
                     const std::int32_t *deviceStartPos = nullptr);

@@ -4,8 +4,10 @@
 // recording stream's queued work up to that marker. So a stream that waits on an event sees what
 // the other stream did before recording it, and nothing more is ordered: forgetting a wait shows
 // as stale (NaN-poisoned) data, as a race would on a GPU. Waiting on an event that was never
-// recorded is a no-op, as CUDA documents. Not emulated: timing (cudaEventElapsedTime),
-// cudaEventQuery/Synchronize, and events inside a stream capture (EMU FATAL).
+// recorded is a no-op, as CUDA documents; cudaEventSynchronize runs the recording stream up to the
+// marker (so a pinned host buffer a queued copy reads may be rewritten only after it). Not
+// emulated: timing (cudaEventElapsedTime), cudaEventQuery, and events inside a stream capture
+// (EMU FATAL).
 #include "emulated_device.h"
 
 #include <memory>
@@ -63,6 +65,19 @@ cudaError_t cudaStreamWaitEvent(cudaStream_t stream, cudaEvent_t event, unsigned
                           "was not reached");
         },
         "cudaStreamWaitEvent");
+    return cudaSuccess;
+}
+
+cudaError_t cudaEventSynchronize(cudaEvent_t event)
+{
+    if (event == nullptr)
+        fatal("cudaEventSynchronize: null event");
+    forbidDuringCapture("cudaEventSynchronize");
+    if (!event->reached)
+        return cudaSuccess; // never recorded: complete
+    while (!*event->reached)
+        if (!runNextQueued(event->stream))
+            fatal("cudaEventSynchronize: the recording stream has no queued work left, yet its event was not reached");
     return cudaSuccess;
 }
 
