@@ -309,8 +309,8 @@ void CudaBackendTest::decodeGraphMatchesDirectLaunches()
     graph.setDecodeGraphs(true);
     const auto tokens = randomTokens(280, spec.nVocab, 4);
 
-    // Decode steps at contexts 241..280: attention starts splitting the context at 257, which
-    // changes the step's set of kernels (a merge kernel appears) and so needs a second graph.
+    // Decode steps at contexts 241..280: attention goes from 4 context chunks (64 positions
+    // each at least) to 5 at 257, which changes the step's launches and so needs a second graph.
     // Every other step replays a graph captured at another position: the kernels must take the
     // position, block table and token from the uploaded inputs for the logits to match.
     KvBlockPool directPool(direct.kvLayout(), 64, direct.kvMemory());
@@ -335,18 +335,18 @@ void CudaBackendTest::decodeGraphMatchesDirectLaunches()
           static_cast<long long>(stats.instantiations));
     QCOMPARE(direct.decodeGraphStats().launches, std::int64_t{0});
     QCOMPARE(stats.launches, std::int64_t{40});
-    // One graph per shape: one chunk (contexts up to 256), two chunks (257..280).
+    // One graph per shape: 4 chunks (contexts up to 256), 5 chunks (257..280).
     QCOMPARE(stats.instantiations, std::int64_t{2});
     // The same kernels and GEMMs on the same data, only launched differently: bit-identical.
     QVERIFY(fromDirect == fromGraph);
 
-    // A new conversation in the same pool (short context again, one attention chunk) replays the
-    // graph of that shape: no new instantiation.
+    // A new conversation in the same pool, at contexts the first one went through (4 chunks),
+    // replays the graph of that shape: no new instantiation.
     {
         KvSequence seq(graphPool);
         std::vector<float> logits;
-        QVERIFY(graph.forward(std::span(tokens).first(100), seq, LogitsMode::Last, logits).ok());
-        for (std::size_t i = 100; i < 105; ++i)
+        QVERIFY(graph.forward(std::span(tokens).first(245), seq, LogitsMode::Last, logits).ok());
+        for (std::size_t i = 245; i < 250; ++i)
             QVERIFY(graph.forward(std::span(tokens).subspan(i, 1), seq, LogitsMode::Last, logits).ok());
     }
     QCOMPARE(graph.decodeGraphStats().instantiations, stats.instantiations);
@@ -512,6 +512,9 @@ void CudaBackendTest::layeredRestoreGivesIdenticalLogits()
     QVERIFY(!memory.layeredUploadsPending());
     QVERIFY(gpu->forward(next, original, LogitsMode::Last, fromOriginal).ok());
     QVERIFY(fromOriginal == fromRestored);
+    // The layers went up as one copySlices kernel each (pinned sources), not block by block.
+    QCOMPARE(memory.layeredStats().kernelBatches, std::int64_t{1});
+    QCOMPARE(memory.layeredStats().copyBatches, std::int64_t{0});
 #endif
 }
 

@@ -2,7 +2,8 @@
 // The CUDA backend's own kernels (engine/backend/cuda/cuda_kernels.h) against straightforward scalar
 // references written here (double accumulation) on random inputs with fixed seeds: the embedding
 // lookup, RMSNorm, RoPE and the KV store into the paged arena (whole arena compared, so a stray
-// write anywhere shows), SwiGLU, the decode step's fused matrix-vector products, next-token candidates (ties, NaN, the
+// write anywhere shows), SwiGLU, the decode step's fused matrix-vector products, a restore's layer
+// copies, next-token candidates (ties, NaN, the
 // repetition penalty, a full vocabulary, against a full sort) and causal GQA attention over a shuffled block table (one
 // chunk and flash-decoding chunks, prefill and decode). Every tolerance is stated where it is used. Skips, saying why,
 // when no CUDA device can be used.
@@ -536,6 +537,9 @@ private slots:
         QTest::newRow("SwiGLU, normed") << 256 << QList<int>{700} << "swiglu";
         QTest::newRow("dim 40: most lanes idle") << 40 << QList<int>{9} << "normed";
         QTest::newRow("dim 8") << 8 << QList<int>{17, 1, 5} << "vector";
+        // One matrix of >= 16,384 rows (a classifier) takes 4 rows a warp; 16,390 ends mid-warp.
+        QTest::newRow("classifier: 16,390 rows, normed") << 64 << QList<int>{16390} << "normed";
+        QTest::newRow("16,390 rows, added into y") << 32 << QList<int>{16390} << "accumulate";
     }
 
     // The decode step's fused projections against a double-precision reference fed the fp16 input
@@ -650,6 +654,134 @@ private slots:
         }
     }
 
+    void gemvQkvRopeMatchesReference_data()
+    {
+        QTest::addColumn<int>("nRot");
+        QTest::addColumn<int>("pos");
+        QTest::newRow("full rotation, position 37") << 32 << 37;
+        QTest::newRow("partial rotation (nRot 16 of 32), position 5") << 16 << 5;
+    }
+
+    // The decode step's Q/K/V products with RoPE and the KV write fused in, against a double
+    // reference: q rotated, K rotated and V written as fp16 into the position's KV rows of a
+    // shuffled block table, and nothing else of the arena touched.
+    void gemvQkvRopeMatchesReference()
+    {
+        QFETCH(int, nRot);
+        QFETCH(int, pos);
+        const int dim = 128, headDim = 32, nHeads = 4, nKvHeads = 2;
+        const int qDim = nHeads * headDim, kvDim = nKvHeads * headDim;
+        const auto d = static_cast<std::size_t>(dim);
+        const std::vector<float> residual = randomFloats(d, 71, 2.0f);
+        const std::vector<float> normWeight = randomFloats(d, 72);
+        const ArenaLayout layout{2, 16, kvDim};
+        const std::int32_t layer = 1;
+        std::int32_t arenaBlocks = 0;
+        const std::vector<std::int32_t> table = shuffledBlockTable(pos + 1, layout.blockTokens, 73, arenaBlocks);
+        std::vector<float> cosSin(static_cast<std::size_t>((pos + 1) * nRot));
+        for (int p = 0; p <= pos; ++p)
+            for (int i = 0; i < nRot / 2; ++i) {
+                const double theta = p * std::pow(10000.0, -2.0 * i / nRot);
+                cosSin[static_cast<std::size_t>(p * nRot + 2 * i)] = static_cast<float>(std::cos(theta));
+                cosSin[static_cast<std::size_t>(p * nRot + 2 * i + 1)] = static_cast<float>(std::sin(theta));
+            }
+        const int widths[3] = {qDim, kvDim, kvDim};
+        std::vector<std::vector<Half>> weights(3);
+        std::vector<DeviceBuffer<Half>> dWeights(3);
+        for (std::size_t m = 0; m < 3; ++m) {
+            const std::vector<float> w = randomFloats(static_cast<std::size_t>(widths[m]) * d, 80 + m, 0.1f);
+            weights[m].resize(w.size());
+            std::transform(w.begin(), w.end(), weights[m].begin(), floatToHalf);
+            CUDA_CHECK(dWeights[m].upload(weights[m]));
+        }
+        const Half sentinel = 0xdeadu;
+        DeviceBuffer<float> dResidual, dNormWeight, dQ, dCosSin;
+        DeviceBuffer<Half> dNormed, dArena;
+        DeviceBuffer<std::int32_t> dTable, dPos;
+        CUDA_CHECK(dResidual.upload(residual));
+        CUDA_CHECK(dNormWeight.upload(normWeight));
+        CUDA_CHECK(dCosSin.upload(cosSin));
+        CUDA_CHECK(dTable.upload(table));
+        CUDA_CHECK(dPos.upload(std::vector<std::int32_t>{pos}));
+        CUDA_CHECK(
+            dArena.upload(std::vector<Half>(static_cast<std::size_t>(arenaBlocks) * layout.blockElements(), sentinel)));
+        CUDA_CHECK(dQ.allocate(static_cast<std::size_t>(qDim)));
+        CUDA_CHECK(dNormed.allocate(d));
+        rmsNorm(dResidual.get(), dNormWeight.get(), 1, dim, 1e-5f, dNormed.get(), m_stream);
+        GemvInput in;
+        in.residual = dResidual.get();
+        in.normWeight = dNormWeight.get();
+        in.eps = 1e-5f;
+        in.dim = dim;
+        const GemvMatrix qkv[3] = {{dWeights[0].get(), qDim, dQ.get()},
+                                   {dWeights[1].get(), kvDim, nullptr},
+                                   {dWeights[2].get(), kvDim, nullptr}};
+        KvTarget kv;
+        kv.arena = dArena.get();
+        kv.blockTable = dTable.get();
+        kv.blockTokens = layout.blockTokens;
+        kv.blockElements = layout.blockElements();
+        kv.layer = layer;
+        kv.kvDim = kvDim;
+        gemvQkvRope(in, qkv, dCosSin.get(), nRot, headDim, kv, dPos.get(), m_stream);
+        CUDA_CHECK_LAUNCH();
+        std::vector<Half> input, arena;
+        std::vector<float> q;
+        CUDA_CHECK(dNormed.download(input));
+        CUDA_CHECK(dArena.download(arena));
+        CUDA_CHECK(dQ.download(q));
+
+        // Matrix m's outputs in double, rotated as RoPE does; bound: the two sums' fp32 error
+        // (1e-6 of their sums of |terms|, mixed by |cos|, |sin| <= 1).
+        const auto expected = [&](std::size_t m, std::vector<double> &value, std::vector<double> &bound) {
+            const auto n = static_cast<std::size_t>(widths[m]);
+            std::vector<double> dot(n), magnitude(n);
+            for (std::size_t o = 0; o < n; ++o)
+                for (std::size_t i = 0; i < d; ++i) {
+                    const double term = static_cast<double>(halfToFloat(weights[m][o * d + i])) * halfToFloat(input[i]);
+                    dot[o] += term;
+                    magnitude[o] += std::abs(term);
+                }
+            value = dot;
+            bound.assign(n, 0.0);
+            for (std::size_t o = 0; o < n; o += 2) {
+                bound[o] = bound[o + 1] = 1e-6 * (magnitude[o] + magnitude[o + 1]) + 1e-7;
+                const int i = static_cast<int>(o / 2) % (headDim / 2);
+                if (m == 2 || i >= nRot / 2)
+                    continue;
+                const double c = cosSin[static_cast<std::size_t>(pos * nRot + 2 * i)];
+                const double sn = cosSin[static_cast<std::size_t>(pos * nRot + 2 * i + 1)];
+                value[o] = dot[o] * c - dot[o + 1] * sn;
+                value[o + 1] = dot[o] * sn + dot[o + 1] * c;
+            }
+        };
+        std::vector<double> value, bound;
+        expected(0, value, bound);
+        for (std::size_t o = 0; o < value.size(); ++o)
+            if (!(std::abs(q[o] - value[o]) <= bound[o]))
+                QFAIL(qPrintable(QStringLiteral("q[%1]: got %2, expected %3").arg(o).arg(q[o]).arg(value[o])));
+        std::vector<std::uint8_t> written(arena.size(), 0);
+        for (int m = 1; m < 3; ++m) {
+            expected(static_cast<std::size_t>(m), value, bound);
+            const std::size_t row = layout.rowOffset(table, layer, m - 1, pos);
+            for (std::size_t e = 0; e < value.size(); ++e) {
+                written[row + e] = 1;
+                const double got = halfToFloat(arena[row + e]);
+                // plus fp16 rounding: half an ulp (2^-11 relative, 2^-25 absolute near zero)
+                if (!(std::abs(got - value[e]) <=
+                      bound[e] + std::ldexp(std::abs(value[e]), -11) + std::ldexp(1.0, -25)))
+                    QFAIL(qPrintable(QStringLiteral("%1[%2]: got %3, expected %4")
+                                         .arg(m == 1 ? "K" : "V")
+                                         .arg(e)
+                                         .arg(got)
+                                         .arg(value[e])));
+            }
+        }
+        for (std::size_t i = 0; i < arena.size(); ++i)
+            if (!written[i] && arena[i] != sentinel)
+                QFAIL(qPrintable(QStringLiteral("arena element %1 was written").arg(i)));
+    }
+
     void gemvNormalizesExactlyAsRmsNorm()
     {
         // Through an identity matrix each output is one input element times 1 (exact in fp32): the
@@ -688,6 +820,47 @@ private slots:
                     QStringLiteral("element %1: fused %2, rmsNorm %3").arg(i).arg(y[i]).arg(halfToFloat(normed[i]))));
     }
 
+    void gemvTakesWideInputsOnceReserved()
+    {
+        // 30,000 halves (58.6 KiB) of input need the opt-in shared memory attribute, which is set
+        // at load (never inside a graph capture): refused before, right after.
+        const int dim = 30000, rows = 9;
+        const auto d = static_cast<std::size_t>(dim);
+        const std::vector<float> x = randomFloats(d, 90);
+        std::vector<Half> vector(d);
+        std::transform(x.begin(), x.end(), vector.begin(), floatToHalf);
+        const std::vector<float> wf = randomFloats(d * rows, 91, 0.05f);
+        std::vector<Half> w(wf.size());
+        std::transform(wf.begin(), wf.end(), w.begin(), floatToHalf);
+        DeviceBuffer<Half> dVector, dW;
+        DeviceBuffer<float> dY;
+        CUDA_CHECK(dVector.upload(vector));
+        CUDA_CHECK(dW.upload(w));
+        CUDA_CHECK(dY.allocate(rows));
+        GemvInput in;
+        in.vector = dVector.get();
+        in.dim = dim;
+        const GemvMatrix matrix{dW.get(), rows, dY.get()};
+        gemv(in, &matrix, 1, false, m_stream); // no test before this one reserves more than 48 KiB
+        QCOMPARE(cudaGetLastError(), cudaErrorInvalidConfiguration);
+        if (!gemvReserveSharedMemory(dim))
+            QSKIP("this device cannot give a block 58.6 KiB of shared memory");
+        gemv(in, &matrix, 1, false, m_stream);
+        CUDA_CHECK_LAUNCH();
+        std::vector<float> y;
+        CUDA_CHECK(dY.download(y));
+        for (std::size_t o = 0; o < rows; ++o) {
+            double expected = 0.0, magnitude = 0.0;
+            for (std::size_t i = 0; i < d; ++i) {
+                const double term = static_cast<double>(halfToFloat(w[o * d + i])) * halfToFloat(vector[i]);
+                expected += term;
+                magnitude += std::abs(term);
+            }
+            QVERIFY2(std::abs(y[o] - expected) <= 1e-6 * magnitude + 1e-7,
+                     qPrintable(QStringLiteral("row %1: got %2, expected %3").arg(o).arg(y[o]).arg(expected)));
+        }
+    }
+
     void gemvRejectsWidthsItCannotTake()
     {
         // A width that is not a multiple of 8 cannot use 16-byte loads: the launch fails (the
@@ -707,6 +880,52 @@ private slots:
         gemv(in, &matrix, 1, false, m_stream);
         QCOMPARE(cudaGetLastError(), cudaErrorInvalidConfiguration);
         CUDA_CHECK(cudaStreamSynchronize(m_stream));
+    }
+
+    void copySlicesCopiesOneLayerOfEachBlock()
+    {
+        // A restore's layer 1 of 3: from pinned host blocks and from device blocks into shuffled
+        // pool blocks; every other byte of the pool keeps its sentinel.
+        const std::size_t layerBytes = 4096 + 48, nLayers = 3, blockBytes = layerBytes * nLayers;
+        const int nCopies = 9, poolBlocks = 12;
+        void *pinned = nullptr;
+        CUDA_CHECK(cudaHostAlloc(&pinned, blockBytes * nCopies, cudaHostAllocDefault));
+        auto *host = static_cast<std::uint8_t *>(pinned);
+        for (std::size_t i = 0; i < blockBytes * nCopies; ++i)
+            host[i] = static_cast<std::uint8_t>(i * 7 + 3);
+        DeviceBuffer<std::uint8_t> pool, deviceSource, table;
+        CUDA_CHECK(pool.upload(std::vector<std::uint8_t>(blockBytes * poolBlocks, 0xab)));
+        std::vector<std::uint8_t> sourceBytes(blockBytes);
+        for (std::size_t i = 0; i < blockBytes; ++i)
+            sourceBytes[i] = static_cast<std::uint8_t>(i * 13 + 1);
+        CUDA_CHECK(deviceSource.upload(sourceBytes));
+        std::vector<int> dstBlock(poolBlocks);
+        std::iota(dstBlock.begin(), dstBlock.end(), 0);
+        std::shuffle(dstBlock.begin(), dstBlock.end(), std::mt19937_64(5));
+        std::vector<SliceCopy> copies;
+        for (int c = 0; c < nCopies; ++c) {
+            // The last copy reads device memory (a tail block copied within the pool).
+            const void *src = c + 1 == nCopies ? static_cast<const void *>(deviceSource.get())
+                                               : static_cast<const void *>(host + c * blockBytes);
+            copies.push_back(SliceCopy{pool.get() + static_cast<std::size_t>(dstBlock[c]) * blockBytes, src});
+        }
+        std::vector<std::uint8_t> tableBytes(copies.size() * sizeof(SliceCopy));
+        std::memcpy(tableBytes.data(), copies.data(), tableBytes.size());
+        CUDA_CHECK(table.upload(tableBytes));
+        copySlices(reinterpret_cast<const SliceCopy *>(table.get()), nCopies, layerBytes, layerBytes, m_stream);
+        CUDA_CHECK_LAUNCH();
+        std::vector<std::uint8_t> got;
+        CUDA_CHECK(pool.download(got));
+        std::vector<std::uint8_t> expected(blockBytes * poolBlocks, 0xab);
+        for (int c = 0; c < nCopies; ++c)
+            for (std::size_t i = layerBytes; i < 2 * layerBytes; ++i)
+                expected[static_cast<std::size_t>(dstBlock[c]) * blockBytes + i] =
+                    c + 1 == nCopies ? sourceBytes[i] : host[c * blockBytes + i];
+        cudaFreeHost(pinned);
+        QVERIFY(got == expected);
+        // Offsets and sizes that are not multiples of 16 are refused, not copied in part.
+        copySlices(reinterpret_cast<const SliceCopy *>(table.get()), nCopies, 8, layerBytes, m_stream);
+        QCOMPARE(cudaGetLastError(), cudaErrorInvalidConfiguration);
     }
 
     void candidatesMatchTheReference()
@@ -830,13 +1049,16 @@ private slots:
         QTest::newRow("GQA 8/2 hd64, 1 token at 0") << 8 << 2 << 64 << 1 << 0;
         QTest::newRow("GQA 8/2 hd128, 7 tokens at 100") << 8 << 2 << 128 << 7 << 100;
         QTest::newRow("MHA 4/4 hd64, 7 tokens at 0") << 4 << 4 << 64 << 7 << 0;
-        QTest::newRow("MHA 4/4 hd128, 1 token at 100") << 4 << 4 << 128 << 1 << 100;
+        QTest::newRow("MHA 4/4 hd128, 1 token at 100 (2 decode chunks)") << 4 << 4 << 128 << 1 << 100;
+        QTest::newRow("GQA 8/2 hd64, 1 token at 64 (2 decode chunks of 33 and 32)") << 8 << 2 << 64 << 1 << 64;
         QTest::newRow("GQA 8/2 hd128, 256 tokens at 0") << 8 << 2 << 128 << 256 << 0;
         QTest::newRow("GQA 8/2 hd64, 256 tokens at 100 (2 chunks)") << 8 << 2 << 64 << 256 << 100;
         QTest::newRow("MHA 4/4 hd128, 256 tokens at 100 (2 chunks)") << 4 << 4 << 128 << 256 << 100;
         QTest::newRow("GQA 8/2 hd128, 3 tokens, context 5000") << 8 << 2 << 128 << 3 << 4997;
         QTest::newRow("MHA 4/4 hd64, 3 tokens, context 5000") << 4 << 4 << 64 << 3 << 4997;
         QTest::newRow("GQA 8/2 hd128, 1 token, context 20001 (64 chunks)") << 8 << 2 << 128 << 1 << 20000;
+        QTest::newRow("GQA 8/2 hd64, 1 token, context 2049 (64 chunks of 33, the last empty)")
+            << 8 << 2 << 64 << 1 << 2048;
         QTest::newRow("GQA 8/1 hd64, 20 tokens at 40") << 8 << 1 << 64 << 20 << 40;
         QTest::newRow("GQA 6/3 hd40, 33 tokens at 17") << 6 << 3 << 40 << 33 << 17;
         QTest::newRow("GQA 2/1 hd256, 5 tokens at 300 (2 chunks)") << 2 << 1 << 256 << 5 << 300;

@@ -38,8 +38,11 @@
 //                     chunks' partial results with weights exp(max_c - max) and writes fp16.
 //
 // Chunking (flash-decoding): nChunks = max(1, min(ceil(ctx / 256), 64, 1024 / nTokens)) with ctx =
-// startPos + nTokens, chunk length ceil(ctx / nChunks). Short contexts (<= 256) and big batches use
-// one chunk; a decode step over 32k positions uses 64 chunks of 512.
+// startPos + nTokens, chunk length ceil(ctx / nChunks); for a decode step (one token)
+// min(64, ceil(ctx / 64) rounded up to a power of two). A decode step has only `group` rows per KV head, so its blocks are few
+// (nKvHeads x nChunks) and each walks its chunk tile after tile: short chunks keep that chain at
+// two tiles up to 4,096 positions (64 chunks), at the cost of the merge kernel past 64 positions.
+// Big batches use one chunk; a decode step over 32k positions uses 64 chunks of 512.
 #include "engine/backend/cuda/cuda_kernels.h"
 
 #include <cuda_runtime.h>
@@ -65,6 +68,7 @@ constexpr int kKeyTile = 32;       // positions per shared-memory tile: one per 
 constexpr int kKeyPad = 4;         // K row stride hd + 4: conflict-free float4 reads
 constexpr int kMergeThreads = 128;
 constexpr int kChunkMinPositions = 256; // a chunk has at least this many positions (unless ctx is less)
+constexpr int kDecodeChunkMinPositions = 64; // the same for a one-token step
 constexpr int kMaxChunks = 64;
 constexpr std::int64_t kChunkTokenBudget = 1024; // nTokens * nChunks stays <= this (when nTokens <= it)
 constexpr int kMaxHeadDim = 256;
@@ -346,8 +350,8 @@ template <int DPL, int R> __global__ void __launch_bounds__(kAttnThreads) attent
 // The same rows, chunks and outputs as attentionKernel, for batches of at least kMmaRows rows
 // (query head x token) and head sizes 64 and 128: a block takes 64 rows of one KV head (4 warps x
 // 16), walks its chunk in tiles of 64 positions, and computes S = Q K^T and P V with WMMA
-// (16x16x16, fp16 inputs, fp32 accumulation). Q and P are rounded to fp16 in shared memory (K and V
-// are fp16 in the arena already); scores, the online softmax and the output accumulator O stay fp32. O lives in shared
+// (16x16x16, fp16 inputs, fp32 accumulation). Q (times the softmax scale) and P are rounded to fp16
+// in shared memory (K and V are fp16 in the arena already); scores, the online softmax and the output accumulator O stay fp32. O lives in shared
 // memory because the row of a WMMA accumulator element is unspecified: each tile rescales O's rows
 // by the softmax correction in plain code, then adds P V on the tensor cores.
 
@@ -408,7 +412,9 @@ template <int HD> __global__ void __launch_bounds__(kMmaThreads) attentionMmaKer
     for (int idx = tid; idx < kMmaRows * HD; idx += kMmaThreads) {
         const int r = idx / HD;
         const int d = idx - r * HD;
-        sQ[r * L::qStride + d] = __float2half_rn(queryElement(p, kvHead, rowBase, nRows, r, d));
+        // Scaled before rounding: S comes out scaled, and |q| may be up to 1/scale (8 to 16)
+        // times fp16's 65,504 before it overflows.
+        sQ[r * L::qStride + d] = __float2half_rn(queryElement(p, kvHead, rowBase, nRows, r, d) * p.scale);
         sO[r * L::oStride + d] = 0.0f;
     }
     for (int r = tid; r < kMmaRows; r += kMmaThreads) {
@@ -464,30 +470,37 @@ template <int HD> __global__ void __launch_bounds__(kMmaThreads) attentionMmaKer
         }
         __syncthreads(); // S in place for every lane (a warp's lanes read what others stored)
 
-        // Online softmax, one row at a time: lanes take positions lane and lane + 32.
-        for (int rr = 0; rr < 16; ++rr) {
-            const int r = warp * 16 + rr;
+        // Online softmax: a pair of lanes owns each of the warp's 16 rows, each lane half of the
+        // tile's positions, so a row costs one shuffle for its max and one for its sum (a warp
+        // reduction per row would chain 16 x 10 shuffles per tile).
+        {
+            constexpr int kHalf = kMmaKeys / 2;
+            const int r = warp * 16 + (lane >> 1);
+            const int parity = lane & 1; // this lane's positions: 2j + parity (interleaved: the
+                                         // pair's reads fall in different banks)
             const int lastPos = r < nRows ? p.startPos + (rowBase + r) / p.group : -1;
-            float x[2];
+            float x[kHalf];
+            float laneMax = -INFINITY;
 #pragma unroll
-            for (int h = 0; h < 2; ++h) {
-                const int j = lane + 32 * h;
-                const bool visible = j < nKeys && tileStart + j <= lastPos;
-                x[h] = visible ? sS[r * L::sStride + j] * p.scale : -INFINITY;
+            for (int j = 0; j < kHalf; ++j) {
+                const int pos = 2 * j + parity;
+                const bool visible = pos < nKeys && tileStart + pos <= lastPos;
+                x[j] = visible ? sS[r * L::sStride + pos] : -INFINITY; // Q was scaled
+                laneMax = fmaxf(laneMax, x[j]);
             }
             const float oldMax = sMax[r];
-            const float newMax = fmaxf(oldMax, warpMax(fmaxf(x[0], x[1])));
-            float prob[2] = {0.0f, 0.0f};
-            float correction = 1.0f;
-            if (newMax != -INFINITY) { // warp-uniform: the row has seen a position
-                correction = expf(oldMax - newMax); // exp(-inf) = 0 before the first one
-                prob[0] = expf(x[0] - newMax);      // exp(-inf) = 0 for hidden positions
-                prob[1] = expf(x[1] - newMax);
+            const float newMax = fmaxf(oldMax, fmaxf(laneMax, __shfl_xor_sync(kFullMask, laneMax, 1)));
+            const bool seen = newMax != -INFINITY; // the same in both lanes of the pair
+            float laneSum = 0.0f;
+#pragma unroll
+            for (int j = 0; j < kHalf; ++j) {
+                const float prob = seen ? expf(x[j] - newMax) : 0.0f; // exp(-inf) = 0 when hidden
+                laneSum += prob;
+                sP[r * L::pStride + 2 * j + parity] = __float2half_rn(prob);
             }
-            const float tileSum = warpSum(prob[0] + prob[1]);
-            sP[r * L::pStride + lane] = __float2half_rn(prob[0]);
-            sP[r * L::pStride + lane + 32] = __float2half_rn(prob[1]);
-            if (lane == 0) {
+            const float tileSum = laneSum + __shfl_xor_sync(kFullMask, laneSum, 1);
+            if (parity == 0) {
+                const float correction = seen ? expf(oldMax - newMax) : 1.0f; // exp(-inf) = 0 before the first
                 sMax[r] = newMax;
                 sSum[r] = sSum[r] * correction + tileSum;
                 sCorrection[r] = correction;
@@ -575,6 +588,16 @@ __global__ void __launch_bounds__(kMergeThreads)
 // The chunk count of a call with nTokens new tokens over ctx positions in all (see the top comment).
 std::int64_t attentionChunks(std::int64_t nTokens, std::int64_t ctx)
 {
+    if (nTokens == 1) {
+        // Rounded up to a power of two: a conversation's decode steps then come in 7 chunk counts
+        // (1 to 64), each captured once as a graph, instead of a new one every 64 positions. A
+        // chunk past the context is empty (max -inf, sum 0), which the merge skips.
+        const std::int64_t byLength = ceilDiv(ctx, kDecodeChunkMinPositions);
+        std::int64_t chunks = 1;
+        while (chunks < byLength && chunks < kMaxChunks)
+            chunks *= 2;
+        return chunks;
+    }
     const std::int64_t byLength = ceilDiv(ctx, kChunkMinPositions);
     const std::int64_t byTokens = kChunkTokenBudget / nTokens;
     return std::max<std::int64_t>(1, std::min({byLength, static_cast<std::int64_t>(kMaxChunks), byTokens}));

@@ -148,8 +148,8 @@ struct DecodeStepShape
     bool operator==(const DecodeStepShape &) const = default;
 };
 
-// Shapes kept at once: a conversation's steps use 2 to 5 (chunk counts, candidates or logits);
-// more are only from several pools or settings in turn.
+// Shapes kept at once: a conversation's steps use up to 7 chunk counts (1 to 64, powers of two),
+// with candidates out (generation) or logits; more come only from several pools or settings.
 constexpr std::size_t kMaxDecodeGraphs = 8;
 
 struct CudaBackend::State
@@ -204,9 +204,8 @@ struct CudaBackend::State
     // the kernels do not take.
     bool decodeGemv = false;
     bool decodeGemvSupported = false;
-    // The decode step's graphs (see CudaBackend::DecodeGraphStats), one per shape of step: a
-    // conversation past 256 positions (attention splits its context and merges) and a new one
-    // (one chunk) then each update their own instead of re-instantiating one in turn.
+    // The decode step's graphs (see CudaBackend::DecodeGraphStats), one per shape of step
+    // (DecodeStepShape), each captured once and replayed from then on.
     struct DecodeGraph
     {
         DecodeStepShape shape;
@@ -532,7 +531,9 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const LlamaModel &model
         KVCHAT_CUDA_CHECK(cudaEventCreateWithFlags(&state->inputsUploaded, cudaEventDisableTiming));
         const char *graphs = std::getenv("KVCHAT_CUDA_GRAPHS");
         state->graphStats.enabled = graphs == nullptr || std::string_view(graphs) != "0";
-        state->decodeGemvSupported = gemvSupports(c.nEmbd) && gemvSupports(c.nHeads * c.headDim) && gemvSupports(c.nFf);
+        state->decodeGemvSupported = gemvSupports(c.nEmbd) && gemvSupports(c.nHeads * c.headDim) &&
+                                     gemvSupports(c.nFf) &&
+                                     gemvReserveSharedMemory(std::max({c.nEmbd, c.nHeads * c.headDim, c.nFf}));
         const char *gemvSetting = std::getenv("KVCHAT_CUDA_DECODE_GEMV");
         state->decodeGemv =
             state->decodeGemvSupported && (gemvSetting == nullptr || std::string_view(gemvSetting) != "0");
@@ -693,12 +694,14 @@ Result<void> CudaBackend::run(std::span<const TokenId> tokens, KvSequence &seq, 
         kv.kvDim = c.kvDim();
 
         // With a candidate request the logits stay on the device: the last micro-batch selects.
-        forEachMicroBatch(n, s.microBatchInUse, mode, c.nVocab, logits,
-                          [&](std::int64_t begin, std::int64_t end, float *out) {
-                              s.forwardMicroBatch(tokens.subspan(sz(begin), sz(end - begin)),
-                                                  startPos + static_cast<std::int32_t>(begin), kv, mode, out,
-                                                  end == n ? request : nullptr, candidates, waitLayers && begin == 0);
-                          });
+        // Every position's logits: passes of at most 256 tokens, so that the logits buffer stays at
+        // 256 rows of the vocabulary (1.25 GB at 2,048 tokens of a 152k vocabulary otherwise).
+        const std::int64_t microBatch =
+            mode == LogitsMode::All ? std::min<std::int64_t>(s.microBatchInUse, kMinMicroBatch) : s.microBatchInUse;
+        forEachMicroBatch(n, microBatch, mode, c.nVocab, logits, [&](std::int64_t begin, std::int64_t end, float *out) {
+            s.forwardMicroBatch(tokens.subspan(sz(begin), sz(end - begin)), startPos + static_cast<std::int32_t>(begin),
+                                kv, mode, out, end == n ? request : nullptr, candidates, waitLayers && begin == 0);
+        });
         KVCHAT_CUDA_CHECK(cudaStreamSynchronize(s.stream));
         if (waitLayers)
             s.kvMemory->layeredUploadsConsumed(); // the stream waited for every layer
@@ -783,8 +786,9 @@ void CudaBackend::State::enqueueLayers(std::int64_t n, std::int32_t startPos, co
     const std::int32_t *deviceStartPos = in.deviceArgs;
     embedTokens(embedding.data, in.deviceTokens, n, c.nEmbd, x.as<float>(), st);
     KVCHAT_CUDA_CHECK_LAUNCH("embedTokens");
-    // One token: the projections are matrix-vector products with their norms, SiLU and residual
-    // adds fused in (cuda_gemv.cu), 4 launches a layer instead of 7 GEMMs and 3 small kernels.
+    // One token: the projections are matrix-vector products with their norms, RoPE and the KV
+    // write, SiLU and the residual adds fused in (cuda_gemv.cu): with attention, 5 launches a
+    // layer instead of 7 GEMMs and 5 small kernels.
     const bool fused = n == 1 && decodeGemv;
     const auto normed = [&](const float *residual, const float *weight) {
         return GemvInput{nullptr, residual, weight, c.rmsEps, c.nEmbd};
@@ -793,25 +797,38 @@ void CudaBackend::State::enqueueLayers(std::int64_t n, std::int32_t startPos, co
         const DeviceLayer &w = layers[sz(l)];
         KvTarget kv = kvBase;
         kv.layer = l;
-        if (fused) {
+        // The first use of layer l's KV rows is the KV write (it may go into a restored tail
+        // block): a layered restore's layer l must have landed before it.
+        if (fused && in.ropeFromTable) {
+            // Q, K, V, RoPE and the KV write in one launch.
+            if (waitLayers)
+                kvMemory->waitForLayer(l, stream);
             const GemvMatrix qkv[3] = {{w.wq.data, static_cast<std::int32_t>(w.wq.nOut), q.as<float>()},
-                                       {w.wk.data, static_cast<std::int32_t>(w.wk.nOut), k.as<float>()},
-                                       {w.wv.data, static_cast<std::int32_t>(w.wv.nOut), v.as<float>()}};
-            gemv(normed(x.as<float>(), w.attnNorm), qkv, 3, false, st);
-            KVCHAT_CUDA_CHECK_LAUNCH("gemv (QKV)");
+                                       {w.wk.data, static_cast<std::int32_t>(w.wk.nOut), nullptr},
+                                       {w.wv.data, static_cast<std::int32_t>(w.wv.nOut), nullptr}};
+            gemvQkvRope(normed(x.as<float>(), w.attnNorm), qkv, in.deviceCosSin, c.nRot, c.headDim, kv, deviceStartPos,
+                        st);
+            KVCHAT_CUDA_CHECK_LAUNCH("gemvQkvRope");
         } else {
-            rmsNorm(x.as<float>(), w.attnNorm, n, c.nEmbd, c.rmsEps, xNorm.as<Half>(), st);
-            KVCHAT_CUDA_CHECK_LAUNCH("rmsNorm");
-            gemm(w.wq, xNorm.as<Half>(), n, q.as<float>(), 0.0f);
-            gemm(w.wk, xNorm.as<Half>(), n, k.as<float>(), 0.0f);
-            gemm(w.wv, xNorm.as<Half>(), n, v.as<float>(), 0.0f);
+            if (fused) {
+                const GemvMatrix qkv[3] = {{w.wq.data, static_cast<std::int32_t>(w.wq.nOut), q.as<float>()},
+                                           {w.wk.data, static_cast<std::int32_t>(w.wk.nOut), k.as<float>()},
+                                           {w.wv.data, static_cast<std::int32_t>(w.wv.nOut), v.as<float>()}};
+                gemv(normed(x.as<float>(), w.attnNorm), qkv, 3, false, st);
+                KVCHAT_CUDA_CHECK_LAUNCH("gemv (QKV)");
+            } else {
+                rmsNorm(x.as<float>(), w.attnNorm, n, c.nEmbd, c.rmsEps, xNorm.as<Half>(), st);
+                KVCHAT_CUDA_CHECK_LAUNCH("rmsNorm");
+                gemm(w.wq, xNorm.as<Half>(), n, q.as<float>(), 0.0f);
+                gemm(w.wk, xNorm.as<Half>(), n, k.as<float>(), 0.0f);
+                gemm(w.wv, xNorm.as<Half>(), n, v.as<float>(), 0.0f);
+            }
+            if (waitLayers)
+                kvMemory->waitForLayer(l, stream);
+            ropeAndStoreKv(q.as<float>(), k.as<float>(), v.as<float>(), in.deviceCosSin, in.ropeFromTable, n, c.nHeads,
+                           c.nKvHeads, c.headDim, c.nRot, kv, startPos, st, deviceStartPos);
+            KVCHAT_CUDA_CHECK_LAUNCH("ropeAndStoreKv");
         }
-        // The first use of layer l's KV rows (the store may write into a restored tail block).
-        if (waitLayers)
-            kvMemory->waitForLayer(l, stream);
-        ropeAndStoreKv(q.as<float>(), k.as<float>(), v.as<float>(), in.deviceCosSin, in.ropeFromTable, n, c.nHeads,
-                       c.nKvHeads, c.headDim, c.nRot, kv, startPos, st, deviceStartPos);
-        KVCHAT_CUDA_CHECK_LAUNCH("ropeAndStoreKv");
         attention(shape, q.as<float>(), kv, n, startPos, workspace.as<float>(), attnOut.as<Half>(), st, deviceStartPos);
         KVCHAT_CUDA_CHECK_LAUNCH("attention");
         if (fused) {

@@ -4,13 +4,15 @@
 // The decode step's projections (cuda_kernels.h): one token, so each is a matrix-vector product
 // that reads every weight once and is bound by memory bandwidth. cuBLAS runs each one as its own
 // GEMM with n = 1; these kernels also do the work around the products, so that a layer is 4
-// launches of them instead of 7 GEMMs and 3 small kernels (at 1B parameters and below, the gaps
-// between launches cost about as much as reading the weights):
+// launches of them (5 with attention) instead of 7 GEMMs and 5 small kernels (at 1B parameters and
+// below, the gaps between launches cost about as much as reading the weights):
 //   - up to three matrices that read the same input in one launch (Q, K and V);
 //   - the RMSNorm of the residual stream computed by each block from the fp32 stream (the same
 //     arithmetic as rmsNormKernel, so the fp16 input values are identical to the unfused path's);
 //   - the output added into the residual stream (Wo, down), or, for the FFN, SiLU(gate) * up
-//     formed from the two rows a warp computes and written as the down projection's fp16 input.
+//     formed from the two rows a warp computes and written as the down projection's fp16 input;
+//   - for Q, K and V, RoPE and the KV write of ropeAndStoreKv: a warp computes a pair of rows,
+//     rotates them, and writes q, or the K/V elements of the position's KV rows in fp16.
 //
 // - gemvKernel   grid ceil(rows / 8), 256 threads (8 warps, one output row each; for SwiGLU one
 //                gate row and the matching up row). The block first stages the input vector as
@@ -20,7 +22,8 @@
 //                shuffles, and lane 0 writes the row. Unrolled by 4 so each lane has 64 bytes of
 //                weights in flight: with ~20 resident warps per SM that covers HBM's latency.
 //                dim must be a multiple of 8 (gemvSupports); above 48 KiB of input (dim > 24,576)
-//                the opt-in shared memory attribute is set.
+//                the opt-in shared memory attribute must have been set (gemvReserveSharedMemory). One matrix of >= 16,384 rows (the
+//                classifier) takes 4 rows a warp; Q/K/V with RoPE take a pair of rows a warp.
 #include "engine/backend/cuda/cuda_kernels.h"
 
 #include <cuda_runtime.h>
@@ -38,12 +41,15 @@ namespace {
 constexpr int kGemvWarps = 8;
 constexpr int kGemvThreads = 32 * kGemvWarps;
 constexpr int kGemvUnroll = 4;
+constexpr int kManyRows = 16384;    // a single matrix at least this tall ...
+constexpr int kManyRowsPerWarp = 4; // ... takes this many rows a warp
 
 enum class GemvOut
 {
     Store,      // y = W x
     Accumulate, // y += W x
     SwiGlu,     // act = fp16(silu(Wgate x) * (Wup x))
+    QkvRope,    // q = RoPE(Wq x); K = RoPE(Wk x), V = Wv x into the KV rows of the position
 };
 
 struct GemvParams
@@ -58,6 +64,13 @@ struct GemvParams
     int rowEnd[kMaxGemvMatrices]; // cumulative output rows
     float *y[kMaxGemvMatrices];
     __half *act; // SwiGlu: [rowEnd[0]]; w[0] gate, w[1] up
+    // QkvRope: w[0..2] = Wq, Wk, Wv, y[0] = q; the position's cos/sin row of the table, and
+    // its K and V rows, as ropeAndStoreKv finds them.
+    const float *cosSin;
+    const std::int32_t *devicePos;
+    int nRot;
+    int headDim;
+    KvTarget kv;
 };
 
 // Eight fp16 weights times eight fp16 inputs, summed into acc in fp32.
@@ -155,7 +168,8 @@ __device__ __forceinline__ void warpDots(const __half *const (&wRows)[Rows], con
         out[r] = warpSum(acc[r]);
 }
 
-template <GemvOut Out> __global__ void __launch_bounds__(kGemvThreads) gemvKernel(const GemvParams p)
+// Rows: output rows per warp (1, or for one large matrix kManyRowsPerWarp; see gemv()).
+template <GemvOut Out, int Rows> __global__ void __launch_bounds__(kGemvThreads) gemvKernel(const GemvParams p)
 {
     extern __shared__ __align__(16) float4 smemVec[]; // 16-byte loads of the staged input
     __half *sIn = reinterpret_cast<__half *>(smemVec);
@@ -165,7 +179,67 @@ template <GemvOut Out> __global__ void __launch_bounds__(kGemvThreads) gemvKerne
     const int lane = static_cast<int>(threadIdx.x) & 31;
     const int row = static_cast<int>(blockIdx.x) * kGemvWarps + (static_cast<int>(threadIdx.x) >> 5);
     const std::int64_t dim = p.dim;
-    if constexpr (Out == GemvOut::SwiGlu) {
+    if constexpr (Rows > 1) {
+        static_assert(Out != GemvOut::SwiGlu);
+        // One matrix, Rows consecutive rows per warp; past the end, a row is read again (row
+        // nOut - 1) and not written.
+        const int first = row * Rows;
+        const int nOut = p.rowEnd[0];
+        if (first >= nOut)
+            return; // warp-uniform
+        const __half *wRows[Rows];
+#pragma unroll
+        for (int r = 0; r < Rows; ++r)
+            wRows[r] = p.w[0] + min(first + r, nOut - 1) * dim;
+        float dots[Rows];
+        warpDots<Rows>(wRows, sIn, p.dim, dots);
+        if (lane == 0)
+#pragma unroll
+            for (int r = 0; r < Rows; ++r)
+                if (first + r < nOut) {
+                    float *y = p.y[0] + first + r;
+                    *y = Out == GemvOut::Accumulate ? *y + dots[r] : dots[r];
+                }
+    } else if constexpr (Out == GemvOut::QkvRope) {
+        // A warp computes a pair of rows (2i, 2i + 1), the two elements RoPE rotates together:
+        // Q, K and V have even widths, so a pair never straddles two matrices.
+        const int first = 2 * row;
+        if (first >= p.rowEnd[2])
+            return; // warp-uniform
+        const int m = first < p.rowEnd[0] ? 0 : first < p.rowEnd[1] ? 1 : 2;
+        const __half *w = m == 0 ? p.w[0] : m == 1 ? p.w[1] : p.w[2];
+        const int r = first - (m == 0 ? 0 : m == 1 ? p.rowEnd[0] : p.rowEnd[1]);
+        const __half *wRows[2] = {w + r * dim, w + (r + 1) * dim};
+        float pair[2];
+        warpDots<2>(wRows, sIn, p.dim, pair);
+        if (lane == 0) {
+            const int pos = *p.devicePos;
+            float a = pair[0], b = pair[1];
+            const int i = (r / 2) % (p.headDim / 2); // the pair's index within its head
+            if (m < 2 && i < p.nRot / 2) {           // as ropeStoreKernel rotates
+                const float *cs = p.cosSin + static_cast<std::int64_t>(pos) * p.nRot;
+                const float c = cs[2 * i], s = cs[2 * i + 1];
+                const float ra = a * c - b * s;
+                const float rb = a * s + b * c;
+                a = ra;
+                b = rb;
+            }
+            if (m == 0) {
+                p.y[0][r] = a;
+                p.y[0][r + 1] = b;
+            } else {
+                const KvTarget &kv = p.kv;
+                const std::int64_t blockId = kv.blockTable[pos / kv.blockTokens];
+                const std::size_t rowInBlock = static_cast<std::size_t>(pos % kv.blockTokens);
+                const std::size_t kvRow =
+                    (static_cast<std::size_t>(kv.layer) * 2 + (m == 1 ? 0 : 1)) * kv.blockTokens + rowInBlock;
+                __half *dst = reinterpret_cast<__half *>(kv.arena) +
+                              static_cast<std::size_t>(blockId) * kv.blockElements + kvRow * kv.kvDim;
+                dst[r] = __float2half_rn(a);
+                dst[r + 1] = __float2half_rn(b);
+            }
+        }
+    } else if constexpr (Out == GemvOut::SwiGlu) {
         if (row >= p.rowEnd[0])
             return; // warp-uniform
         const __half *rows[2] = {p.w[0] + row * dim, p.w[1] + row * dim};
@@ -198,19 +272,32 @@ template <GemvOut Out> __global__ void __launch_bounds__(kGemvThreads) gemvKerne
     }
 }
 
-bool inputSupported(const GemvInput &in)
+// The staged input plus the fused RMSNorm's static shared memory (warpSums, rowScale) fit.
+bool widthFits(std::int32_t dim)
 {
-    return in.dim > 0 && in.dim % 8 == 0 && static_cast<std::size_t>(in.dim) * sizeof(__half) <= maxOptInSharedBytes() &&
-           (in.vector != nullptr || (in.residual != nullptr && in.normWeight != nullptr));
+    constexpr std::size_t kStaticSmem = 64;
+    return dim > 0 && dim % 8 == 0 &&
+           static_cast<std::size_t>(dim) * sizeof(__half) + kStaticSmem <= maxOptInSharedBytes();
 }
 
-template <GemvOut Out> void launchGemv(const GemvParams &p, int rows, cudaStream_t stream)
+bool inputSupported(const GemvInput &in)
+{
+    return widthFits(in.dim) && (in.vector != nullptr || (in.residual != nullptr && in.normWeight != nullptr));
+}
+
+// Dynamic shared memory the kernels may take: 48 KiB, or what gemvReserveSharedMemory set (at load,
+// so that no attribute is set while a decode step is being captured as a graph).
+std::size_t g_reservedSmem = 48 * 1024;
+
+template <GemvOut Out, int Rows> void launchGemv(const GemvParams &p, int rows, cudaStream_t stream)
 {
     const std::size_t smemBytes = static_cast<std::size_t>(p.dim) * sizeof(__half);
-    if (smemBytes > 48 * 1024)
-        cudaFuncSetAttribute(gemvKernel<Out>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smemBytes));
-    const auto blocks = static_cast<unsigned>(ceilDiv(rows, kGemvWarps));
-    gemvKernel<Out><<<blocks, kGemvThreads, smemBytes, stream>>>(p);
+    if (smemBytes > g_reservedSmem) {
+        unsupportedShapeKernel<<<0, 1, 0, stream>>>(); // gemvReserveSharedMemory was not called for it
+        return;
+    }
+    const auto blocks = static_cast<unsigned>(ceilDiv(rows, kGemvWarps * Rows));
+    gemvKernel<Out, Rows><<<blocks, kGemvThreads, smemBytes, stream>>>(p);
 }
 
 GemvParams paramsFor(const GemvInput &in)
@@ -228,7 +315,31 @@ GemvParams paramsFor(const GemvInput &in)
 
 bool gemvSupports(std::int32_t dim)
 {
-    return dim > 0 && dim % 8 == 0 && static_cast<std::size_t>(dim) * sizeof(__half) <= maxOptInSharedBytes();
+    return widthFits(dim);
+}
+
+bool gemvReserveSharedMemory(std::int32_t maxDim)
+{
+    if (!widthFits(maxDim))
+        return false;
+    const std::size_t bytes = static_cast<std::size_t>(maxDim) * sizeof(__half);
+    if (bytes <= g_reservedSmem)
+        return true;
+    const int value = static_cast<int>(bytes);
+    const cudaFuncAttribute attribute = cudaFuncAttributeMaxDynamicSharedMemorySize;
+    const bool ok = cudaFuncSetAttribute(gemvKernel<GemvOut::Store, 1>, attribute, value) == cudaSuccess &&
+                    cudaFuncSetAttribute(gemvKernel<GemvOut::Accumulate, 1>, attribute, value) == cudaSuccess &&
+                    cudaFuncSetAttribute(gemvKernel<GemvOut::Store, kManyRowsPerWarp>, attribute, value) == cudaSuccess &&
+                    cudaFuncSetAttribute(gemvKernel<GemvOut::Accumulate, kManyRowsPerWarp>, attribute, value) ==
+                        cudaSuccess &&
+                    cudaFuncSetAttribute(gemvKernel<GemvOut::SwiGlu, 1>, attribute, value) == cudaSuccess &&
+                    cudaFuncSetAttribute(gemvKernel<GemvOut::QkvRope, 1>, attribute, value) == cudaSuccess;
+    if (!ok) {
+        cudaGetLastError();
+        return false;
+    }
+    g_reservedSmem = bytes;
+    return true;
 }
 
 void gemv(const GemvInput &in, const GemvMatrix *matrices, int nMatrices, bool accumulate, void *stream)
@@ -252,10 +363,44 @@ void gemv(const GemvInput &in, const GemvMatrix *matrices, int nMatrices, bool a
         p.rowEnd[m] = end;
         p.y[m] = matrices[m].y;
     }
-    if (accumulate)
-        launchGemv<GemvOut::Accumulate>(p, end, s);
+    // One large matrix (the classifier: 32k to 152k rows) takes kManyRowsPerWarp rows a warp: with
+    // one, its 4,000 to 19,000 blocks would each stage (and normalize) the input again, reading
+    // about half as many bytes from L2 as the weights from memory; it still has >= 512 blocks.
+    const bool manyRows = nMatrices == 1 && end >= kManyRows;
+    if (accumulate && manyRows)
+        launchGemv<GemvOut::Accumulate, kManyRowsPerWarp>(p, end, s);
+    else if (accumulate)
+        launchGemv<GemvOut::Accumulate, 1>(p, end, s);
+    else if (manyRows)
+        launchGemv<GemvOut::Store, kManyRowsPerWarp>(p, end, s);
     else
-        launchGemv<GemvOut::Store>(p, end, s);
+        launchGemv<GemvOut::Store, 1>(p, end, s);
+}
+
+void gemvQkvRope(const GemvInput &in, const GemvMatrix *qkv, const float *cosSinByPosition, std::int32_t nRot,
+                 std::int32_t headDim, const KvTarget &kv, const std::int32_t *devicePos, void *stream)
+{
+    const cudaStream_t s = asStream(stream);
+    if (!inputSupported(in) || headDim <= 0 || headDim % 2 != 0 || qkv[0].nOut % 2 != 0 ||
+        qkv[1].nOut != kv.kvDim || qkv[2].nOut != kv.kvDim || kv.kvDim % 2 != 0) {
+        unsupportedShapeKernel<<<0, 1, 0, s>>>();
+        return;
+    }
+    GemvParams p = paramsFor(in);
+    p.nMatrices = 3;
+    int end = 0;
+    for (int m = 0; m < 3; ++m) {
+        end += qkv[m].nOut;
+        p.w[m] = reinterpret_cast<const __half *>(qkv[m].w);
+        p.rowEnd[m] = end;
+        p.y[m] = qkv[m].y;
+    }
+    p.cosSin = cosSinByPosition;
+    p.devicePos = devicePos;
+    p.nRot = nRot;
+    p.headDim = headDim;
+    p.kv = kv;
+    launchGemv<GemvOut::QkvRope, 1>(p, end / 2, s); // a warp per pair of rows
 }
 
 void gemvSwiGlu(const GemvInput &in, const Half *wGate, const Half *wUp, std::int32_t nFf, Half *act, void *stream)
@@ -273,7 +418,7 @@ void gemvSwiGlu(const GemvInput &in, const Half *wGate, const Half *wUp, std::in
     p.w[1] = reinterpret_cast<const __half *>(wUp);
     p.rowEnd[0] = nFf;
     p.act = reinterpret_cast<__half *>(act);
-    launchGemv<GemvOut::SwiGlu>(p, nFf, s);
+    launchGemv<GemvOut::SwiGlu, 1>(p, nFf, s);
 }
 
 } // namespace kvchat::engine::cuda

@@ -15,6 +15,9 @@
 //                     of position startPos + t (block table lookup once per block).
 // - siluMulKernel     grid min(ceil(count / 256), 65536), 256 threads, grid-stride loop (count is
 //                     64-bit and may exceed what one thread per element would launch).
+// - copySlicesKernel  grid nCopies, 256 threads. One block per copy, 16-byte loads and stores,
+//                     four in flight per thread (a layer slice of a block is ~16-64 KiB: 4 to 16
+//                     per thread), so that reads of pinned host memory keep the bus busy.
 #include "engine/backend/cuda/cuda_kernels.h"
 
 #include <cuda_runtime.h>
@@ -148,7 +151,30 @@ __global__ void __launch_bounds__(kRowThreads)
     }
 }
 
+__global__ void __launch_bounds__(kRowThreads)
+    copySlicesKernel(const SliceCopy *__restrict__ table, std::size_t offset, std::size_t vectors)
+{
+    const SliceCopy c = table[blockIdx.x];
+    const uint4 *__restrict__ src = reinterpret_cast<const uint4 *>(static_cast<const char *>(c.src) + offset);
+    uint4 *__restrict__ dst = reinterpret_cast<uint4 *>(static_cast<char *>(c.dst) + offset);
+#pragma unroll 4
+    for (std::size_t i = threadIdx.x; i < vectors; i += kRowThreads)
+        dst[i] = src[i];
+}
+
 } // namespace
+
+void copySlices(const SliceCopy *table, std::int32_t nCopies, std::size_t offset, std::size_t bytes, void *stream)
+{
+    if (nCopies <= 0 || bytes == 0)
+        return;
+    if (offset % 16 != 0 || bytes % 16 != 0) {
+        unsupportedShapeKernel<<<0, 1, 0, asStream(stream)>>>();
+        return;
+    }
+    const auto blocks = static_cast<unsigned>(nCopies);
+    copySlicesKernel<<<blocks, kRowThreads, 0, asStream(stream)>>>(table, offset, bytes / 16);
+}
 
 void embedTokens(const Half *table, const std::int32_t *tokens, std::int64_t nTokens, std::int32_t dim, float *x,
                  void *stream)

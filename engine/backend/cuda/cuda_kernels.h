@@ -55,9 +55,8 @@ struct KvTarget
 // a graph update. For attention the value must split the context into as many chunks as startPos
 // does (attentionContextChunks): the chunk count is the launch's grid.
 void ropeAndStoreKv(float *q, const float *k, const float *v, const float *cosSin, bool cosSinByPosition,
-                    std::int64_t nTokens,
-                    std::int32_t nHeads, std::int32_t nKvHeads, std::int32_t headDim, std::int32_t nRot,
-                    const KvTarget &kv, std::int32_t startPos, void *stream,
+                    std::int64_t nTokens, std::int32_t nHeads, std::int32_t nKvHeads, std::int32_t headDim,
+                    std::int32_t nRot, const KvTarget &kv, std::int32_t startPos, void *stream,
                     const std::int32_t *deviceStartPos = nullptr);
 
 struct AttentionShape
@@ -83,6 +82,18 @@ void attention(const AttentionShape &shape, const float *q, const KvTarget &kv, 
                std::int32_t startPos, float *workspace, Half *out, void *stream,
                const std::int32_t *deviceStartPos = nullptr);
 
+// A restore's layer-by-layer copies (cuda_kv_memory.cpp): for every (dst, src) pair of table
+// (device memory, nCopies entries), bytes at offset are copied; src may be pinned host memory,
+// which the kernel reads over the bus (unified addressing), or device memory. offset, bytes and
+// every pointer are multiples of 16. One launch moves a layer of every block of the restore,
+// where cudaMemcpyAsync would need a call (and a DMA transfer) per block and layer.
+struct SliceCopy
+{
+    void *dst;
+    const void *src;
+};
+void copySlices(const SliceCopy *table, std::int32_t nCopies, std::size_t offset, std::size_t bytes, void *stream);
+
 // out[i] = fp16(silu(gate[i]) * up[i]) for i < count; silu(g) = g / (1 + exp(-g)).
 void siluMul(const float *gate, const float *up, std::int64_t count, Half *out, void *stream);
 
@@ -92,8 +103,8 @@ void siluMul(const float *gate, const float *up, std::int64_t count, Half *out, 
 // same arithmetic as rmsNorm (so the same values the unfused path would feed cuBLAS).
 struct GemvInput
 {
-    const Half *vector = nullptr;     // fp16 [dim]; when null, the normalized residual:
-    const float *residual = nullptr;  // fp32 [dim]
+    const Half *vector = nullptr;      // fp16 [dim]; when null, the normalized residual:
+    const float *residual = nullptr;   // fp32 [dim]
     const float *normWeight = nullptr; // [dim]
     float eps = 0.0f;
     std::int32_t dim = 0;
@@ -108,12 +119,21 @@ constexpr int kMaxGemvMatrices = 3;
 // dim is a multiple of 8 and its fp16 vector fits a block's shared memory (else the launches fail
 // with cudaErrorInvalidConfiguration).
 bool gemvSupports(std::int32_t dim);
+// Lets the kernels take inputs up to maxDim wide (sets the opt-in shared memory attribute above
+// 48 KiB); called at load, outside any graph capture. False where the device cannot.
+bool gemvReserveSharedMemory(std::int32_t maxDim);
 // For each of nMatrices (1..3) matrices reading the same input: y = W x, or y += W x with
 // accumulate (the residual adds).
 void gemv(const GemvInput &in, const GemvMatrix *matrices, int nMatrices, bool accumulate, void *stream);
 // act[o] = fp16(silu(Wgate[o] . x) * (Wup[o] . x)) for o < nFf: the FFN's gate and up projections
 // and siluMul in one launch.
 void gemvSwiGlu(const GemvInput &in, const Half *wGate, const Half *wUp, std::int32_t nFf, Half *act, void *stream);
+// The Q, K and V products (qkv[0..2]) with ropeAndStoreKv fused in: qkv[0].y gets the rotated Q
+// (fp32); the rotated K and V go as fp16 into the KV rows of position *devicePos (kv as for
+// ropeAndStoreKv); cos/sin from a table of positions ([pos][nRot], cosSinByPosition). K and V are
+// kv.kvDim wide; widths and headDim are even.
+void gemvQkvRope(const GemvInput &in, const GemvMatrix *qkv, const float *cosSinByPosition, std::int32_t nRot,
+                 std::int32_t headDim, const KvTarget &kv, const std::int32_t *devicePos, void *stream);
 
 // Next-token candidates on the device (engine/backend/token_candidates.h): the same choice as the
 // host's selectCandidates, with only k pairs to copy back. A candidate travels as a 64-bit key

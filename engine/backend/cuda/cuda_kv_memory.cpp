@@ -2,6 +2,15 @@
 #include "engine/backend/cuda/cuda_kv_memory.h"
 
 #include "engine/backend/cuda/cuda_check.h"
+#include "engine/backend/cuda/cuda_kernels.h"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <climits>
+#include <cstdint>
+#include <unordered_map>
+#include <unordered_set>
 
 namespace kvchat::engine::cuda {
 
@@ -15,8 +24,13 @@ cudaStream_t asStream(void *s)
 CudaKvMemory::CudaKvMemory(int device) : m_device(device)
 {
     KVCHAT_CUDA_CHECK(cudaSetDevice(device));
+    // The highest priority: a restore's copy kernels (issueQueuedAsKernels) then take SMs ahead of
+    // the queued blocks of a prefill's GEMMs, which would otherwise hold back the very layer the
+    // prefill is waiting for.
+    int leastPriority = 0, greatestPriority = 0;
+    KVCHAT_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&leastPriority, &greatestPriority));
     cudaStream_t stream = nullptr;
-    KVCHAT_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    KVCHAT_CUDA_CHECK(cudaStreamCreateWithPriority(&stream, cudaStreamNonBlocking, greatestPriority));
     m_stream = stream;
 }
 
@@ -28,6 +42,10 @@ CudaKvMemory::~CudaKvMemory()
         cudaStreamSynchronize(asStream(m_stream));
         cudaStreamDestroy(asStream(m_stream));
     }
+    if (m_tableUploaded != nullptr)
+        cudaEventDestroy(static_cast<cudaEvent_t>(m_tableUploaded));
+    cudaFree(m_deviceTable);
+    cudaFreeHost(m_hostTable);
     for (void *slab : m_slabs)
         cudaFreeHost(slab);
 }
@@ -48,13 +66,16 @@ void *CudaKvMemory::allocateArena(std::size_t bytes)
         cudaFree(p);
         return nullptr;
     }
+    m_readable[static_cast<const char *>(p)] = bytes;
     return p;
 }
 
 void CudaKvMemory::freeArena(void *arena, std::size_t)
 {
-    if (arena != nullptr)
+    if (arena != nullptr) {
+        m_readable.erase(static_cast<const char *>(arena));
         cudaFree(arena);
+    }
 }
 
 void *CudaKvMemory::allocateHost(std::size_t bytes)
@@ -69,6 +90,12 @@ void *CudaKvMemory::allocateHost(std::size_t bytes)
             return nullptr;
         }
         m_slabs.push_back(slab);
+        // A kernel reads pinned memory at its host address under unified addressing (64-bit
+        // Linux); not where the runtime says otherwise (e.g. confidential-computing mode).
+        cudaPointerAttributes attributes{};
+        if (cudaPointerGetAttributes(&attributes, slab) == cudaSuccess && attributes.devicePointer == slab)
+            m_readable[static_cast<const char *>(slab)] = stride * kSlabBuffers;
+        cudaGetLastError();
         for (std::size_t i = kSlabBuffers; i-- > 0;)
             free.push_back(static_cast<char *>(slab) + i * stride);
     }
@@ -153,6 +180,11 @@ void CudaKvMemory::issueQueued()
     const std::vector<QueuedCopy> queued = std::move(m_queued);
     m_queued.clear();
     m_layersPending = true;
+    if (issueQueuedAsKernels(queued)) {
+        ++m_layeredStats.kernelBatches;
+        return;
+    }
+    ++m_layeredStats.copyBatches;
     for (std::int32_t l = 0; l < m_nLayers; ++l) {
         const std::size_t offset = static_cast<std::size_t>(l) * m_layerBytes;
         for (const QueuedCopy &c : queued)
@@ -162,6 +194,81 @@ void CudaKvMemory::issueQueued()
         KVCHAT_CUDA_CHECK(
             cudaEventRecord(static_cast<cudaEvent_t>(m_layerReady[static_cast<std::size_t>(l)]), asStream(m_stream)));
     }
+}
+
+bool CudaKvMemory::kernelReadable(const void *p, std::size_t bytes) const
+{
+    const char *c = static_cast<const char *>(p);
+    auto it = m_readable.upper_bound(c);
+    if (it == m_readable.begin())
+        return false;
+    --it;
+    return c >= it->first && c + bytes <= it->first + it->second;
+}
+
+bool CudaKvMemory::issueQueuedAsKernels(const std::vector<QueuedCopy> &queued)
+{
+    const std::size_t blockBytes = m_layerBytes * static_cast<std::size_t>(m_nLayers);
+    const auto aligned = [](const void *p) { return reinterpret_cast<std::uintptr_t>(p) % 16 == 0; };
+    if (m_layerBytes % 16 != 0 || queued.size() > static_cast<std::size_t>(INT32_MAX))
+        return false;
+    // The copies of one launch run in no set order (one thread block each), so none may read or
+    // overwrite what another writes. A copy out of a block an earlier copy fills (the restore's
+    // tail block, copied from the block just uploaded) reads that copy's source instead; any other
+    // overlap is left to the one-copy-at-a-time path. Queued copies are whole blocks, so blocks
+    // overlap only where their addresses are equal.
+    std::vector<SliceCopy> copies;
+    copies.reserve(queued.size());
+    std::unordered_map<const void *, const void *> sourceOf; // a queued destination -> its source
+    for (const QueuedCopy &c : queued) {
+        if (!aligned(c.dst) || !aligned(c.src) || !kernelReadable(c.src, blockBytes) || sourceOf.count(c.dst) != 0)
+            return false;
+        const auto earlier = sourceOf.find(c.src);
+        const void *src = earlier != sourceOf.end() ? earlier->second : c.src;
+        sourceOf.emplace(c.dst, src);
+        copies.push_back(SliceCopy{c.dst, src});
+    }
+    std::unordered_set<const void *> sources;
+    for (const SliceCopy &c : copies)
+        sources.insert(c.src);
+    for (const SliceCopy &c : copies)
+        if (sources.count(c.dst) != 0)
+            return false; // a block read by one copy is written by another
+    if (m_tableUploaded == nullptr) {
+        cudaEvent_t event = nullptr;
+        KVCHAT_CUDA_CHECK(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
+        m_tableUploaded = event;
+    }
+    // The pinned table of the previous restore may still be the source of its queued upload.
+    KVCHAT_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(m_tableUploaded)));
+    if (queued.size() > m_tableCapacity) {
+        const std::size_t capacity = std::max<std::size_t>(queued.size(), 256);
+        void *host = nullptr, *device = nullptr;
+        if (cudaHostAlloc(&host, capacity * sizeof(SliceCopy), cudaHostAllocDefault) != cudaSuccess ||
+            cudaMalloc(&device, capacity * sizeof(SliceCopy)) != cudaSuccess) {
+            cudaGetLastError();
+            cudaFreeHost(host);
+            return false; // the copies go one by one instead
+        }
+        cudaFreeHost(m_hostTable);
+        cudaFree(m_deviceTable); // synchronizes: the old table's kernels are done
+        m_hostTable = host;
+        m_deviceTable = device;
+        m_tableCapacity = capacity;
+    }
+    auto *table = static_cast<SliceCopy *>(m_hostTable);
+    std::copy(copies.begin(), copies.end(), table);
+    const cudaStream_t stream = asStream(m_stream);
+    KVCHAT_CUDA_CHECK(
+        cudaMemcpyAsync(m_deviceTable, table, queued.size() * sizeof(SliceCopy), cudaMemcpyHostToDevice, stream));
+    KVCHAT_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(m_tableUploaded), stream));
+    for (std::int32_t l = 0; l < m_nLayers; ++l) {
+        copySlices(static_cast<const SliceCopy *>(m_deviceTable), static_cast<std::int32_t>(queued.size()),
+                   static_cast<std::size_t>(l) * m_layerBytes, m_layerBytes, stream);
+        KVCHAT_CUDA_CHECK(cudaGetLastError());
+        KVCHAT_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(m_layerReady[static_cast<std::size_t>(l)]), stream));
+    }
+    return true;
 }
 
 void CudaKvMemory::waitForLayer(std::int32_t layer, void *stream)

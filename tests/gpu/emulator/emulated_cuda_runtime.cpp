@@ -30,7 +30,8 @@
 //   EMU_LEGACY_LAST=1     when everything is flushed (cudaDeviceSynchronize, cudaFree...), run the
 //                         non-blocking streams' queued work before the legacy stream's; CUDA allows
 //                         either order, so code must not depend on it (default 0: issue order).
-//   EMU_REVERSE=1         resume the CUDA threads of a block in reverse order between barriers
+//   EMU_REVERSE=1         resume the CUDA threads of a block in reverse order between barriers,
+//                         and run a grid's blocks last to first
 //                         (emulated_threads.cpp), to expose races between threads.
 //   EMU_POISON=0          do not fill new device and pinned allocations with garbage.
 //   EMU_DEVICE_BYTES=N    device memory size in bytes (default 80 GiB), for out-of-memory paths.
@@ -540,8 +541,8 @@ cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind kin
         fatal("cudaMemcpyAsync on an invalid stream");
     if (n == 0)
         return cudaSuccess;
-    if (isCapturing(st) && ((kind == cudaMemcpyHostToDevice && !isPinned(s)) ||
-                            (kind == cudaMemcpyDeviceToHost && !isPinned(d))))
+    if (isCapturing(st) &&
+        ((kind == cudaMemcpyHostToDevice && !isPinned(s)) || (kind == cudaMemcpyDeviceToHost && !isPinned(d))))
         fatal("cudaMemcpyAsync %s from or to pageable memory on a stream being captured: not permitted",
               kindName(kind));
     TRACE("cudaMemcpyAsync %s %zu (%s)", kindName(kind), n,
@@ -581,6 +582,36 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t *s, unsigned int flags)
     static std::uintptr_t next = 0x5000;
     *s = reinterpret_cast<cudaStream_t>(next += 0x10);
     liveStreams.insert(*s);
+    return cudaSuccess;
+}
+
+// Priorities order nothing here (work runs when a stream is synchronized); they are accepted.
+cudaError_t cudaDeviceGetStreamPriorityRange(int *leastPriority, int *greatestPriority)
+{
+    *leastPriority = 0;
+    *greatestPriority = -5;
+    return cudaSuccess;
+}
+
+cudaError_t cudaStreamCreateWithPriority(cudaStream_t *s, unsigned int flags, int priority)
+{
+    (void)priority;
+    return cudaStreamCreateWithFlags(s, flags);
+}
+
+// Device and pinned allocations, as the runtime reports them with unified addressing: the device
+// pointer of pinned memory is the host pointer.
+cudaError_t cudaPointerGetAttributes(cudaPointerAttributes *attributes, const void *p)
+{
+    *attributes = cudaPointerAttributes{};
+    const Alloc *a = findAlloc(p);
+    if (a == nullptr) {
+        attributes->type = cudaMemoryTypeUnregistered;
+        return cudaSuccess;
+    }
+    attributes->type = a->kind == Kind::Device ? cudaMemoryTypeDevice : cudaMemoryTypeHost;
+    attributes->devicePointer = const_cast<void *>(p);
+    attributes->hostPointer = a->kind == Kind::Pinned ? const_cast<void *>(p) : nullptr;
     return cudaSuccess;
 }
 

@@ -195,9 +195,15 @@ void runGrid(dim3 grid, dim3 block, std::size_t smem, const std::function<void()
     };
     std::unique_ptr<char, AlignedFree> smemBuf(
         smem ? static_cast<char *>(std::aligned_alloc(128, (smem + 127) / 128 * 128)) : nullptr);
-    for (unsigned bz = 0; bz < grid.z; ++bz)
-        for (unsigned by = 0; by < grid.y; ++by)
-            for (unsigned bx = 0; bx < grid.x; ++bx) {
+    // Blocks of a grid run in no set order on a GPU: with EMU_REVERSE, last to first, so a kernel
+    // whose blocks depend on each other's writes shows it.
+    const bool reverse = config().reverse;
+    for (unsigned iz = 0; iz < grid.z; ++iz)
+        for (unsigned iy = 0; iy < grid.y; ++iy)
+            for (unsigned ix = 0; ix < grid.x; ++ix) {
+                const unsigned bx = reverse ? grid.x - 1 - ix : ix;
+                const unsigned by = reverse ? grid.y - 1 - iy : iy;
+                const unsigned bz = reverse ? grid.z - 1 - iz : iz;
                 g_blockIdx = uint3{bx, by, bz};
                 // garbage fill: kernels must not rely on zeroed or leftover dynamic shared memory
                 if (smem)

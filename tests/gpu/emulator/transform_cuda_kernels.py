@@ -47,6 +47,6 @@ def to_emulated_launch(m):
 s, n = launch.subn(to_emulated_launch, s)
 if n == 0 or '<<<' in s:
     sys.exit(f'{src}: {n} launches transformed, {s.count("<<<")} left that the pattern does not match')
-s = re.sub(r'cudaFuncSetAttribute\((\w+<[\w, ]+>),', r'cudaFuncSetAttribute(reinterpret_cast<const void *>(&\1),', s)
+s = re.sub(r'cudaFuncSetAttribute\((\w+<[\w:, ]+>),', r'cudaFuncSetAttribute(reinterpret_cast<const void *>(&\1),', s)
 open(dst, 'w').write(s)
 print(f'{src}: {n} kernel launches transformed', file=sys.stderr)
