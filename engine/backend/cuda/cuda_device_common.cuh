@@ -35,6 +35,35 @@ __device__ __forceinline__ float warpMax(float v)
 // Threads of the per-row and element-wise kernels (and of the repetition penalty).
 constexpr int kRowThreads = 256;
 
+// RMSNorm's scale of a row, 1 / sqrt(mean(row^2) + eps), by a block of kRowThreads threads (each
+// gets it): fp32 squares summed per thread over a stride, then across warps. One function for
+// rmsNormKernel and the decode projections' fused norm, so that both give the same values.
+// Once per kernel (its shared variables are not guarded for reuse).
+__device__ __forceinline__ float blockRmsScale(const float *row, int dim, float eps)
+{
+    constexpr int kWarps = kRowThreads / 32;
+    __shared__ float warpSums[kWarps];
+    __shared__ float rowScale;
+    const int tid = static_cast<int>(threadIdx.x);
+    const int lane = tid & 31;
+    const int warp = tid >> 5;
+    float sumSquares = 0.0f;
+    for (int i = tid; i < dim; i += kRowThreads)
+        sumSquares = fmaf(row[i], row[i], sumSquares);
+    sumSquares = warpSum(sumSquares);
+    if (lane == 0)
+        warpSums[warp] = sumSquares;
+    __syncthreads();
+    if (warp == 0) {
+        float total = lane < kWarps ? warpSums[lane] : 0.0f;
+        total = warpSum(total);
+        if (lane == 0)
+            rowScale = 1.0f / sqrtf(total / static_cast<float>(dim) + eps);
+    }
+    __syncthreads();
+    return rowScale;
+}
+
 // An empty grid fails with cudaErrorInvalidConfiguration: a host function launches it for a call
 // it cannot serve, so that the caller's cudaGetLastError reports it instead of a silent no-op.
 __global__ void unsupportedShapeKernel() {}

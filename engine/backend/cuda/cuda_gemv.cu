@@ -103,27 +103,8 @@ __device__ __forceinline__ void stageInput(const GemvParams &p, __half *sIn)
             dst[c] = src[c];
         return;
     }
-    constexpr int kWarps = kGemvThreads / 32;
-    __shared__ float warpSums[kWarps];
-    __shared__ float rowScale;
-    const int lane = tid & 31;
-    const int warp = tid >> 5;
     const float *row = p.residual;
-    float sumSquares = 0.0f;
-    for (int i = tid; i < p.dim; i += kGemvThreads)
-        sumSquares = fmaf(row[i], row[i], sumSquares);
-    sumSquares = warpSum(sumSquares);
-    if (lane == 0)
-        warpSums[warp] = sumSquares;
-    __syncthreads();
-    if (warp == 0) {
-        float total = lane < kWarps ? warpSums[lane] : 0.0f;
-        total = warpSum(total);
-        if (lane == 0)
-            rowScale = 1.0f / sqrtf(total / static_cast<float>(p.dim) + p.eps);
-    }
-    __syncthreads();
-    const float scale = rowScale;
+    const float scale = blockRmsScale(row, p.dim, p.eps);
     for (int i = tid; i < p.dim; i += kGemvThreads)
         sIn[i] = __float2half_rn(row[i] * scale * p.normWeight[i]);
 }

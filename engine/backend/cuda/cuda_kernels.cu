@@ -51,29 +51,9 @@ __global__ void __launch_bounds__(kRowThreads)
     rmsNormKernel(const float *__restrict__ x, const float *__restrict__ weight, int dim, float eps,
                   __half *__restrict__ out)
 {
-    constexpr int kWarps = kRowThreads / 32;
-    __shared__ float warpSums[kWarps];
-    __shared__ float rowScale;
     const std::int64_t t = blockIdx.x;
     const float *row = x + t * dim;
-    const int lane = static_cast<int>(threadIdx.x) & 31;
-    const int warp = static_cast<int>(threadIdx.x) >> 5;
-
-    float sumSquares = 0.0f;
-    for (int i = static_cast<int>(threadIdx.x); i < dim; i += kRowThreads)
-        sumSquares = fmaf(row[i], row[i], sumSquares);
-    sumSquares = warpSum(sumSquares);
-    if (lane == 0)
-        warpSums[warp] = sumSquares;
-    __syncthreads();
-    if (warp == 0) {
-        float total = lane < kWarps ? warpSums[lane] : 0.0f;
-        total = warpSum(total);
-        if (lane == 0)
-            rowScale = 1.0f / sqrtf(total / static_cast<float>(dim) + eps);
-    }
-    __syncthreads();
-    const float scale = rowScale;
+    const float scale = blockRmsScale(row, dim, eps);
     __half *dst = out + t * dim;
     for (int i = static_cast<int>(threadIdx.x); i < dim; i += kRowThreads)
         dst[i] = __float2half_rn(row[i] * scale * weight[i]);
