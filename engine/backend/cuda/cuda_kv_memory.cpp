@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <climits>
 #include <cstdint>
+#include <cstdlib>
+#include <string_view>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -24,6 +26,8 @@ cudaStream_t asStream(void *s)
 CudaKvMemory::CudaKvMemory(int device) : m_device(device)
 {
     KVCHAT_CUDA_CHECK(cudaSetDevice(device));
+    const char *kernels = std::getenv("KVCHAT_CUDA_RESTORE_KERNELS");
+    m_layeredKernels = kernels == nullptr || std::string_view(kernels) != "0";
     // The highest priority: a restore's copy kernels (issueQueuedAsKernels) then take SMs ahead of
     // the queued blocks of a prefill's GEMMs, which would otherwise hold back the very layer the
     // prefill is waiting for.
@@ -180,7 +184,7 @@ void CudaKvMemory::issueQueued()
     const std::vector<QueuedCopy> queued = std::move(m_queued);
     m_queued.clear();
     m_layersPending = true;
-    if (issueQueuedAsKernels(queued)) {
+    if (m_layeredKernels && issueQueuedAsKernels(queued)) {
         ++m_layeredStats.kernelBatches;
         return;
     }

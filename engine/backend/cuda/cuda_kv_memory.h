@@ -59,6 +59,9 @@ public:
         std::int64_t copyBatches = 0;
     };
     LayeredStats layeredStats() const { return m_layeredStats; }
+    // Layered batches as copySlices kernels (the default), or as the cudaMemcpyAsync per block and
+    // layer: KVCHAT_CUDA_RESTORE_KERNELS=0, or this, to compare the two (kvchat-bench-gpu does).
+    void setLayeredKernels(bool enabled) { m_layeredKernels = enabled; }
 
 private:
     static constexpr std::size_t kSlabBuffers = 32;
@@ -97,6 +100,7 @@ private:
     std::size_t m_tableCapacity = 0; // entries
     void *m_tableUploaded = nullptr; // cudaEvent_t
     LayeredStats m_layeredStats;
+    bool m_layeredKernels = true;
     std::map<std::size_t, std::vector<void *>> m_freeHost; // by buffer size
 };
 
