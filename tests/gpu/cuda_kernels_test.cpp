@@ -417,8 +417,8 @@ private slots:
         kv.blockElements = layout.blockElements();
         kv.layer = layer;
         kv.kvDim = kvDim;
-        ropeAndStoreKv(dQ.get(), dK.get(), dV.get(), dCosSin.get(), byPosition, nTokens, nHeads, nKvHeads, headDim,
-                       nRot, kv, startPos, m_stream);
+        ropeAndStoreKv(dQ.get(), dK.get(), dV.get(), qDim, kvDim, dCosSin.get(), byPosition, nTokens, nHeads, nKvHeads,
+                       headDim, nRot, kv, startPos, m_stream);
         CUDA_CHECK_LAUNCH();
         std::vector<float> gotQ;
         std::vector<Half> gotArena;
@@ -497,25 +497,34 @@ private slots:
 
     void siluMulMatchesReference()
     {
-        const std::int64_t count = 100003; // several blocks, not a multiple of the block size
-        std::vector<float> gate = randomFloats(static_cast<std::size_t>(count), 8, 3.0f);
-        const std::vector<float> up = randomFloats(static_cast<std::size_t>(count), 9);
+        // The FFN GEMM's layout: a token's gate row and up row side by side ([t][gate | up]), the
+        // output packed. 101 rows of 991: several blocks, rows not aligned to the block size.
+        const std::int64_t nRows = 101;
+        const std::int32_t width = 991;
+        const auto count = static_cast<std::size_t>(nRows * width);
+        std::vector<float> gate = randomFloats(count, 8, 3.0f);
+        const std::vector<float> up = randomFloats(count, 9);
         gate[0] = 0.0f;
         gate[1] = -100.0f; // exp(100) overflows nothing in the reference; silu -> -0
         gate[2] = 100.0f;
         gate[3] = -20.0f;
-        DeviceBuffer<float> dGate, dUp;
+        std::vector<float> gateUp(2 * count);
+        for (std::size_t t = 0; t < static_cast<std::size_t>(nRows); ++t)
+            for (std::size_t f = 0; f < static_cast<std::size_t>(width); ++f) {
+                gateUp[t * 2 * width + f] = gate[t * width + f];
+                gateUp[t * 2 * width + width + f] = up[t * width + f];
+            }
+        DeviceBuffer<float> dGateUp;
         DeviceBuffer<Half> dOut;
-        CUDA_CHECK(dGate.upload(gate));
-        CUDA_CHECK(dUp.upload(up));
-        CUDA_CHECK(dOut.allocate(static_cast<std::size_t>(count)));
-        siluMul(dGate.get(), dUp.get(), count, dOut.get(), m_stream);
+        CUDA_CHECK(dGateUp.upload(gateUp));
+        CUDA_CHECK(dOut.allocate(count));
+        siluMul(dGateUp.get(), dGateUp.get() + width, nRows, width, 2 * width, dOut.get(), m_stream);
         CUDA_CHECK_LAUNCH();
         std::vector<Half> out;
         CUDA_CHECK(dOut.download(out));
-        std::vector<double> ref(gate.size());
-        std::vector<float> got(gate.size());
-        for (std::size_t i = 0; i < gate.size(); ++i) {
+        std::vector<double> ref(count);
+        std::vector<float> got(count);
+        for (std::size_t i = 0; i < count; ++i) {
             const double g = gate[i];
             ref[i] = g / (1.0 + std::exp(-g)) * up[i];
             got[i] = halfToFloat(out[i]);

@@ -87,6 +87,7 @@ __device__ __forceinline__ float4 loadHalf4(const __half *p)
 struct AttnParams
 {
     const float *q;
+    std::int64_t qStride; // floats from one token's q row to the next
     const __half *arena;
     const std::int32_t *blockTable;
     std::size_t blockElements;
@@ -116,7 +117,7 @@ __device__ __forceinline__ float queryElement(const AttnParams &p, int kvHead, i
     const int row = rowBase + r;
     const int t = row / p.group;
     const int head = kvHead * p.group + (row - t * p.group);
-    return p.q[static_cast<std::int64_t>(t) * p.nHeads * p.headDim + static_cast<std::int64_t>(head) * p.headDim + d];
+    return p.q[static_cast<std::int64_t>(t) * p.qStride + static_cast<std::int64_t>(head) * p.headDim + d];
 }
 
 // Where flattened row `row` of a KV head goes: index [token][head] of the output rows.
@@ -694,6 +695,7 @@ void attention(const AttentionShape &shape, const float *q, const KvTarget &kv, 
 
     AttnParams p{};
     p.q = q;
+    p.qStride = shape.qStride > 0 ? shape.qStride : static_cast<std::int64_t>(shape.nHeads) * hd;
     p.arena = reinterpret_cast<const __half *>(kv.arena);
     p.blockTable = kv.blockTable;
     p.blockElements = kv.blockElements;

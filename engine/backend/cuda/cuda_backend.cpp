@@ -108,10 +108,15 @@ struct DeviceMatrix
     std::int64_t nIn = 0;
 };
 
+// Q, K and V are one matrix (wqkv: their rows stacked), as are gate and up (wGateUp): a prompt's
+// projections are then one GEMM each instead of three and two (fewer launches, and K and V's
+// narrow GEMMs no longer leave most SMs idle); wq, wk, wv, wGate, wUp are views into them, for the
+// decode kernels.
 struct DeviceLayer
 {
     const float *attnNorm = nullptr;
     const float *ffnNorm = nullptr;
+    DeviceMatrix wqkv, wGateUp;
     DeviceMatrix wq, wk, wv, wo, wGate, wUp, wDown;
 };
 
@@ -172,7 +177,8 @@ struct CudaBackend::State
     // Activations for up to microBatch tokens ([tokens][width], row-major).
     std::int64_t microBatch = 0;      // what the scratch was reserved for (chooseMicroBatch)
     std::int64_t microBatchInUse = 0; // <= microBatch (setMicroBatchTokens)
-    DeviceBuffer x, xNorm, q, k, v, attnOut, gate, up, act, logits, workspace;
+    // qkv: a token's q, k and v side by side; gateUp: its gate and up side by side.
+    DeviceBuffer x, xNorm, qkv, attnOut, gateUp, act, logits, workspace;
     // cuBLAS's workspace, owned here: with its default one, every graph capture may make cuBLAS
     // allocate another (PyTorch #83461).
     DeviceBuffer gemmWorkspace;
@@ -228,6 +234,10 @@ struct CudaBackend::State
 
     const float *uploadFloats(const std::vector<float> &values);
     DeviceMatrix uploadMatrix(ThreadPool &pool, const WeightMatrix &w, std::vector<Half> &staging);
+    // The matrices (of one width) with their rows stacked in one allocation: the whole, then a
+    // view of each part.
+    std::vector<DeviceMatrix> uploadStacked(ThreadPool &pool, std::initializer_list<const WeightMatrix *> parts,
+                                            std::vector<Half> &staging);
     std::int64_t chooseMicroBatch(std::size_t freeBytes) const;
     void allocateScratch();
     std::size_t scratchBytes() const;
@@ -309,30 +319,47 @@ const float *CudaBackend::State::uploadFloats(const std::vector<float> &values)
 
 DeviceMatrix CudaBackend::State::uploadMatrix(ThreadPool &pool, const WeightMatrix &w, std::vector<Half> &staging)
 {
+    return uploadStacked(pool, {&w}, staging).front();
+}
+
+std::vector<DeviceMatrix> CudaBackend::State::uploadStacked(ThreadPool &pool,
+                                                            std::initializer_list<const WeightMatrix *> parts,
+                                                            std::vector<Half> &staging)
+{
+    const std::int64_t nIn = (*parts.begin())->nIn;
+    std::int64_t nOut = 0;
+    for (const WeightMatrix *w : parts)
+        nOut += w->nOut;
+    auto buffer = std::make_unique<DeviceBuffer>();
+    buffer->reserve(sz(nOut * nIn) * sizeof(Half));
+    std::vector<DeviceMatrix> views{DeviceMatrix{buffer->as<Half>(), nOut, nIn}};
     // Dequantized on the host (every GGUF type the engine reads), rounded to fp16, copied up in
     // slices of rows so the staging buffer stays ~64 MiB whatever the matrix.
-    auto buffer = std::make_unique<DeviceBuffer>();
-    buffer->reserve(sz(w.nOut * w.nIn) * sizeof(Half));
-    const std::int64_t rowsPerSlice = std::max<std::int64_t>(1, sz(64 * kMiB) / sizeof(Half) / sz(w.nIn));
-    staging.resize(sz(std::min(rowsPerSlice, w.nOut) * w.nIn));
-    for (std::int64_t r0 = 0; r0 < w.nOut; r0 += rowsPerSlice) {
-        const std::int64_t rows = std::min(rowsPerSlice, w.nOut - r0);
-        pool.parallelFor(rows, [&](std::int64_t begin, std::int64_t end, int) {
-            std::vector<float> row(sz(w.nIn));
-            for (std::int64_t r = begin; r < end; ++r) {
-                dequantizeRow(w.type, w.row(r0 + r), row.data(), w.nIn);
-                Half *out = staging.data() + r * w.nIn;
-                for (std::int64_t i = 0; i < w.nIn; ++i)
-                    out[i] = floatToHalf(row[sz(i)]);
-            }
-        });
-        KVCHAT_CUDA_CHECK(cudaMemcpy(buffer->as<Half>() + r0 * w.nIn, staging.data(), sz(rows * w.nIn) * sizeof(Half),
-                                     cudaMemcpyHostToDevice));
+    const std::int64_t rowsPerSlice = std::max<std::int64_t>(1, sz(64 * kMiB) / sizeof(Half) / sz(nIn));
+    Half *partBase = buffer->as<Half>();
+    for (const WeightMatrix *part : parts) {
+        const WeightMatrix &w = *part;
+        staging.resize(sz(std::min(rowsPerSlice, w.nOut) * w.nIn));
+        for (std::int64_t r0 = 0; r0 < w.nOut; r0 += rowsPerSlice) {
+            const std::int64_t rows = std::min(rowsPerSlice, w.nOut - r0);
+            pool.parallelFor(rows, [&](std::int64_t begin, std::int64_t end, int) {
+                std::vector<float> row(sz(w.nIn));
+                for (std::int64_t r = begin; r < end; ++r) {
+                    dequantizeRow(w.type, w.row(r0 + r), row.data(), w.nIn);
+                    Half *out = staging.data() + r * w.nIn;
+                    for (std::int64_t i = 0; i < w.nIn; ++i)
+                        out[i] = floatToHalf(row[sz(i)]);
+                }
+            });
+            KVCHAT_CUDA_CHECK(cudaMemcpy(partBase + r0 * w.nIn, staging.data(), sz(rows * w.nIn) * sizeof(Half),
+                                         cudaMemcpyHostToDevice));
+        }
+        views.push_back(DeviceMatrix{partBase, w.nOut, w.nIn});
+        partBase += w.nOut * w.nIn;
     }
     weightBytes += buffer->bytes();
-    DeviceMatrix m{buffer->as<Half>(), w.nOut, w.nIn};
     weightBuffers.push_back(std::move(buffer));
-    return m;
+    return views;
 }
 
 std::int64_t CudaBackend::State::chooseMicroBatch(std::size_t freeBytes) const
@@ -357,12 +384,9 @@ void CudaBackend::State::allocateScratch()
     const std::size_t qDim = sz(c.nHeads) * sz(c.headDim);
     x.reserve(n * sz(c.nEmbd) * sizeof(float));
     xNorm.reserve(n * std::max(sz(c.nEmbd), qDim) * sizeof(Half));
-    q.reserve(n * qDim * sizeof(float));
-    k.reserve(n * sz(c.kvDim()) * sizeof(float));
-    v.reserve(n * sz(c.kvDim()) * sizeof(float));
+    qkv.reserve(n * (qDim + 2 * sz(c.kvDim())) * sizeof(float));
     attnOut.reserve(n * qDim * sizeof(Half));
-    gate.reserve(n * sz(c.nFf) * sizeof(float));
-    up.reserve(n * sz(c.nFf) * sizeof(float));
+    gateUp.reserve(n * 2 * sz(c.nFf) * sizeof(float));
     act.reserve(n * sz(c.nFf) * sizeof(Half));
     logits.reserve(sz(c.nVocab) * sizeof(float)); // grows for LogitsMode::All
     // What a turn would otherwise grow into, up to the model's context length: a chat turn then
@@ -388,8 +412,8 @@ void CudaBackend::State::allocateScratch()
 std::size_t CudaBackend::State::scratchBytes() const
 {
     std::size_t total = 0;
-    for (const DeviceBuffer *b : {&x, &xNorm, &q, &k, &v, &attnOut, &gate, &up, &act, &logits, &inputs, &ropeTable,
-                                  &workspace, &gemmWorkspace, &candidateWorkspace, &candidateKeys})
+    for (const DeviceBuffer *b : {&x, &xNorm, &qkv, &attnOut, &gateUp, &act, &logits, &inputs, &ropeTable, &workspace,
+                                  &gemmWorkspace, &candidateWorkspace, &candidateKeys})
         total += b->bytes();
     return total;
 }
@@ -547,12 +571,11 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const LlamaModel &model
             DeviceLayer d;
             d.attnNorm = state->uploadFloats(l.attnNorm);
             d.ffnNorm = state->uploadFloats(l.ffnNorm);
-            d.wq = state->uploadMatrix(pool, l.wq, staging);
-            d.wk = state->uploadMatrix(pool, l.wk, staging);
-            d.wv = state->uploadMatrix(pool, l.wv, staging);
+            const auto qkv = state->uploadStacked(pool, {&l.wq, &l.wk, &l.wv}, staging);
+            d.wqkv = qkv[0], d.wq = qkv[1], d.wk = qkv[2], d.wv = qkv[3];
             d.wo = state->uploadMatrix(pool, l.wo, staging);
-            d.wGate = state->uploadMatrix(pool, l.wGate, staging);
-            d.wUp = state->uploadMatrix(pool, l.wUp, staging);
+            const auto gateUp = state->uploadStacked(pool, {&l.wGate, &l.wUp}, staging);
+            d.wGateUp = gateUp[0], d.wGate = gateUp[1], d.wUp = gateUp[2];
             d.wDown = state->uploadMatrix(pool, l.wDown, staging);
             state->layers.push_back(d);
         }
@@ -781,7 +804,14 @@ void CudaBackend::State::enqueueLayers(std::int64_t n, std::int32_t startPos, co
 {
     const LlamaConfig &c = config;
     void *const st = stream;
-    const AttentionShape shape{c.nHeads, c.nKvHeads, c.headDim, 1.0f / std::sqrt(static_cast<float>(c.headDim))};
+    // A token's q, k and v rows side by side in qkv (qkvWidth floats), as the stacked GEMM writes them.
+    const std::int32_t qDim = c.nHeads * c.headDim;
+    const std::int32_t qkvWidth = qDim + 2 * c.kvDim();
+    float *const q = qkv.as<float>();
+    float *const k = q + qDim;
+    float *const v = k + c.kvDim();
+    AttentionShape shape{c.nHeads, c.nKvHeads, c.headDim, 1.0f / std::sqrt(static_cast<float>(c.headDim))};
+    shape.qStride = qkvWidth;
 
     const std::int32_t *deviceStartPos = in.deviceArgs;
     embedTokens(embedding.data, in.deviceTokens, n, c.nEmbd, x.as<float>(), st);
@@ -803,33 +833,31 @@ void CudaBackend::State::enqueueLayers(std::int64_t n, std::int32_t startPos, co
             // Q, K, V, RoPE and the KV write in one launch.
             if (waitLayers)
                 kvMemory->waitForLayer(l, stream);
-            const GemvMatrix qkv[3] = {{w.wq.data, static_cast<std::int32_t>(w.wq.nOut), q.as<float>()},
-                                       {w.wk.data, static_cast<std::int32_t>(w.wk.nOut), nullptr},
-                                       {w.wv.data, static_cast<std::int32_t>(w.wv.nOut), nullptr}};
-            gemvQkvRope(normed(x.as<float>(), w.attnNorm), qkv, in.deviceCosSin, c.nRot, c.headDim, kv, deviceStartPos,
-                        st);
+            const GemvMatrix parts[3] = {{w.wq.data, static_cast<std::int32_t>(w.wq.nOut), q},
+                                         {w.wk.data, static_cast<std::int32_t>(w.wk.nOut), nullptr},
+                                         {w.wv.data, static_cast<std::int32_t>(w.wv.nOut), nullptr}};
+            gemvQkvRope(normed(x.as<float>(), w.attnNorm), parts, in.deviceCosSin, c.nRot, c.headDim, kv,
+                        deviceStartPos, st);
             KVCHAT_CUDA_CHECK_LAUNCH("gemvQkvRope");
         } else {
             if (fused) {
-                const GemvMatrix qkv[3] = {{w.wq.data, static_cast<std::int32_t>(w.wq.nOut), q.as<float>()},
-                                           {w.wk.data, static_cast<std::int32_t>(w.wk.nOut), k.as<float>()},
-                                           {w.wv.data, static_cast<std::int32_t>(w.wv.nOut), v.as<float>()}};
-                gemv(normed(x.as<float>(), w.attnNorm), qkv, 3, false, st);
+                const GemvMatrix parts[3] = {{w.wq.data, static_cast<std::int32_t>(w.wq.nOut), q},
+                                             {w.wk.data, static_cast<std::int32_t>(w.wk.nOut), k},
+                                             {w.wv.data, static_cast<std::int32_t>(w.wv.nOut), v}};
+                gemv(normed(x.as<float>(), w.attnNorm), parts, 3, false, st);
                 KVCHAT_CUDA_CHECK_LAUNCH("gemv (QKV)");
             } else {
                 rmsNorm(x.as<float>(), w.attnNorm, n, c.nEmbd, c.rmsEps, xNorm.as<Half>(), st);
                 KVCHAT_CUDA_CHECK_LAUNCH("rmsNorm");
-                gemm(w.wq, xNorm.as<Half>(), n, q.as<float>(), 0.0f);
-                gemm(w.wk, xNorm.as<Half>(), n, k.as<float>(), 0.0f);
-                gemm(w.wv, xNorm.as<Half>(), n, v.as<float>(), 0.0f);
+                gemm(w.wqkv, xNorm.as<Half>(), n, q, 0.0f); // [t][q | k | v]
             }
             if (waitLayers)
                 kvMemory->waitForLayer(l, stream);
-            ropeAndStoreKv(q.as<float>(), k.as<float>(), v.as<float>(), in.deviceCosSin, in.ropeFromTable, n, c.nHeads,
-                           c.nKvHeads, c.headDim, c.nRot, kv, startPos, st, deviceStartPos);
+            ropeAndStoreKv(q, k, v, qkvWidth, qkvWidth, in.deviceCosSin, in.ropeFromTable, n, c.nHeads, c.nKvHeads,
+                           c.headDim, c.nRot, kv, startPos, st, deviceStartPos);
             KVCHAT_CUDA_CHECK_LAUNCH("ropeAndStoreKv");
         }
-        attention(shape, q.as<float>(), kv, n, startPos, workspace.as<float>(), attnOut.as<Half>(), st, deviceStartPos);
+        attention(shape, q, kv, n, startPos, workspace.as<float>(), attnOut.as<Half>(), st, deviceStartPos);
         KVCHAT_CUDA_CHECK_LAUNCH("attention");
         if (fused) {
             const GemvMatrix wo{w.wo.data, static_cast<std::int32_t>(w.wo.nOut), x.as<float>()};
@@ -847,9 +875,9 @@ void CudaBackend::State::enqueueLayers(std::int64_t n, std::int32_t startPos, co
 
         rmsNorm(x.as<float>(), w.ffnNorm, n, c.nEmbd, c.rmsEps, xNorm.as<Half>(), st);
         KVCHAT_CUDA_CHECK_LAUNCH("rmsNorm");
-        gemm(w.wGate, xNorm.as<Half>(), n, gate.as<float>(), 0.0f);
-        gemm(w.wUp, xNorm.as<Half>(), n, up.as<float>(), 0.0f);
-        siluMul(gate.as<float>(), up.as<float>(), n * c.nFf, act.as<Half>(), st);
+        gemm(w.wGateUp, xNorm.as<Half>(), n, gateUp.as<float>(), 0.0f); // [t][gate | up]
+        siluMul(gateUp.as<float>(), gateUp.as<float>() + c.nFf, n, c.nFf, 2 * static_cast<std::int64_t>(c.nFf),
+                act.as<Half>(), st);
         KVCHAT_CUDA_CHECK_LAUNCH("siluMul");
         gemm(w.wDown, act.as<Half>(), n, x.as<float>(), 1.0f); // x += SwiGLU · Wdownᵀ
     }

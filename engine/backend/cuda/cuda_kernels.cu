@@ -71,7 +71,7 @@ struct KvArgs
 
 __global__ void __launch_bounds__(kRowThreads)
     ropeStoreKernel(float *__restrict__ q, const float *__restrict__ k, const float *__restrict__ v,
-                    const float *__restrict__ cosSin, int cosSinByPosition, int nHeads, int headDim, int nRot,
+                    std::int64_t qStride, std::int64_t kvStride, const float *__restrict__ cosSin, int cosSinByPosition, int nHeads, int headDim, int nRot,
                     KvArgs kv, int startPos, const std::int32_t *__restrict__ deviceStartPos)
 {
     const int t = static_cast<int>(blockIdx.x);
@@ -81,7 +81,7 @@ __global__ void __launch_bounds__(kRowThreads)
     const int rotPairs = nRot / 2;
 
     // q: pair j is elements 2j, 2j+1 of the token's row = pair i = j % halfDim of head j / halfDim.
-    float *qRow = q + static_cast<std::int64_t>(t) * nHeads * headDim;
+    float *qRow = q + t * qStride;
     for (int j = static_cast<int>(threadIdx.x); j < nHeads * halfDim; j += kRowThreads) {
         const int i = j % halfDim;
         if (i < rotPairs) {
@@ -100,8 +100,8 @@ __global__ void __launch_bounds__(kRowThreads)
     const std::size_t kvRows = static_cast<std::size_t>(kv.blockTokens) * static_cast<std::size_t>(kv.kvDim);
     __half *kDst = blockBase + (static_cast<std::size_t>(kv.layer) * 2 + 0) * kvRows + rowInBlock * kv.kvDim;
     __half *vDst = blockBase + (static_cast<std::size_t>(kv.layer) * 2 + 1) * kvRows + rowInBlock * kv.kvDim;
-    const float *kRow = k + static_cast<std::int64_t>(t) * kv.kvDim;
-    const float *vRow = v + static_cast<std::int64_t>(t) * kv.kvDim;
+    const float *kRow = k + t * kvStride;
+    const float *vRow = v + t * kvStride;
 
     for (int j = static_cast<int>(threadIdx.x); j < kv.kvDim / 2; j += kRowThreads) {
         const int i = j % halfDim;
@@ -121,13 +121,15 @@ __global__ void __launch_bounds__(kRowThreads)
 }
 
 __global__ void __launch_bounds__(kRowThreads)
-    siluMulKernel(const float *__restrict__ gate, const float *__restrict__ up, std::int64_t count,
-                  __half *__restrict__ out)
+    siluMulKernel(const float *__restrict__ gate, const float *__restrict__ up, std::int64_t count, int width,
+                  std::int64_t rowStride, __half *__restrict__ out)
 {
     const std::int64_t stride = static_cast<std::int64_t>(gridDim.x) * kRowThreads;
     for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * kRowThreads + threadIdx.x; i < count; i += stride) {
-        const float g = gate[i];
-        out[i] = __float2half_rn(g / (1.0f + expf(-g)) * up[i]);
+        const std::int64_t t = i / width;
+        const std::int64_t in = t * rowStride + (i - t * width);
+        const float g = gate[in];
+        out[i] = __float2half_rn(g / (1.0f + expf(-g)) * up[in]);
     }
 }
 
@@ -174,8 +176,8 @@ void rmsNorm(const float *x, const float *weight, std::int64_t nTokens, std::int
         x, weight, dim, eps, reinterpret_cast<__half *>(out));
 }
 
-void ropeAndStoreKv(float *q, const float *k, const float *v, const float *cosSin, bool cosSinByPosition,
-                    std::int64_t nTokens,
+void ropeAndStoreKv(float *q, const float *k, const float *v, std::int64_t qStride, std::int64_t kvStride,
+                    const float *cosSin, bool cosSinByPosition, std::int64_t nTokens,
                     std::int32_t nHeads, std::int32_t nKvHeads, std::int32_t headDim, std::int32_t nRot,
                     const KvTarget &kv, std::int32_t startPos, void *stream, const std::int32_t *deviceStartPos)
 {
@@ -186,16 +188,18 @@ void ropeAndStoreKv(float *q, const float *k, const float *v, const float *cosSi
     const KvArgs args{reinterpret_cast<__half *>(kv.arena), kv.blockTable, kv.blockElements, kv.blockTokens, kv.layer,
                       kv.kvDim};
     ropeStoreKernel<<<static_cast<unsigned>(nTokens), kRowThreads, 0, asStream(stream)>>>(
-        q, k, v, cosSin, cosSinByPosition ? 1 : 0, nHeads, headDim, nRot, args, startPos, deviceStartPos);
+        q, k, v, qStride, kvStride, cosSin, cosSinByPosition ? 1 : 0, nHeads, headDim, nRot, args, startPos, deviceStartPos);
 }
 
-void siluMul(const float *gate, const float *up, std::int64_t count, Half *out, void *stream)
+void siluMul(const float *gate, const float *up, std::int64_t nRows, std::int32_t width, std::int64_t rowStride,
+             Half *out, void *stream)
 {
+    const std::int64_t count = nRows * width;
     if (count <= 0)
         return;
-    const std::int64_t blocks = std::min<std::int64_t>(ceilDiv(count, kRowThreads), 65536);
-    siluMulKernel<<<static_cast<unsigned>(blocks), kRowThreads, 0, asStream(stream)>>>(gate, up, count,
-                                                                                       reinterpret_cast<__half *>(out));
+    const auto blocks = static_cast<unsigned>(std::min<std::int64_t>(ceilDiv(count, kRowThreads), 65536));
+    siluMulKernel<<<blocks, kRowThreads, 0, asStream(stream)>>>(gate, up, count, width, rowStride,
+                                                               reinterpret_cast<__half *>(out));
 }
 
 } // namespace kvchat::engine::cuda

@@ -54,10 +54,12 @@ struct KvTarget
 // device int instead of startPos, so a captured decode step replays at the next position without
 // a graph update. For attention the value must split the context into as many chunks as startPos
 // does (attentionContextChunks): the chunk count is the launch's grid.
-void ropeAndStoreKv(float *q, const float *k, const float *v, const float *cosSin, bool cosSinByPosition,
-                    std::int64_t nTokens, std::int32_t nHeads, std::int32_t nKvHeads, std::int32_t headDim,
-                    std::int32_t nRot, const KvTarget &kv, std::int32_t startPos, void *stream,
-                    const std::int32_t *deviceStartPos = nullptr);
+// qStride, kvStride: floats from one token's q (k, v) row to the next (the projections' GEMM writes
+// a token's q, k and v side by side).
+void ropeAndStoreKv(float *q, const float *k, const float *v, std::int64_t qStride, std::int64_t kvStride,
+                    const float *cosSin, bool cosSinByPosition, std::int64_t nTokens, std::int32_t nHeads,
+                    std::int32_t nKvHeads, std::int32_t headDim, std::int32_t nRot, const KvTarget &kv,
+                    std::int32_t startPos, void *stream, const std::int32_t *deviceStartPos = nullptr);
 
 struct AttentionShape
 {
@@ -65,6 +67,7 @@ struct AttentionShape
     std::int32_t nKvHeads = 0; // divides nHeads; query head h reads KV head h / (nHeads / nKvHeads)
     std::int32_t headDim = 0;  // <= 256, a multiple of 8
     float scale = 1.0f;        // applied to each q·k
+    std::int32_t qStride = 0;  // floats from one token's q row to the next (0: nHeads * headDim)
 };
 
 // Causal attention over the paged KV for the tokens at positions startPos + t (t < nTokens), whose
@@ -94,8 +97,11 @@ struct SliceCopy
 };
 void copySlices(const SliceCopy *table, std::int32_t nCopies, std::size_t offset, std::size_t bytes, void *stream);
 
-// out[i] = fp16(silu(gate[i]) * up[i]) for i < count; silu(g) = g / (1 + exp(-g)).
-void siluMul(const float *gate, const float *up, std::int64_t count, Half *out, void *stream);
+// out[t][f] = fp16(silu(gate[t][f]) * up[t][f]) for t < nRows, f < width, with gate and up rows
+// rowStride floats apart (the FFN's GEMM writes a token's gate and up side by side); out is
+// packed ([nRows][width]). silu(g) = g / (1 + exp(-g)).
+void siluMul(const float *gate, const float *up, std::int64_t nRows, std::int32_t width, std::int64_t rowStride,
+             Half *out, void *stream);
 
 // The decode step's projections (one token, cuda_gemv.cu): matrix-vector products over fp16
 // weights ([nOut][dim], as cuBLAS reads them) with fp32 accumulation, fused with the work around
