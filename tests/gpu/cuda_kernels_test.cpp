@@ -192,6 +192,18 @@ struct ArenaLayout
         return static_cast<std::size_t>(nLayers) * 2 * static_cast<std::size_t>(blockTokens) *
                static_cast<std::size_t>(kvDim);
     }
+    // The kernels' view of layer `layer` of this arena (device pointers).
+    KvTarget target(Half *arena, const std::int32_t *table, std::int32_t layer) const
+    {
+        KvTarget kv;
+        kv.arena = arena;
+        kv.blockTable = table;
+        kv.blockTokens = blockTokens;
+        kv.blockElements = blockElements();
+        kv.layer = layer;
+        kv.kvDim = kvDim;
+        return kv;
+    }
     std::size_t rowOffset(const std::vector<std::int32_t> &table, std::int32_t layer, int kOrV, std::int32_t pos) const
     {
         const std::size_t block = static_cast<std::size_t>(table[static_cast<std::size_t>(pos / blockTokens)]);
@@ -215,6 +227,17 @@ std::vector<std::int32_t> shuffledBlockTable(std::int32_t nPositions, std::int32
     std::shuffle(ids.begin(), ids.end(), rng);
     ids.resize(static_cast<std::size_t>(needed));
     return ids;
+}
+
+// The decode kernels' input: RMSNorm(residual) * weight, fused into the kernel (device pointers).
+GemvInput normedInput(const float *residual, const float *weight, float eps, std::int32_t dim)
+{
+    GemvInput in;
+    in.residual = residual;
+    in.normWeight = weight;
+    in.eps = eps;
+    in.dim = dim;
+    return in;
 }
 
 } // namespace
@@ -410,13 +433,7 @@ private slots:
         CUDA_CHECK(dCosSin.upload(byPosition ? positionTable : cosSin));
         CUDA_CHECK(dArena.upload(arena));
         CUDA_CHECK(dTable.upload(table));
-        KvTarget kv;
-        kv.arena = dArena.get();
-        kv.blockTable = dTable.get();
-        kv.blockTokens = layout.blockTokens;
-        kv.blockElements = layout.blockElements();
-        kv.layer = layer;
-        kv.kvDim = kvDim;
+        const KvTarget kv = layout.target(dArena.get(), dTable.get(), layer);
         ropeAndStoreKv(dQ.get(), dK.get(), dV.get(), qDim, kvDim, dCosSin.get(), byPosition, nTokens, nHeads, nKvHeads,
                        headDim, nRot, kv, startPos, m_stream);
         CUDA_CHECK_LAUNCH();
@@ -579,15 +596,9 @@ private slots:
         CUDA_CHECK_LAUNCH();
         std::vector<Half> input;
         CUDA_CHECK((normed ? dNormed : dVector).download(input));
-        GemvInput in;
-        in.dim = dim;
-        if (normed) {
-            in.residual = dResidual.get();
-            in.normWeight = dNormWeight.get();
-            in.eps = eps;
-        } else {
-            in.vector = dVector.get();
-        }
+        GemvInput in = normedInput(dResidual.get(), dNormWeight.get(), eps, dim);
+        if (!normed)
+            in = GemvInput{dVector.get(), nullptr, nullptr, 0.0f, dim};
 
         const int nMatrices = swiglu ? 2 : static_cast<int>(rows.size());
         const auto nOut = [&](int m) { return static_cast<std::size_t>(swiglu ? rows[0] : rows[m]); };
@@ -717,21 +728,11 @@ private slots:
         CUDA_CHECK(dQ.allocate(static_cast<std::size_t>(qDim)));
         CUDA_CHECK(dNormed.allocate(d));
         rmsNorm(dResidual.get(), dNormWeight.get(), 1, dim, 1e-5f, dNormed.get(), m_stream);
-        GemvInput in;
-        in.residual = dResidual.get();
-        in.normWeight = dNormWeight.get();
-        in.eps = 1e-5f;
-        in.dim = dim;
+        const GemvInput in = normedInput(dResidual.get(), dNormWeight.get(), 1e-5f, dim);
         const GemvMatrix qkv[3] = {{dWeights[0].get(), qDim, dQ.get()},
                                    {dWeights[1].get(), kvDim, nullptr},
                                    {dWeights[2].get(), kvDim, nullptr}};
-        KvTarget kv;
-        kv.arena = dArena.get();
-        kv.blockTable = dTable.get();
-        kv.blockTokens = layout.blockTokens;
-        kv.blockElements = layout.blockElements();
-        kv.layer = layer;
-        kv.kvDim = kvDim;
+        const KvTarget kv = layout.target(dArena.get(), dTable.get(), layer);
         gemvQkvRope(in, qkv, dCosSin.get(), nRot, headDim, kv, dPos.get(), m_stream);
         CUDA_CHECK_LAUNCH();
         std::vector<Half> input, arena;
@@ -811,11 +812,7 @@ private slots:
         CUDA_CHECK(dNormed.allocate(d));
         CUDA_CHECK(dY.allocate(d));
         rmsNorm(dResidual.get(), dNormWeight.get(), 1, dim, 1e-6f, dNormed.get(), m_stream);
-        GemvInput in;
-        in.residual = dResidual.get();
-        in.normWeight = dNormWeight.get();
-        in.eps = 1e-6f;
-        in.dim = dim;
+        const GemvInput in = normedInput(dResidual.get(), dNormWeight.get(), 1e-6f, dim);
         const GemvMatrix matrix{dIdentity.get(), dim, dY.get()};
         gemv(in, &matrix, 1, false, m_stream);
         CUDA_CHECK_LAUNCH();
@@ -1130,13 +1127,7 @@ private slots:
         CUDA_CHECK(dOut.allocate(static_cast<std::size_t>(nTokens * qDim) + guardHalves));
         CUDA_CHECK(cudaMemset(dOut.get(), 0xff, dOut.size() * sizeof(Half)));
         CUDA_CHECK(cudaDeviceSynchronize()); // the memsets ran on the legacy stream (see upload)
-        KvTarget kv;
-        kv.arena = dArena.get();
-        kv.blockTable = dTable.get();
-        kv.blockTokens = layout.blockTokens;
-        kv.blockElements = layout.blockElements();
-        kv.layer = layer;
-        kv.kvDim = kvDim;
+        const KvTarget kv = layout.target(dArena.get(), dTable.get(), layer);
         attention(shape, dQ.get(), kv, nTokens, startPos, dWorkspace.get(), dOut.get(), m_stream);
         CUDA_CHECK_LAUNCH();
         std::vector<Half> out;
