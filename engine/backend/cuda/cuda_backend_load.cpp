@@ -1,0 +1,244 @@
+// SPDX-License-Identifier: MIT
+// The CUDA backend at load: the device, the weights (dequantized to fp16 and uploaded, Q/K/V and
+// gate/up stacked), and the scratch a turn needs, reserved up front. The forward pass is in
+// cuda_backend.cpp.
+#include "engine/backend/cuda/cuda_backend_state.h"
+#include "engine/backend/rope_table.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <string_view>
+
+namespace kvchat::engine::cuda {
+
+Result<CudaDeviceInfo> firstCudaDevice()
+{
+    int count = 0;
+    const cudaError_t error = cudaGetDeviceCount(&count);
+    if (error != cudaSuccess) {
+        cudaGetLastError();
+        return makeError("no usable CUDA GPU: " + describe(error));
+    }
+    if (count == 0)
+        return makeError("no CUDA GPU found");
+    cudaDeviceProp prop{};
+    if (const cudaError_t e = cudaGetDeviceProperties(&prop, 0); e != cudaSuccess)
+        return makeError("cannot query CUDA device 0: " + describe(e));
+    CudaDeviceInfo info;
+    info.index = 0;
+    info.name = prop.name;
+    info.computeCapability = prop.major * 10 + prop.minor;
+    info.multiprocessors = prop.multiProcessorCount;
+    info.totalBytes = prop.totalGlobalMem;
+    if (cudaSetDevice(0) == cudaSuccess)
+        cudaMemGetInfo(&info.freeBytes, &info.totalBytes);
+    return info;
+}
+
+const float *CudaBackend::State::uploadFloats(const std::vector<float> &values)
+{
+    auto buffer = std::make_unique<DeviceBuffer>();
+    buffer->reserve(values.size() * sizeof(float));
+    KVCHAT_CUDA_CHECK(
+        cudaMemcpy(buffer->as<void>(), values.data(), values.size() * sizeof(float), cudaMemcpyHostToDevice));
+    weightBytes += buffer->bytes();
+    const float *p = buffer->as<float>();
+    weightBuffers.push_back(std::move(buffer));
+    return p;
+}
+
+DeviceMatrix CudaBackend::State::uploadMatrix(ThreadPool &pool, const WeightMatrix &w, std::vector<Half> &staging)
+{
+    return uploadStacked(pool, {&w}, staging).front();
+}
+
+std::vector<DeviceMatrix> CudaBackend::State::uploadStacked(ThreadPool &pool,
+                                                            std::initializer_list<const WeightMatrix *> parts,
+                                                            std::vector<Half> &staging)
+{
+    const std::int64_t nIn = (*parts.begin())->nIn;
+    std::int64_t nOut = 0;
+    for (const WeightMatrix *w : parts)
+        nOut += w->nOut;
+    auto buffer = std::make_unique<DeviceBuffer>();
+    buffer->reserve(sz(nOut * nIn) * sizeof(Half));
+    std::vector<DeviceMatrix> views{DeviceMatrix{buffer->as<Half>(), nOut, nIn}};
+    // Dequantized on the host (every GGUF type the engine reads), rounded to fp16, copied up in
+    // slices of rows so the staging buffer stays ~64 MiB whatever the matrix.
+    const std::int64_t rowsPerSlice = std::max<std::int64_t>(1, sz(64 * kMiB) / sizeof(Half) / sz(nIn));
+    Half *partBase = buffer->as<Half>();
+    for (const WeightMatrix *part : parts) {
+        const WeightMatrix &w = *part;
+        staging.resize(sz(std::min(rowsPerSlice, w.nOut) * w.nIn));
+        for (std::int64_t r0 = 0; r0 < w.nOut; r0 += rowsPerSlice) {
+            const std::int64_t rows = std::min(rowsPerSlice, w.nOut - r0);
+            pool.parallelFor(rows, [&](std::int64_t begin, std::int64_t end, int) {
+                std::vector<float> row(sz(w.nIn));
+                for (std::int64_t r = begin; r < end; ++r) {
+                    dequantizeRow(w.type, w.row(r0 + r), row.data(), w.nIn);
+                    Half *out = staging.data() + r * w.nIn;
+                    for (std::int64_t i = 0; i < w.nIn; ++i)
+                        out[i] = floatToHalf(row[sz(i)]);
+                }
+            });
+            KVCHAT_CUDA_CHECK(cudaMemcpy(partBase + r0 * w.nIn, staging.data(), sz(rows * w.nIn) * sizeof(Half),
+                                         cudaMemcpyHostToDevice));
+        }
+        views.push_back(DeviceMatrix{partBase, w.nOut, w.nIn});
+        partBase += w.nOut * w.nIn;
+    }
+    weightBytes += buffer->bytes();
+    weightBuffers.push_back(std::move(buffer));
+    return views;
+}
+
+std::int64_t CudaBackend::State::chooseMicroBatch(std::size_t freeBytes) const
+{
+    const LlamaConfig &c = config;
+    const std::size_t qDim = sz(c.nHeads) * sz(c.headDim);
+    // The per-token buffers of allocateScratch, and the attention workspace's share.
+    const std::size_t perToken = sz(c.nEmbd) * sizeof(float) + std::max(sz(c.nEmbd), qDim) * sizeof(Half) +
+                                 qDim * (sizeof(float) + sizeof(Half)) + 2 * sz(c.kvDim()) * sizeof(float) +
+                                 sz(c.nFf) * (2 * sizeof(float) + sizeof(Half)) + sizeof(std::int32_t) +
+                                 sz(c.nRot) * sizeof(float) + sz(c.nHeads) * sz(c.headDim + 2) * sizeof(float);
+    std::int64_t n = kMaxMicroBatch;
+    while (n > kMinMicroBatch && sz(n) * perToken > freeBytes / 8)
+        n /= 2;
+    return n;
+}
+
+void CudaBackend::State::allocateScratch()
+{
+    const LlamaConfig &c = config;
+    const std::size_t n = sz(microBatch);
+    const std::size_t qDim = sz(c.nHeads) * sz(c.headDim);
+    x.reserve(n * sz(c.nEmbd) * sizeof(float));
+    xNorm.reserve(n * std::max(sz(c.nEmbd), qDim) * sizeof(Half));
+    qkv.reserve(n * (qDim + 2 * sz(c.kvDim())) * sizeof(float));
+    attnOut.reserve(n * qDim * sizeof(Half));
+    gateUp.reserve(n * 2 * sz(c.nFf) * sizeof(float));
+    act.reserve(n * sz(c.nFf) * sizeof(Half));
+    logits.reserve(sz(c.nVocab) * sizeof(float)); // grows for LogitsMode::All
+    // What a turn would otherwise grow into, up to the model's context length: a chat turn then
+    // never allocates GPU memory, so running out of it can only happen here, at load, where the
+    // engine falls back to the CPU with the reason (vLLM likewise reserves its peak activation
+    // memory up front). The attention workspace is bounded (nTokens x chunks <= 1024, see
+    // attentionWorkspaceFloats); the penalised ids are at most one per position.
+    const AttentionShape shape{c.nHeads, c.nKvHeads, c.headDim, 1.0f};
+    workspace.reserve(attentionWorkspaceFloats(shape, microBatch, c.nCtxTrain) * sizeof(float));
+    reserveInputs(c.nCtxTrain / kvLayout.blockTokens + 2, sz(std::max(c.nCtxTrain, 1)));
+    // Up to 32k positions (16 MiB at nRot 128); later positions upload their rows per micro-batch.
+    ropeTablePositions = std::clamp<std::int64_t>(c.nCtxTrain, 1, 32768);
+    std::vector<float> table(sz(ropeTablePositions) * sz(c.nRot));
+    fillRopeTable(c, model->ropeFreqFactors(), 0, ropeTablePositions, table.data());
+    ropeTable.reserve(table.size() * sizeof(float));
+    KVCHAT_CUDA_CHECK(
+        cudaMemcpy(ropeTable.as<void>(), table.data(), table.size() * sizeof(float), cudaMemcpyHostToDevice));
+    candidateWorkspace.reserve(candidatesWorkspaceKeys(c.nVocab, std::min(kMaxDeviceCandidates, c.nVocab)) *
+                               sizeof(std::uint64_t));
+    candidateKeys.reserve(sz(kMaxDeviceCandidates) * sizeof(std::uint64_t));
+}
+
+std::size_t CudaBackend::State::scratchBytes() const
+{
+    std::size_t total = 0;
+    for (const DeviceBuffer *b : {&x, &xNorm, &qkv, &attnOut, &gateUp, &act, &logits, &inputs, &ropeTable, &workspace,
+                                  &gemmWorkspace, &candidateWorkspace, &candidateKeys})
+        total += b->bytes();
+    return total;
+}
+
+Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const LlamaModel &model, int nThreads,
+                                                         std::int32_t kvBlockTokens)
+{
+    auto device = firstCudaDevice();
+    if (!device)
+        return device.error();
+    // The kernels are built for compute capability 8.0 and up (CMAKE_CUDA_ARCHITECTURES 80;90,
+    // with PTX for newer GPUs); an older GPU would accept the weights and fail every launch.
+    if (device->computeCapability < 80)
+        return makeError(device->name + " (compute capability " + std::to_string(device->computeCapability / 10) + "." +
+                         std::to_string(device->computeCapability % 10) +
+                         ") is older than the CUDA backend supports (8.0: A100, RTX 30xx and newer)");
+    const LlamaConfig &c = model.config();
+    // fp16 weights: every layer matrix, the embedding, and the classifier unless it is the embedding.
+    std::size_t neededBytes = 0;
+    const auto add = [&](const WeightMatrix &w) { neededBytes += sz(w.nOut * w.nIn) * sizeof(Half); };
+    add(model.tokenEmbedding());
+    if (!model.tiedEmbeddings())
+        add(model.output());
+    for (const LlamaLayerWeights &l : model.layers())
+        for (const WeightMatrix *w : l.matrices())
+            add(*w);
+    if (neededBytes > device->freeBytes)
+        return makeError("not enough GPU memory for this model on " + device->name + ": its fp16 weights need " +
+                         std::to_string(neededBytes / kMiB) + " MiB, " + std::to_string(device->freeBytes / kMiB) +
+                         " MiB are free");
+    if (c.headDim > 256 || c.headDim % 8 != 0)
+        return makeError("the CUDA backend supports head sizes up to 256 in multiples of 8 (this model: " +
+                         std::to_string(c.headDim) + ")");
+    auto state = std::make_unique<State>();
+    state->model = &model;
+    state->config = c;
+    state->device = *device;
+    state->kvLayout = KvLayout{c.nLayers, c.kvDim(), kvBlockTokens, static_cast<std::int32_t>(sizeof(Half))};
+    try {
+        KVCHAT_CUDA_CHECK(cudaSetDevice(device->index));
+        state->kvMemory = std::make_shared<CudaKvMemory>(device->index);
+        KVCHAT_CUDA_CHECK(cudaStreamCreateWithFlags(&state->stream, cudaStreamNonBlocking));
+        KVCHAT_CUBLAS_CHECK(cublasCreate(&state->cublas));
+        KVCHAT_CUBLAS_CHECK(cublasSetStream(state->cublas, state->stream));
+        // After cublasSetStream, which resets the workspace to cuBLAS's default pool.
+        // 32 MiB: what NVIDIA recommends for Hopper, more than enough for earlier GPUs.
+        state->gemmWorkspace.reserve(32 * kMiB);
+        KVCHAT_CUBLAS_CHECK(
+            cublasSetWorkspace(state->cublas, state->gemmWorkspace.as<void>(), state->gemmWorkspace.bytes()));
+        state->hostCandidateKeys = std::make_unique<PinnedBuffer>(sz(kMaxDeviceCandidates) * sizeof(std::uint64_t));
+        KVCHAT_CUDA_CHECK(cudaEventCreateWithFlags(&state->inputsUploaded, cudaEventDisableTiming));
+        const char *graphs = std::getenv("KVCHAT_CUDA_GRAPHS");
+        state->graphStats.enabled = graphs == nullptr || std::string_view(graphs) != "0";
+        state->decodeGemvSupported = gemvSupports(c.nEmbd) && gemvSupports(c.nHeads * c.headDim) &&
+                                     gemvSupports(c.nFf) &&
+                                     gemvReserveSharedMemory(std::max({c.nEmbd, c.nHeads * c.headDim, c.nFf}));
+        const char *gemvSetting = std::getenv("KVCHAT_CUDA_DECODE_GEMV");
+        state->decodeGemv =
+            state->decodeGemvSupported && (gemvSetting == nullptr || std::string_view(gemvSetting) != "0");
+
+        ThreadPool pool(nThreads);
+        std::vector<Half> staging;
+        state->embedding = state->uploadMatrix(pool, model.tokenEmbedding(), staging);
+        state->output = model.tiedEmbeddings() ? state->embedding : state->uploadMatrix(pool, model.output(), staging);
+        state->outputNorm = state->uploadFloats(model.outputNorm());
+        for (const LlamaLayerWeights &l : model.layers()) {
+            DeviceLayer d;
+            d.attnNorm = state->uploadFloats(l.attnNorm);
+            d.ffnNorm = state->uploadFloats(l.ffnNorm);
+            const auto qkv = state->uploadStacked(pool, {&l.wq, &l.wk, &l.wv}, staging);
+            d.wqkv = qkv[0], d.wq = qkv[1], d.wk = qkv[2], d.wv = qkv[3];
+            d.wo = state->uploadMatrix(pool, l.wo, staging);
+            const auto gateUp = state->uploadStacked(pool, {&l.wGate, &l.wUp}, staging);
+            d.wGateUp = gateUp[0], d.wGate = gateUp[1], d.wUp = gateUp[2];
+            d.wDown = state->uploadMatrix(pool, l.wDown, staging);
+            state->layers.push_back(d);
+        }
+        std::size_t freeAfterWeights = 0, total = 0;
+        KVCHAT_CUDA_CHECK(cudaMemGetInfo(&freeAfterWeights, &total));
+        state->microBatch = state->chooseMicroBatch(freeAfterWeights);
+        state->microBatchInUse = state->microBatch;
+        state->allocateScratch();
+        // cudaMemcpy from pageable memory may return before its last DMA has landed, and the
+        // non-blocking compute stream does not wait for the legacy default stream it ran on.
+        KVCHAT_CUDA_CHECK(cudaDeviceSynchronize());
+        KVCHAT_CUDA_CHECK(cudaMemGetInfo(&state->device.freeBytes, &state->device.totalBytes));
+    } catch (const CudaFailure &failure) {
+        const std::string what = failure.what();
+        const bool oom = what.find("cudaErrorMemoryAllocation") != std::string::npos;
+        return makeError(oom ? "not enough GPU memory for this model on " + device->name + " (" +
+                                   std::to_string(device->freeBytes / kMiB) + " MiB free; its fp16 weights need " +
+                                   std::to_string(neededBytes / kMiB) + " MiB, plus scratch): " + what
+                             : "setting up the CUDA backend on " + device->name + ": " + what);
+    }
+    return std::unique_ptr<CudaBackend>(new CudaBackend(std::move(state)));
+}
+
+} // namespace kvchat::engine::cuda
