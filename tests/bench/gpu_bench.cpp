@@ -4,7 +4,8 @@
 //     FLOP rate that is (2 x matrix parameters x tokens + causal attention FLOPs); 2,048 also in
 //     passes of 256 tokens, to show what the backend's larger micro-batch is worth;
 //   decode tokens/s at context 0 and 1,024, and the share of the bandwidth roofline: bytes one
-//     token reads (fp16 weights + fp16 KV of the context) / the device-to-device copy bandwidth
+//     token reads (the weights as the device keeps them: fp16, or packed 4-/8-bit codes for a
+//     quantized file; + fp16 KV of the context) / the device-to-device copy bandwidth
 //     measured here; a step runs as generation runs it (a CUDA graph, fused matrix-vector
 //     projections, the top 40 candidates picked on the device), and again without the graph,
 //     copying all logits, and with cuBLAS projections, for comparison;
@@ -390,10 +391,10 @@ int main(int argc, char **argv)
             return 2.0 * layerParams * n + 2.0 * classifierParams +
                    4.0 * c.nLayers * c.nHeads * c.headDim * n * (n + 1) / 2.0;
         };
-        // Bytes one decode step reads: layer matrices and the classifier in fp16, norms, and the
-        // context's K and V (fp16) for every layer.
+        // Bytes one decode step reads: layer matrices and the classifier as the device holds them
+        // (fp16 or packed), norms, and the context's K and V (fp16) for every layer.
         const auto decodeBytes = [&](double ctx) {
-            return 2.0 * (layerParams + classifierParams) +
+            return static_cast<double>(bench.backend().decodeWeightBytes()) +
                    static_cast<double>(bench.backend().kvLayout().elementBytes) * ctx * c.nLayers * 2.0 * c.kvDim();
         };
 
@@ -406,6 +407,7 @@ int main(int argc, char **argv)
                          {"peak_fp16_tflops", peak / 1e12},
                          {"device_copy_gb_per_s", bandwidth / 1e9}};
         result["weights_mib"] = bench.backend().weightBytes() >> 20;
+        result["weights"] = bench.backend().weightsDescription();
         result["repeats"] = repeats;
         result["micro_batch_tokens"] = bench.backend().microBatchTokens();
         for (int n : {512, 2048}) {
@@ -443,6 +445,8 @@ int main(int argc, char **argv)
             {"ttft_device_le_1.2_alone", t["ttft_device_ms"].get<double>() <= 1.2 * t["ttft_alone_ms"].get<double>()}};
 
         std::printf("| %s on %s | value |\n|---|---:|\n", result["model"].get<std::string>().c_str(), gpu.name.c_str());
+        std::printf("| weights on the device: MiB (%s) | %lld |\n", result["weights"].get<std::string>().c_str(),
+                    static_cast<long long>(result["weights_mib"].get<std::size_t>()));
         for (const char *n : {"512", "2048"})
             std::printf("| prefill %s: tokens/s (share of %.0f TFLOP/s fp16 peak) | %.0f (%.2f) |\n", n, peak / 1e12,
                         result["prefill"][n]["tokens_per_s"].get<double>(),

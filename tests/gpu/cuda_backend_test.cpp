@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // The CUDA backend against its oracle, the CPU backend (STYLE.md §8), on random-weight models of
-// several shapes (GQA and not, tied embeddings, F16/Q8_0/Q4_K weights) and on SmolLM2: logits agree
-// within the stated tolerance and pick the same token; on the GPU itself, KV restored from host
+// several shapes (GQA and not, tied embeddings, F16/Q8_0/Q4_K weights; weights packed on the device
+// for every quantized family, mixed types too) and on SmolLM2: logits agree within the stated
+// tolerance and pick the same token; on the GPU itself, KV restored from host
 // memory gives bit-identical logits to the KV it was copied from. Tests that need a GPU skip with
 // the reason where none is usable; the fallback test runs everywhere.
 #include "engine/backend/backend.h"
@@ -139,6 +140,8 @@ private slots:
     void matchesCpuOnRandomModels_data();
     void matchesCpuOnRandomModels();
     void tokenByTokenMatchesBatched();
+    void packedWeightsMatchCpu_data();
+    void packedWeightsMatchCpu();
     void fusedDecodeMatchesCublas();
     void decodeGraphMatchesDirectLaunches();
     void candidatesOnTheDeviceMatchTheHost();
@@ -260,6 +263,68 @@ void CudaBackendTest::tokenByTokenMatchesBatched()
     qInfo("token by token vs batched: worst top-logit error %.2e", a.worstTopError);
     QVERIFY(a.worstTopError <= 1e-3);
     QCOMPARE(a.argmaxShare, 1.0);
+}
+
+void CudaBackendTest::packedWeightsMatchCpu_data()
+{
+    QTest::addColumn<RandomModelSpec>("spec");
+    RandomModelSpec q41 = smallGqaSpec(GgmlType::Q4_1, 21); // SmolLM2's default file type: 4-bit codes
+    QTest::newRow("Q4_1: 4-bit codes") << q41;
+    QTest::newRow("Q5_0: 8-bit codes") << smallGqaSpec(GgmlType::Q5_0, 22);
+    RandomModelSpec q6k = smallGqaSpec(GgmlType::Q6_K, 23);
+    q6k.tiedEmbeddings = true;
+    QTest::newRow("Q6_K, tied: 8-bit codes, scales every 16") << q6k;
+    // As Q4_K_M files: V, down and the classifier in Q6_K, so Q/K/V stack Q4_K with Q6_K (8-bit).
+    RandomModelSpec mixed = smallGqaSpec(GgmlType::Q4_K, 24);
+    mixed.moreBitsType = GgmlType::Q6_K;
+    QTest::newRow("Q4_K with Q6_K V/down/output") << mixed;
+}
+
+// Quantized files keep their matrices packed on the device: a prompt's GEMMs read them dequantized
+// a slice at a time, decode steps (graphs of the fused kernels) read the codes. Against the CPU for
+// a 200-token prompt and 20 decode steps (one position in 220 may be a near tie that flips), and
+// smaller than fp16 on the device.
+void CudaBackendTest::packedWeightsMatchCpu()
+{
+    SKIP_WITHOUT_GPU();
+#ifdef KVCHAT_HAS_CUDA
+    QFETCH(RandomModelSpec, spec);
+    const auto model = writeAndLoad(m_dir, qPrintable(QString("packed-%1.gguf").arg(spec.seed)), spec);
+    const auto tokens = randomTokens(220, spec.nVocab, spec.seed);
+    auto cpu = cpuOracle(*model);
+    auto gpuBackend = cudaBackend(*model);
+    auto &gpu = dynamic_cast<cuda::CudaBackend &>(*gpuBackend);
+    qInfo("weights: %s, %zu KiB", gpu.weightsDescription().c_str(), gpu.weightBytes() >> 10);
+    QVERIFY(gpu.weightsDescription().find("packed") != std::string::npos);
+    QVERIFY(gpu.weightsDescription().find("fp16") == std::string::npos);
+
+    KvBlockPool pool(gpu.kvLayout(), 64, gpu.kvMemory());
+    KvSequence seq(pool);
+    std::vector<float> logits, stepped;
+    QVERIFY(gpu.forward(std::span(tokens).first(200), seq, LogitsMode::All, logits).ok());
+    stepped = logits;
+    for (std::size_t i = 200; i < tokens.size(); ++i) {
+        QVERIFY(gpu.forward(std::span(tokens).subspan(i, 1), seq, LogitsMode::Last, logits).ok());
+        stepped.insert(stepped.end(), logits.begin(), logits.end());
+    }
+    QVERIFY(gpu.decodeGraphStats().launches > 0);
+    const Agreement a = compare(allLogits(*cpu, tokens), stepped, spec.nVocab);
+    qInfo("against the CPU: worst top-logit error %.2e (limit %.0e), same argmax on %.2f%% of positions",
+          a.worstTopError, kTopLogitTolerance, 100.0 * a.argmaxShare);
+    QVERIFY(a.worstTopError <= kTopLogitTolerance);
+    QVERIFY(a.argmaxShare >= kArgmaxAgreement);
+
+    // The same model with every matrix in fp16 (KVCHAT_CUDA_WEIGHTS=f16): 3.2x (4-bit) or 1.6x
+    // (8-bit) the bytes, and a different KV format, so that stored KV of one is not used by the other.
+    qputenv("KVCHAT_CUDA_WEIGHTS", "f16");
+    auto f16Backend = cudaBackend(*model);
+    qunsetenv("KVCHAT_CUDA_WEIGHTS");
+    auto &f16 = dynamic_cast<cuda::CudaBackend &>(*f16Backend);
+    QVERIFY(f16.weightsDescription().find("packed") == std::string::npos);
+    qInfo("fp16 on the device: %zu KiB", f16.weightBytes() >> 10);
+    QVERIFY(static_cast<double>(gpu.weightBytes()) < 0.7 * static_cast<double>(f16.weightBytes()));
+    QVERIFY(gpu.kvFormat() != f16.kvFormat());
+#endif
 }
 
 void CudaBackendTest::fusedDecodeMatchesCublas()

@@ -241,7 +241,82 @@ GemvInput normedInput(const float *residual, const float *weight, float eps, std
     return in;
 }
 
+DeviceWeights f16Weights(const Half *w)
+{
+    return DeviceWeights{WeightFormat::F16, w, nullptr};
+}
+
+// A random weight matrix [rows][dim] in a device format, uploaded, with every element's value (and
+// |scale * code| + |min| for packed formats, which bounds the fp32 error of the kernels' per-group
+// sums) for the references. Packed codes are written here in the documented order
+// (engine/backend/packed_weights.h), independently of the engine's packRow.
+struct TestWeights
+{
+    WeightFormat format = WeightFormat::F16;
+    std::vector<double> value, magnitude;
+    std::vector<std::uint8_t> bytes; // as on the device
+    DeviceBuffer<std::uint8_t> device;
+    std::size_t scaleMinOffset = 0;
+
+    DeviceWeights view() const
+    {
+        const std::uint8_t *base = device.get();
+        return DeviceWeights{format, base,
+                             format == WeightFormat::F16 ? nullptr
+                                                         : reinterpret_cast<const Half *>(base + scaleMinOffset)};
+    }
+};
+
+void makeTestWeights(TestWeights &t, WeightFormat format, std::size_t rows, std::size_t dim, std::uint64_t seed,
+                     float sigma)
+{
+    t.format = format;
+    t.value.assign(rows * dim, 0.0);
+    t.magnitude.assign(rows * dim, 0.0);
+    if (format == WeightFormat::F16) {
+        const std::vector<float> w = randomFloats(rows * dim, seed, sigma);
+        t.bytes.resize(w.size() * sizeof(Half));
+        for (std::size_t i = 0; i < w.size(); ++i) {
+            const Half h = floatToHalf(w[i]);
+            std::memcpy(t.bytes.data() + 2 * i, &h, 2);
+            t.value[i] = t.magnitude[i] = halfToFloat(h);
+            t.magnitude[i] = std::abs(t.magnitude[i]);
+        }
+        return;
+    }
+    const std::size_t bits = format == WeightFormat::Q4G32 ? 4 : 8;
+    const std::size_t group = static_cast<std::size_t>(weightChunkElements(format));
+    const std::size_t codeBytes = rows * dim * bits / 8;
+    const std::size_t groups = rows * dim / group;
+    t.scaleMinOffset = codeBytes;
+    t.bytes.assign(codeBytes + groups * 2 * sizeof(Half), 0);
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<float> noise(0.0f, 1.0f);
+    std::vector<float> scale(groups), min(groups);
+    for (std::size_t g = 0; g < groups; ++g) {
+        // Centred codes as the GGUF types make them (min ~ -scale * 2^(bits-1)), plus an offset.
+        scale[g] =
+            halfToFloat(floatToHalf(sigma * (0.5f + std::abs(noise(rng))) / static_cast<float>(1u << (bits - 1))));
+        min[g] = halfToFloat(floatToHalf(-scale[g] * static_cast<float>(1u << (bits - 1)) + 0.1f * sigma * noise(rng)));
+        const Half pair[2] = {floatToHalf(scale[g]), floatToHalf(min[g])};
+        std::memcpy(t.bytes.data() + codeBytes + g * 4, pair, 4);
+    }
+    const std::size_t perWord = 32 / bits;
+    for (std::size_t r = 0; r < rows; ++r)
+        for (std::size_t i = 0; i < dim; ++i) {
+            const auto code = static_cast<unsigned>(rng() % (1u << bits));
+            const std::size_t inWord = i % perWord;
+            const std::size_t bit = (r * dim / perWord + i / perWord) * 32 + (inWord % 2) * 16 + (inWord / 2) * bits;
+            t.bytes[bit / 8] = static_cast<std::uint8_t>(t.bytes[bit / 8] | (code << (bit % 8)));
+            const std::size_t g = (r * dim + i) / group;
+            t.value[r * dim + i] = static_cast<double>(scale[g]) * code + min[g];
+            t.magnitude[r * dim + i] = std::abs(static_cast<double>(scale[g]) * code) + std::abs(min[g]);
+        }
+}
+
 } // namespace
+
+Q_DECLARE_METATYPE(kvchat::engine::cuda::WeightFormat)
 
 class CudaKernelsTest : public QObject
 {
@@ -311,7 +386,8 @@ private slots:
         CUDA_CHECK(dTable.upload(table));
         CUDA_CHECK(dTokens.upload(tokens));
         CUDA_CHECK(dX.allocate(tokens.size() * dim));
-        embedTokens(dTable.get(), dTokens.get(), static_cast<std::int64_t>(tokens.size()), dim, dX.get(), m_stream);
+        embedTokens(f16Weights(dTable.get()), dTokens.get(), static_cast<std::int64_t>(tokens.size()), dim, dX.get(),
+                    m_stream);
         CUDA_CHECK_LAUNCH();
         std::vector<float> x;
         CUDA_CHECK(dX.download(x));
@@ -322,6 +398,66 @@ private slots:
                 if (!sameBits(x[t * dim + static_cast<std::size_t>(i)], expected))
                     QFAIL(qPrintable(QStringLiteral("token %1 dim %2").arg(t).arg(i)));
             }
+    }
+
+    void packedWeightsDecode_data()
+    {
+        QTest::addColumn<WeightFormat>("format");
+        QTest::newRow("4-bit codes, groups of 32") << WeightFormat::Q4G32;
+        QTest::newRow("8-bit codes, groups of 16") << WeightFormat::Q8G16;
+    }
+
+    // Packed rows read element by element (the embedding lookup) and dequantized to fp16 (what a
+    // prompt's GEMMs read): each element is fmaf(scale, code, min), bit for bit, rounded once more
+    // to fp16 for the GEMMs; rows outside the range asked for are not written.
+    void packedWeightsDecode()
+    {
+        QFETCH(WeightFormat, format);
+        const std::size_t nRows = 50, dim = 96;
+        TestWeights table;
+        makeTestWeights(table, format, nRows, dim, 7, 1.0f);
+        CUDA_CHECK(table.device.upload(table.bytes));
+        const std::vector<std::int32_t> tokens{3, 0, 49, 3, 17};
+        DeviceBuffer<std::int32_t> dTokens;
+        DeviceBuffer<float> dX;
+        CUDA_CHECK(dTokens.upload(tokens));
+        CUDA_CHECK(dX.allocate(tokens.size() * dim));
+        embedTokens(table.view(), dTokens.get(), static_cast<std::int64_t>(tokens.size()),
+                    static_cast<std::int32_t>(dim), dX.get(), m_stream);
+        CUDA_CHECK_LAUNCH();
+        std::vector<float> x;
+        CUDA_CHECK(dX.download(x));
+        for (std::size_t t = 0; t < tokens.size(); ++t)
+            for (std::size_t i = 0; i < dim; ++i) {
+                const auto expected = static_cast<float>(table.value[static_cast<std::size_t>(tokens[t]) * dim + i]);
+                if (!sameBits(x[t * dim + i], expected))
+                    QFAIL(qPrintable(QStringLiteral("embedding of token %1, element %2: got %3, expected %4")
+                                         .arg(t)
+                                         .arg(i)
+                                         .arg(x[t * dim + i])
+                                         .arg(expected)));
+            }
+
+        const std::size_t first = 7, rows = 30;
+        const Half sentinel = 0x7e01u;
+        DeviceBuffer<Half> dOut;
+        CUDA_CHECK(dOut.upload(std::vector<Half>((rows + 1) * dim, sentinel)));
+        dequantizeWeights(table.view(), first, rows, static_cast<std::int32_t>(dim), dOut.get(), m_stream);
+        CUDA_CHECK_LAUNCH();
+        std::vector<Half> out;
+        CUDA_CHECK(dOut.download(out));
+        for (std::size_t r = 0; r < rows; ++r)
+            for (std::size_t i = 0; i < dim; ++i) {
+                const Half expected = floatToHalf(static_cast<float>(table.value[(first + r) * dim + i]));
+                if (out[r * dim + i] != expected)
+                    QFAIL(qPrintable(QStringLiteral("dequantized row %1, element %2").arg(first + r).arg(i)));
+            }
+        for (std::size_t i = rows * dim; i < out.size(); ++i)
+            QCOMPARE(out[i], sentinel);
+        // A width that is not a whole number of groups is refused, not read past.
+        dequantizeWeights(table.view(), 0, 1, static_cast<std::int32_t>(dim - 8), dOut.get(), m_stream);
+        QCOMPARE(cudaGetLastError(), cudaErrorInvalidConfiguration);
+        CUDA_CHECK(cudaStreamSynchronize(m_stream));
     }
 
     void rmsNormMatchesReference_data()
@@ -558,15 +694,27 @@ private slots:
         QTest::addColumn<int>("dim");
         QTest::addColumn<QList<int>>("rows"); // one entry per matrix; for SwiGLU: nFf
         QTest::addColumn<QString>("form");    // "normed" (RMSNorm fused in), "vector", "accumulate", "swiglu"
-        QTest::newRow("QKV at SmolLM2 widths, normed") << 576 << QList<int>{576, 192, 192} << "normed";
-        QTest::newRow("Wo: fp16 input, added into y") << 1024 << QList<int>{1000} << "accumulate";
-        QTest::newRow("two matrices, fp16 input") << 256 << QList<int>{13, 40} << "vector";
-        QTest::newRow("SwiGLU, normed") << 256 << QList<int>{700} << "swiglu";
-        QTest::newRow("dim 40: most lanes idle") << 40 << QList<int>{9} << "normed";
-        QTest::newRow("dim 8") << 8 << QList<int>{17, 1, 5} << "vector";
+        QTest::addColumn<WeightFormat>("format");
+        QTest::newRow("QKV at SmolLM2 widths, normed")
+            << 576 << QList<int>{576, 192, 192} << "normed" << WeightFormat::F16;
+        QTest::newRow("Wo: fp16 input, added into y") << 1024 << QList<int>{1000} << "accumulate" << WeightFormat::F16;
+        QTest::newRow("two matrices, fp16 input") << 256 << QList<int>{13, 40} << "vector" << WeightFormat::F16;
+        QTest::newRow("SwiGLU, normed") << 256 << QList<int>{700} << "swiglu" << WeightFormat::F16;
+        QTest::newRow("dim 40: most lanes idle") << 40 << QList<int>{9} << "normed" << WeightFormat::F16;
+        QTest::newRow("dim 8") << 8 << QList<int>{17, 1, 5} << "vector" << WeightFormat::F16;
         // One matrix of >= 16,384 rows (a classifier) takes 4 rows a warp; 16,390 ends mid-warp.
-        QTest::newRow("classifier: 16,390 rows, normed") << 64 << QList<int>{16390} << "normed";
-        QTest::newRow("16,390 rows, added into y") << 32 << QList<int>{16390} << "accumulate";
+        QTest::newRow("classifier: 16,390 rows, normed") << 64 << QList<int>{16390} << "normed" << WeightFormat::F16;
+        QTest::newRow("16,390 rows, added into y") << 32 << QList<int>{16390} << "accumulate" << WeightFormat::F16;
+        // Packed weights (4-bit codes in groups of 32, 8-bit in groups of 16), in every form.
+        const WeightFormat q4 = WeightFormat::Q4G32, q8 = WeightFormat::Q8G16;
+        QTest::newRow("4-bit QKV at SmolLM2 widths, normed") << 576 << QList<int>{576, 192, 192} << "normed" << q4;
+        QTest::newRow("8-bit Wo, added into y") << 1024 << QList<int>{1000} << "accumulate" << q8;
+        QTest::newRow("4-bit, two matrices, fp16 input") << 256 << QList<int>{13, 40} << "vector" << q4;
+        QTest::newRow("8-bit SwiGLU, normed") << 256 << QList<int>{700} << "swiglu" << q8;
+        QTest::newRow("4-bit SwiGLU, normed") << 512 << QList<int>{300} << "swiglu" << q4;
+        QTest::newRow("8-bit dim 48") << 48 << QList<int>{9, 3} << "vector" << q8;
+        QTest::newRow("4-bit classifier: 16,390 rows") << 64 << QList<int>{16390} << "normed" << q4;
+        QTest::newRow("8-bit classifier: 16,390 rows, added") << 32 << QList<int>{16390} << "accumulate" << q8;
     }
 
     // The decode step's fused projections against a double-precision reference fed the fp16 input
@@ -577,6 +725,7 @@ private slots:
         QFETCH(int, dim);
         QFETCH(QList<int>, rows);
         QFETCH(QString, form);
+        QFETCH(WeightFormat, format);
         const bool normed = form == "normed" || form == "swiglu";
         const bool swiglu = form == "swiglu";
         const float eps = 1e-5f;
@@ -603,38 +752,36 @@ private slots:
 
         const int nMatrices = swiglu ? 2 : static_cast<int>(rows.size());
         const auto nOut = [&](int m) { return static_cast<std::size_t>(swiglu ? rows[0] : rows[m]); };
-        std::vector<std::vector<Half>> weights(static_cast<std::size_t>(nMatrices));
-        std::vector<DeviceBuffer<Half>> dWeights(static_cast<std::size_t>(nMatrices));
+        std::vector<TestWeights> weights(static_cast<std::size_t>(nMatrices));
         std::vector<std::vector<float>> yStart(static_cast<std::size_t>(nMatrices));
         std::vector<DeviceBuffer<float>> dY(static_cast<std::size_t>(nMatrices));
         std::vector<GemvMatrix> matrices;
         for (int m = 0; m < nMatrices; ++m) {
             const auto mi = static_cast<std::size_t>(m);
-            const std::vector<float> w = randomFloats(nOut(m) * d, 40 + mi, 0.05f);
-            weights[mi].resize(w.size());
-            std::transform(w.begin(), w.end(), weights[mi].begin(), floatToHalf);
-            CUDA_CHECK(dWeights[mi].upload(weights[mi]));
+            makeTestWeights(weights[mi], format, nOut(m), d, 40 + mi, 0.05f);
+            CUDA_CHECK(weights[mi].device.upload(weights[mi].bytes));
             yStart[mi] = randomFloats(nOut(m), 50 + mi); // what "accumulate" adds to
             CUDA_CHECK(dY[mi].upload(yStart[mi]));
-            matrices.push_back(GemvMatrix{dWeights[mi].get(), static_cast<std::int32_t>(nOut(m)), dY[mi].get()});
+            matrices.push_back(GemvMatrix{weights[mi].view(), static_cast<std::int32_t>(nOut(m)), dY[mi].get()});
         }
         DeviceBuffer<Half> dAct;
         CUDA_CHECK(dAct.allocate(nOut(0)));
         if (swiglu)
-            gemvSwiGlu(in, dWeights[0].get(), dWeights[1].get(), rows[0], dAct.get(), m_stream);
+            gemvSwiGlu(in, weights[0].view(), weights[1].view(), rows[0], dAct.get(), m_stream);
         else
             gemv(in, matrices.data(), nMatrices, form == "accumulate", m_stream);
         CUDA_CHECK_LAUNCH();
 
         // Row o of matrix m: the dot product in double, and the sum of |terms| that bounds the
-        // kernel's fp32 accumulation error (a few ulp of it: 1e-6 relative).
+        // kernel's fp32 accumulation error (a few ulp of it: 1e-6 relative; for packed weights the
+        // terms are |scale * code * x| and |min * x|, which the kernel sums separately).
         const auto dot = [&](std::size_t m, std::size_t o, double &magnitude) {
             double sum = 0.0;
             magnitude = 0.0;
             for (std::size_t i = 0; i < d; ++i) {
-                const double term = static_cast<double>(halfToFloat(weights[m][o * d + i])) * halfToFloat(input[i]);
-                sum += term;
-                magnitude += std::abs(term);
+                const double x = halfToFloat(input[i]);
+                sum += weights[m].value[o * d + i] * x;
+                magnitude += weights[m].magnitude[o * d + i] * std::abs(x);
             }
             return sum;
         };
@@ -679,8 +826,11 @@ private slots:
     {
         QTest::addColumn<int>("nRot");
         QTest::addColumn<int>("pos");
-        QTest::newRow("full rotation, position 37") << 32 << 37;
-        QTest::newRow("partial rotation (nRot 16 of 32), position 5") << 16 << 5;
+        QTest::addColumn<WeightFormat>("format");
+        QTest::newRow("full rotation, position 37") << 32 << 37 << WeightFormat::F16;
+        QTest::newRow("partial rotation (nRot 16 of 32), position 5") << 16 << 5 << WeightFormat::F16;
+        QTest::newRow("4-bit weights, position 37") << 32 << 37 << WeightFormat::Q4G32;
+        QTest::newRow("8-bit weights, partial rotation, position 5") << 16 << 5 << WeightFormat::Q8G16;
     }
 
     // The decode step's Q/K/V products with RoPE and the KV write fused in, against a double
@@ -690,6 +840,7 @@ private slots:
     {
         QFETCH(int, nRot);
         QFETCH(int, pos);
+        QFETCH(WeightFormat, format);
         const int dim = 128, headDim = 32, nHeads = 4, nKvHeads = 2;
         const int qDim = nHeads * headDim, kvDim = nKvHeads * headDim;
         const auto d = static_cast<std::size_t>(dim);
@@ -707,13 +858,10 @@ private slots:
                 cosSin[static_cast<std::size_t>(p * nRot + 2 * i + 1)] = static_cast<float>(std::sin(theta));
             }
         const int widths[3] = {qDim, kvDim, kvDim};
-        std::vector<std::vector<Half>> weights(3);
-        std::vector<DeviceBuffer<Half>> dWeights(3);
+        std::vector<TestWeights> weights(3);
         for (std::size_t m = 0; m < 3; ++m) {
-            const std::vector<float> w = randomFloats(static_cast<std::size_t>(widths[m]) * d, 80 + m, 0.1f);
-            weights[m].resize(w.size());
-            std::transform(w.begin(), w.end(), weights[m].begin(), floatToHalf);
-            CUDA_CHECK(dWeights[m].upload(weights[m]));
+            makeTestWeights(weights[m], format, static_cast<std::size_t>(widths[m]), d, 80 + m, 0.1f);
+            CUDA_CHECK(weights[m].device.upload(weights[m].bytes));
         }
         const Half sentinel = 0xdeadu;
         DeviceBuffer<float> dResidual, dNormWeight, dQ, dCosSin;
@@ -730,9 +878,9 @@ private slots:
         CUDA_CHECK(dNormed.allocate(d));
         rmsNorm(dResidual.get(), dNormWeight.get(), 1, dim, 1e-5f, dNormed.get(), m_stream);
         const GemvInput in = normedInput(dResidual.get(), dNormWeight.get(), 1e-5f, dim);
-        const GemvMatrix qkv[3] = {{dWeights[0].get(), qDim, dQ.get()},
-                                   {dWeights[1].get(), kvDim, nullptr},
-                                   {dWeights[2].get(), kvDim, nullptr}};
+        const GemvMatrix qkv[3] = {{weights[0].view(), qDim, dQ.get()},
+                                   {weights[1].view(), kvDim, nullptr},
+                                   {weights[2].view(), kvDim, nullptr}};
         const KvTarget kv = layout.target(dArena.get(), dTable.get(), layer);
         gemvQkvRope(in, qkv, dCosSin.get(), nRot, headDim, kv, dPos.get(), m_stream);
         CUDA_CHECK_LAUNCH();
@@ -749,9 +897,9 @@ private slots:
             std::vector<double> dot(n), magnitude(n);
             for (std::size_t o = 0; o < n; ++o)
                 for (std::size_t i = 0; i < d; ++i) {
-                    const double term = static_cast<double>(halfToFloat(weights[m][o * d + i])) * halfToFloat(input[i]);
-                    dot[o] += term;
-                    magnitude[o] += std::abs(term);
+                    const double x = halfToFloat(input[i]);
+                    dot[o] += weights[m].value[o * d + i] * x;
+                    magnitude[o] += weights[m].magnitude[o * d + i] * std::abs(x);
                 }
             value = dot;
             bound.assign(n, 0.0);
@@ -814,7 +962,7 @@ private slots:
         CUDA_CHECK(dY.allocate(d));
         rmsNorm(dResidual.get(), dNormWeight.get(), 1, dim, 1e-6f, dNormed.get(), m_stream);
         const GemvInput in = normedInput(dResidual.get(), dNormWeight.get(), 1e-6f, dim);
-        const GemvMatrix matrix{dIdentity.get(), dim, dY.get()};
+        const GemvMatrix matrix{f16Weights(dIdentity.get()), dim, dY.get()};
         gemv(in, &matrix, 1, false, m_stream);
         CUDA_CHECK_LAUNCH();
         std::vector<Half> normed;
@@ -847,7 +995,7 @@ private slots:
         GemvInput in;
         in.vector = dVector.get();
         in.dim = dim;
-        const GemvMatrix matrix{dW.get(), rows, dY.get()};
+        const GemvMatrix matrix{f16Weights(dW.get()), rows, dY.get()};
         gemv(in, &matrix, 1, false, m_stream); // no test before this one reserves more than 48 KiB
         QCOMPARE(cudaGetLastError(), cudaErrorInvalidConfiguration);
         if (!gemvReserveSharedMemory(dim))
@@ -883,7 +1031,7 @@ private slots:
         GemvInput in;
         in.vector = dVector.get();
         in.dim = 7;
-        const GemvMatrix matrix{dW.get(), 1, dY.get()};
+        const GemvMatrix matrix{f16Weights(dW.get()), 1, dY.get()};
         gemv(in, &matrix, 1, false, m_stream);
         QCOMPARE(cudaGetLastError(), cudaErrorInvalidConfiguration);
         CUDA_CHECK(cudaStreamSynchronize(m_stream));

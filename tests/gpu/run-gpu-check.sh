@@ -8,7 +8,8 @@
 #   3. runs the GPU tests (CUDA kernels against scalar references, the CUDA backend against the
 #      CPU backend),
 #   4. writes random-weight fp16 models at SmolLM2-135M and TinyLlama-1.1B shapes (the real
-#      SmolLM2 file cannot be fetched there) and runs kvchat-bench-gpu on each,
+#      SmolLM2 file cannot be fetched there), and a Q4_K one at TinyLlama's shape (its weights
+#      stay packed in 4 bits on the device), and runs kvchat-bench-gpu on each,
 # printing one table per model. Results (JSON, logs) go to $OUT when set, else gpu-check-out/.
 #
 #   bash tests/gpu/run-gpu-check.sh            (about 3-5 minutes on an H100)
@@ -77,9 +78,12 @@ mkdir -p $models
 declare -A shapes=(
     [smollm2-shape-f16]="--dim 576 --layers 30 --heads 9 --kv-heads 3 --ff 1536 --vocab 49152 --ctx 8192"
     [tinyllama-shape-f16]="--dim 2048 --layers 22 --heads 32 --kv-heads 4 --ff 5632 --vocab 32000 --ctx 4096"
+    [tinyllama-shape-q4_k]="--dim 2048 --layers 22 --heads 32 --kv-heads 4 --ff 5632 --vocab 32000 --ctx 4096"
 )
-for name in smollm2-shape-f16 tinyllama-shape-f16; do
-    [[ -f $models/$name.gguf ]] || $build/tests/bench/kvchat-make-random-model --type F16 -o $models/$name.gguf ${shapes[$name]}
+for name in smollm2-shape-f16 tinyllama-shape-f16 tinyllama-shape-q4_k; do
+    type=${name##*-}
+    [[ -f $models/$name.gguf ]] ||
+        $build/tests/bench/kvchat-make-random-model --type "${type^^}" -o $models/$name.gguf ${shapes[$name]}
     stamp "benchmarking $name"
     $build/tests/bench/kvchat-bench-gpu -m $models/$name.gguf --label "$name" --repeats 5 \
         --workdir /tmp/kvchat-gpu-bench --json "$out/gpu-bench-$name.json" 2>&1 | tee "$out/gpu-bench-$name.log" || status=1

@@ -75,8 +75,7 @@ RandomModel writeRandomModel(const std::string &path, const RandomModelSpec &spe
     const std::int64_t kvDim = headDim * spec.nKvHeads;
     auto add = [&](const std::string &name, std::int64_t ne0, std::int64_t ne1, float scale, float offset,
                    engine::GgmlType type) {
-        const std::vector<float> values =
-            randomValues(rng, static_cast<std::size_t>(ne0 * ne1), scale, offset);
+        const std::vector<float> values = randomValues(rng, static_cast<std::size_t>(ne0 * ne1), scale, offset);
         std::vector<std::int64_t> ne = ne1 == 1 ? std::vector<std::int64_t>{ne0} : std::vector<std::int64_t>{ne0, ne1};
         w.addTensor(name, ne, type, values);
         if (!spec.keepDecodedTensors)
@@ -86,6 +85,7 @@ RandomModel writeRandomModel(const std::string &path, const RandomModelSpec &spe
         model.tensors[name] = referenceDequantize(type, bytes.data(), ne0 * ne1);
     };
     const engine::GgmlType wt = spec.weightType;
+    const engine::GgmlType wMore = spec.moreBitsType.value_or(wt);
     // Scales of about 1/sqrt(fan-in) keep activations O(1) through the layers.
     const float sIn = 1.0f / std::sqrt(static_cast<float>(spec.nEmbd));
     const float sFf = 1.0f / std::sqrt(static_cast<float>(spec.nFf));
@@ -95,16 +95,16 @@ RandomModel writeRandomModel(const std::string &path, const RandomModelSpec &spe
         add(p + "attn_norm.weight", spec.nEmbd, 1, 0.2f, 1.0f, engine::GgmlType::F32);
         add(p + "attn_q.weight", spec.nEmbd, spec.nEmbd, 2.0f * sIn, 0.0f, wt);
         add(p + "attn_k.weight", spec.nEmbd, kvDim, 2.0f * sIn, 0.0f, wt);
-        add(p + "attn_v.weight", spec.nEmbd, kvDim, sIn, 0.0f, wt);
+        add(p + "attn_v.weight", spec.nEmbd, kvDim, sIn, 0.0f, wMore);
         add(p + "attn_output.weight", spec.nEmbd, spec.nEmbd, sIn, 0.0f, wt);
         add(p + "ffn_norm.weight", spec.nEmbd, 1, 0.2f, 1.0f, engine::GgmlType::F32);
         add(p + "ffn_gate.weight", spec.nEmbd, spec.nFf, sIn, 0.0f, wt);
         add(p + "ffn_up.weight", spec.nEmbd, spec.nFf, sIn, 0.0f, wt);
-        add(p + "ffn_down.weight", spec.nFf, spec.nEmbd, sFf, 0.0f, wt);
+        add(p + "ffn_down.weight", spec.nFf, spec.nEmbd, sFf, 0.0f, wMore);
     }
     add("output_norm.weight", spec.nEmbd, 1, 0.2f, 1.0f, engine::GgmlType::F32);
     if (!spec.tiedEmbeddings)
-        add("output.weight", spec.nEmbd, spec.nVocab, sIn, 0.0f, wt);
+        add("output.weight", spec.nEmbd, spec.nVocab, sIn, 0.0f, wMore);
     if (!w.writeFile(path))
         throw std::runtime_error("cannot write random model to " + path);
     return model;

@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,9 @@ struct RandomModelSpec
     std::int32_t nCtx = 256;
     bool tiedEmbeddings = false;
     engine::GgmlType weightType = engine::GgmlType::F32; // matrices; norms stay F32
+    // When set, attn_v, ffn_down and output are stored in this type instead, as Q4_K_M files keep
+    // them in Q6_K next to Q4_K matrices.
+    std::optional<engine::GgmlType> moreBitsType;
     float ropeFreqBase = 10000.0f;
     float ropeScaleLinear = 1.0f; // written as rope.scaling.type = linear when != 1
     float rmsEps = 1e-5f;

@@ -106,14 +106,45 @@ MicroBatchInputs CudaBackend::State::uploadInputs(std::span<const TokenId> ids, 
 
 void CudaBackend::State::gemm(const DeviceMatrix &w, const Half *xIn, std::int64_t nTokens, float *y, float beta)
 {
+    if (w.weights.format == WeightFormat::F16) {
+        gemmF16(static_cast<const Half *>(w.weights.data), w.nOut, w.nIn, w.nOut, xIn, nTokens, y, beta);
+        return;
+    }
+    if (nTokens == 1 && decodeGemvSupported) {
+        // One token: read the packed weights as they are (the decode step with cuBLAS chosen, or a
+        // prompt's last-row classifier).
+        const GemvMatrix m{w.weights, static_cast<std::int32_t>(w.nOut), y};
+        gemv(GemvInput{xIn, nullptr, nullptr, 0.0f, static_cast<std::int32_t>(w.nIn)}, &m, 1, beta != 0.0f, stream);
+        KVCHAT_CUDA_CHECK_LAUNCH("gemv (packed)");
+        return;
+    }
+    // Dequantized to fp16 a slice of rows at a time (a layer's matrix is one slice), each slice's
+    // GEMM writing its rows of y. This costs a write and a read of the fp16 slice on top of the
+    // GEMM: small next to the GEMM at hundreds of tokens, about 2x the weight traffic of fp16
+    // weights for a prompt of a few tokens.
+    const std::int64_t rowsPerSlice =
+        std::min<std::int64_t>(w.nOut, static_cast<std::int64_t>(dequantized.bytes() / (sz(w.nIn) * sizeof(Half))));
+    if (rowsPerSlice < 1)
+        throwFailure("gemm", "no dequantization buffer for a packed matrix", __FILE__, __LINE__);
+    for (std::int64_t r0 = 0; r0 < w.nOut; r0 += rowsPerSlice) {
+        const std::int64_t rows = std::min(rowsPerSlice, w.nOut - r0);
+        dequantizeWeights(w.weights, r0, rows, static_cast<std::int32_t>(w.nIn), dequantized.as<Half>(), stream);
+        KVCHAT_CUDA_CHECK_LAUNCH("dequantizeWeights");
+        gemmF16(dequantized.as<Half>(), rows, w.nIn, w.nOut, xIn, nTokens, y + r0, beta);
+    }
+}
+
+void CudaBackend::State::gemmF16(const Half *w, std::int64_t nOut, std::int64_t nIn, std::int64_t ldy, const Half *xIn,
+                                 std::int64_t nTokens, float *y, float beta)
+{
     // Row-major y[t][o] = sum_i x[t][i] * W[o][i] is, in cuBLAS's column-major terms,
-    // Y (nOut x nTokens, ld nOut) = Wᵀ-as-stored (W is nIn x nOut column-major, ld nIn) op T · X
+    // Y (nOut x nTokens, ld ldy) = Wᵀ-as-stored (W is nIn x nOut column-major, ld nIn) op T · X
     // (nIn x nTokens, ld nIn). beta = 1 adds into y (the residual stream).
     const float alpha = 1.0f;
-    KVCHAT_CUBLAS_CHECK(cublasGemmEx(cublas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(w.nOut),
-                                     static_cast<int>(nTokens), static_cast<int>(w.nIn), &alpha, w.data, CUDA_R_16F,
-                                     static_cast<int>(w.nIn), xIn, CUDA_R_16F, static_cast<int>(w.nIn), &beta, y,
-                                     CUDA_R_32F, static_cast<int>(w.nOut), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    KVCHAT_CUBLAS_CHECK(cublasGemmEx(cublas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(nOut),
+                                     static_cast<int>(nTokens), static_cast<int>(nIn), &alpha, w, CUDA_R_16F,
+                                     static_cast<int>(nIn), xIn, CUDA_R_16F, static_cast<int>(nIn), &beta, y,
+                                     CUDA_R_32F, static_cast<int>(ldy), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
 }
 
 CudaBackend::CudaBackend(std::unique_ptr<State> state) : m_state(std::move(state)) {}
@@ -145,6 +176,43 @@ const CudaDeviceInfo &CudaBackend::device() const
 std::size_t CudaBackend::weightBytes() const
 {
     return m_state->weightBytes;
+}
+
+std::string_view CudaBackend::kvFormat() const
+{
+    return m_state->kvFormat;
+}
+
+std::size_t CudaBackend::decodeWeightBytes() const
+{
+    const State &s = *m_state;
+    const auto bytes = [](const DeviceMatrix &m) { return sz(m.nOut) * deviceRowBytes(m.weights.format, m.nIn); };
+    std::size_t total = bytes(s.output) + sz(s.config.nEmbd) * sizeof(float);
+    for (const DeviceLayer &l : s.layers)
+        total +=
+            bytes(l.wqkv) + bytes(l.wo) + bytes(l.wGateUp) + bytes(l.wDown) + 2 * sz(s.config.nEmbd) * sizeof(float);
+    return total;
+}
+
+std::string CudaBackend::weightsDescription() const
+{
+    const State &s = *m_state;
+    int counts[3] = {0, 0, 0}; // packed 4-bit, packed 8-bit, fp16
+    const auto count = [&](const DeviceMatrix &m) {
+        ++counts[m.weights.format == WeightFormat::Q4G32 ? 0 : m.weights.format == WeightFormat::Q8G16 ? 1 : 2];
+    };
+    count(s.embedding);
+    if (s.output.weights.data != s.embedding.weights.data)
+        count(s.output);
+    for (const DeviceLayer &l : s.layers)
+        for (const DeviceMatrix *m : {&l.wqkv, &l.wo, &l.wGateUp, &l.wDown})
+            count(*m);
+    std::string out;
+    const char *names[3] = {" packed 4-bit", " packed 8-bit", " fp16"};
+    for (int i = 0; i < 3; ++i)
+        if (counts[i] > 0)
+            out += (out.empty() ? "" : ", ") + std::to_string(counts[i]) + names[i];
+    return out + " (matrices; Q/K/V and gate/up stacked)";
 }
 
 std::size_t CudaBackend::scratchBytes() const
@@ -331,7 +399,7 @@ void CudaBackend::State::enqueueLayers(std::int64_t n, std::int32_t startPos, co
     shape.qStride = qkvWidth;
 
     const std::int32_t *deviceStartPos = in.deviceArgs;
-    embedTokens(embedding.data, in.deviceTokens, n, c.nEmbd, x.as<float>(), st);
+    embedTokens(embedding.weights, in.deviceTokens, n, c.nEmbd, x.as<float>(), st);
     KVCHAT_CUDA_CHECK_LAUNCH("embedTokens");
     // One token: the projections are matrix-vector products with their norms, RoPE and the KV
     // write, SiLU and the residual adds fused in (cuda_gemv.cu): with attention, 5 launches a
@@ -350,17 +418,17 @@ void CudaBackend::State::enqueueLayers(std::int64_t n, std::int32_t startPos, co
             // Q, K, V, RoPE and the KV write in one launch.
             if (waitLayers)
                 kvMemory->waitForLayer(l, stream);
-            const GemvMatrix parts[3] = {{w.wq.data, static_cast<std::int32_t>(w.wq.nOut), q},
-                                         {w.wk.data, static_cast<std::int32_t>(w.wk.nOut), nullptr},
-                                         {w.wv.data, static_cast<std::int32_t>(w.wv.nOut), nullptr}};
+            const GemvMatrix parts[3] = {{w.wq.weights, static_cast<std::int32_t>(w.wq.nOut), q},
+                                         {w.wk.weights, static_cast<std::int32_t>(w.wk.nOut), nullptr},
+                                         {w.wv.weights, static_cast<std::int32_t>(w.wv.nOut), nullptr}};
             gemvQkvRope(normed(x.as<float>(), w.attnNorm), parts, in.deviceCosSin, c.nRot, c.headDim, kv,
                         deviceStartPos, st);
             KVCHAT_CUDA_CHECK_LAUNCH("gemvQkvRope");
         } else {
             if (fused) {
-                const GemvMatrix parts[3] = {{w.wq.data, static_cast<std::int32_t>(w.wq.nOut), q},
-                                             {w.wk.data, static_cast<std::int32_t>(w.wk.nOut), k},
-                                             {w.wv.data, static_cast<std::int32_t>(w.wv.nOut), v}};
+                const GemvMatrix parts[3] = {{w.wq.weights, static_cast<std::int32_t>(w.wq.nOut), q},
+                                             {w.wk.weights, static_cast<std::int32_t>(w.wk.nOut), k},
+                                             {w.wv.weights, static_cast<std::int32_t>(w.wv.nOut), v}};
                 gemv(normed(x.as<float>(), w.attnNorm), parts, 3, false, st);
                 KVCHAT_CUDA_CHECK_LAUNCH("gemv (QKV)");
             } else {
@@ -377,13 +445,13 @@ void CudaBackend::State::enqueueLayers(std::int64_t n, std::int32_t startPos, co
         attention(shape, q, kv, n, startPos, workspace.as<float>(), attnOut.as<Half>(), st, deviceStartPos);
         KVCHAT_CUDA_CHECK_LAUNCH("attention");
         if (fused) {
-            const GemvMatrix wo{w.wo.data, static_cast<std::int32_t>(w.wo.nOut), x.as<float>()};
+            const GemvMatrix wo{w.wo.weights, static_cast<std::int32_t>(w.wo.nOut), x.as<float>()};
             gemv(GemvInput{attnOut.as<Half>(), nullptr, nullptr, 0.0f, static_cast<std::int32_t>(w.wo.nIn)}, &wo, 1,
                  true, st);
             KVCHAT_CUDA_CHECK_LAUNCH("gemv (Wo)");
-            gemvSwiGlu(normed(x.as<float>(), w.ffnNorm), w.wGate.data, w.wUp.data, c.nFf, act.as<Half>(), st);
+            gemvSwiGlu(normed(x.as<float>(), w.ffnNorm), w.wGate.weights, w.wUp.weights, c.nFf, act.as<Half>(), st);
             KVCHAT_CUDA_CHECK_LAUNCH("gemvSwiGlu");
-            const GemvMatrix down{w.wDown.data, static_cast<std::int32_t>(w.wDown.nOut), x.as<float>()};
+            const GemvMatrix down{w.wDown.weights, static_cast<std::int32_t>(w.wDown.nOut), x.as<float>()};
             gemv(GemvInput{act.as<Half>(), nullptr, nullptr, 0.0f, c.nFf}, &down, 1, true, st);
             KVCHAT_CUDA_CHECK_LAUNCH("gemv (down)");
             continue;
@@ -403,7 +471,7 @@ void CudaBackend::State::enqueueLayers(std::int64_t n, std::int32_t startPos, co
     if (nOut == 0)
         return;
     if (fused) {
-        const GemvMatrix classifier{output.data, c.nVocab, logits.as<float>()};
+        const GemvMatrix classifier{output.weights, c.nVocab, logits.as<float>()};
         gemv(normed(x.as<float>(), outputNorm), &classifier, 1, false, st);
         KVCHAT_CUDA_CHECK_LAUNCH("gemv (output)");
     } else {

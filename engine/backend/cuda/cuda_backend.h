@@ -36,7 +36,7 @@ Result<CudaDeviceInfo> firstCudaDevice();
 class CudaBackend final : public Backend
 {
 public:
-    // Uploads the weights (nThreads host threads dequantize). Errors: no device, out of GPU
+    // Uploads the weights (nThreads host threads pack or convert them). Errors: no device, out of GPU
     // memory (with how much was needed), a CUDA or cuBLAS failure.
     static Result<std::unique_ptr<CudaBackend>> create(const LlamaModel &model, int nThreads,
                                                        std::int32_t kvBlockTokens);
@@ -44,7 +44,9 @@ public:
 
     std::string_view name() const override { return "cuda"; }
     KvLayout kvLayout() const override;
-    std::string_view kvFormat() const override { return "cuda-f16w-f16kv"; }
+    // The KV a forward pass writes depends on how the weights are kept (fp16, or packed codes with
+    // fp16 group scales, whose products round differently): part of the stored blocks' identity.
+    std::string_view kvFormat() const override;
     std::shared_ptr<KvMemory> kvMemory() const override;
     std::size_t defaultDeviceKvBytes() const override;
 
@@ -56,7 +58,14 @@ public:
                                    std::vector<TokenCandidate> &out) override;
 
     const CudaDeviceInfo &device() const;
-    std::size_t weightBytes() const; // fp16 weights on the device
+    // Weights on the device: quantized GGUF matrices packed (4-bit codes for Q4_0/Q4_1/Q4_K, 8-bit
+    // for Q5_*, Q6_K and Q8_0, with fp16 scales; engine/backend/packed_weights.h), float ones in
+    // fp16. KVCHAT_CUDA_WEIGHTS=f16 keeps everything in fp16 (3.2x the bytes of a 4-bit file).
+    std::size_t weightBytes() const;
+    // What one decode step reads of them: every layer matrix, the norms and the classifier.
+    std::size_t decodeWeightBytes() const;
+    // E.g. "154 matrices packed 4-bit, 22 packed 8-bit, 2 fp16".
+    std::string weightsDescription() const;
     // Activations and workspaces on the device: all reserved at load for up to the model's
     // context length, so that a turn allocates nothing (only LogitsMode::All grows the logits).
     std::size_t scratchBytes() const;

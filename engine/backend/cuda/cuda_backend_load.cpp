@@ -1,15 +1,67 @@
 // SPDX-License-Identifier: MIT
-// The CUDA backend at load: the device, the weights (dequantized to fp16 and uploaded, Q/K/V and
-// gate/up stacked), and the scratch a turn needs, reserved up front. The forward pass is in
-// cuda_backend.cpp.
+// The CUDA backend at load: the device, the weights (quantized ones repacked, float ones rounded to
+// fp16, and uploaded, Q/K/V and gate/up stacked), and the scratch a turn needs, reserved up front.
+// The forward pass is in cuda_backend.cpp.
 #include "engine/backend/cuda/cuda_backend_state.h"
 #include "engine/backend/rope_table.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <string_view>
 
 namespace kvchat::engine::cuda {
+
+static_assert(static_cast<int>(WeightFormat::Q4G32) == static_cast<int>(PackedFormat::Q4G32) &&
+              static_cast<int>(WeightFormat::Q8G16) == static_cast<int>(PackedFormat::Q8G16));
+
+namespace {
+
+PackedFormat asPacked(WeightFormat format)
+{
+    return static_cast<PackedFormat>(static_cast<int>(format));
+}
+
+// How matrices stacked into one are kept on the device: packed when every part is of a quantized
+// type (in the wider format if they differ), fp16 when any is a float type or packing is off.
+WeightFormat deviceFormat(std::initializer_list<const WeightMatrix *> parts, bool pack)
+{
+    std::optional<PackedFormat> format;
+    for (const WeightMatrix *w : parts) {
+        const std::optional<PackedFormat> own = packedFormatFor(w->type);
+        if (!pack || !own)
+            return WeightFormat::F16;
+        format = format ? widerPackedFormat(*format, *own) : *own;
+    }
+    return static_cast<WeightFormat>(static_cast<int>(*format));
+}
+
+std::size_t deviceBytes(std::initializer_list<const WeightMatrix *> parts, bool pack)
+{
+    std::int64_t nOut = 0;
+    for (const WeightMatrix *w : parts)
+        nOut += w->nOut;
+    return sz(nOut) * deviceRowBytes(deviceFormat(parts, pack), (*parts.begin())->nIn);
+}
+
+// fp16 bytes of the largest slice of a packed matrix the prompt GEMMs dequantize at once: a whole
+// layer matrix, and of the embedding/classifier (up to 1 GB at Llama-3's vocabulary) what fits the
+// same buffer, or 64 MiB if that is more.
+std::size_t dequantizedScratchBytes(const CudaBackend::State &s)
+{
+    std::size_t layerMax = 0;
+    for (const DeviceLayer &l : s.layers)
+        for (const DeviceMatrix *m : {&l.wqkv, &l.wo, &l.wGateUp, &l.wDown})
+            if (m->weights.format != WeightFormat::F16)
+                layerMax = std::max(layerMax, sz(m->nOut * m->nIn) * sizeof(Half));
+    std::size_t bytes = layerMax;
+    for (const DeviceMatrix *m : {&s.embedding, &s.output})
+        if (m->weights.format != WeightFormat::F16)
+            bytes = std::max(bytes, std::min(sz(m->nOut * m->nIn) * sizeof(Half), std::max(layerMax, 64 * kMiB)));
+    return bytes;
+}
+
+} // namespace
 
 Result<CudaDeviceInfo> firstCudaDevice()
 {
@@ -47,45 +99,81 @@ const float *CudaBackend::State::uploadFloats(const std::vector<float> &values)
     return p;
 }
 
-DeviceMatrix CudaBackend::State::uploadMatrix(ThreadPool &pool, const WeightMatrix &w, std::vector<Half> &staging)
+DeviceMatrix CudaBackend::State::uploadMatrix(ThreadPool &pool, const WeightMatrix &w,
+                                              std::vector<std::uint8_t> &staging)
 {
     return uploadStacked(pool, {&w}, staging).front();
 }
 
 std::vector<DeviceMatrix> CudaBackend::State::uploadStacked(ThreadPool &pool,
                                                             std::initializer_list<const WeightMatrix *> parts,
-                                                            std::vector<Half> &staging)
+                                                            std::vector<std::uint8_t> &staging)
+{
+    const WeightFormat format = deviceFormat(parts, packWeights);
+    if (format != WeightFormat::F16)
+        if (auto packed = uploadStackedAs(pool, parts, format, staging); !packed.empty())
+            return packed;
+    // A float type, packing off, or a block whose scale is beyond fp16 (packRow refused it).
+    return uploadStackedAs(pool, parts, WeightFormat::F16, staging);
+}
+
+std::vector<DeviceMatrix> CudaBackend::State::uploadStackedAs(ThreadPool &pool,
+                                                              std::initializer_list<const WeightMatrix *> parts,
+                                                              WeightFormat format, std::vector<std::uint8_t> &staging)
 {
     const std::int64_t nIn = (*parts.begin())->nIn;
     std::int64_t nOut = 0;
     for (const WeightMatrix *w : parts)
         nOut += w->nOut;
+    const bool packed = format != WeightFormat::F16;
+    // Packed: the codes of every row, then every row's (scale, min) halves; fp16: the rows.
+    const std::size_t codeBytes = packed ? packedCodeBytes(asPacked(format), nIn) : sz(nIn) * sizeof(Half);
+    const std::size_t scaleMinHalves = packed ? sz(packedGroups(asPacked(format), nIn)) * 2 : 0;
     auto buffer = std::make_unique<DeviceBuffer>();
-    buffer->reserve(sz(nOut * nIn) * sizeof(Half));
-    std::vector<DeviceMatrix> views{DeviceMatrix{buffer->as<Half>(), nOut, nIn}};
-    // Dequantized on the host (every GGUF type the engine reads), rounded to fp16, copied up in
-    // slices of rows so the staging buffer stays ~64 MiB whatever the matrix.
-    const std::int64_t rowsPerSlice = std::max<std::int64_t>(1, sz(64 * kMiB) / sizeof(Half) / sz(nIn));
-    Half *partBase = buffer->as<Half>();
+    buffer->reserve(sz(nOut) * deviceRowBytes(format, nIn));
+    auto *codesPart = buffer->as<std::uint8_t>();
+    Half *scaleMinPart = packed ? reinterpret_cast<Half *>(codesPart + sz(nOut) * codeBytes) : nullptr;
+    std::vector<DeviceMatrix> views{DeviceMatrix{DeviceWeights{format, codesPart, scaleMinPart}, nOut, nIn}};
+    // Converted on the host (packRow, or dequantizeRow rounded to fp16: every GGUF type the engine
+    // reads), copied up in slices of rows so the staging buffer stays ~64 MiB whatever the matrix.
+    const std::size_t rowBytes = deviceRowBytes(format, nIn);
+    const std::int64_t rowsPerSlice = std::max<std::int64_t>(1, static_cast<std::int64_t>(64 * kMiB / rowBytes));
+    std::atomic<bool> refused{false};
     for (const WeightMatrix *part : parts) {
         const WeightMatrix &w = *part;
-        staging.resize(sz(std::min(rowsPerSlice, w.nOut) * w.nIn));
+        staging.resize(sz(std::min(rowsPerSlice, w.nOut)) * rowBytes);
         for (std::int64_t r0 = 0; r0 < w.nOut; r0 += rowsPerSlice) {
             const std::int64_t rows = std::min(rowsPerSlice, w.nOut - r0);
+            std::uint8_t *codes = staging.data();
+            auto *scaleMin = reinterpret_cast<std::uint16_t *>(codes + sz(rows) * codeBytes);
             pool.parallelFor(rows, [&](std::int64_t begin, std::int64_t end, int) {
-                std::vector<float> row(sz(w.nIn));
+                std::vector<float> row(packed ? 0 : sz(w.nIn));
                 for (std::int64_t r = begin; r < end; ++r) {
+                    std::uint8_t *rowCodes = codes + sz(r) * codeBytes;
+                    if (packed) {
+                        if (!packRow(w.type, w.row(r0 + r), w.nIn, asPacked(format), rowCodes,
+                                     scaleMin + sz(r) * scaleMinHalves))
+                            refused = true;
+                        continue;
+                    }
                     dequantizeRow(w.type, w.row(r0 + r), row.data(), w.nIn);
-                    Half *out = staging.data() + r * w.nIn;
+                    auto *out = reinterpret_cast<Half *>(rowCodes);
                     for (std::int64_t i = 0; i < w.nIn; ++i)
                         out[i] = floatToHalf(row[sz(i)]);
                 }
             });
-            KVCHAT_CUDA_CHECK(cudaMemcpy(partBase + r0 * w.nIn, staging.data(), sz(rows * w.nIn) * sizeof(Half),
-                                         cudaMemcpyHostToDevice));
+            if (refused)
+                return {};
+            KVCHAT_CUDA_CHECK(
+                cudaMemcpy(codesPart + sz(r0) * codeBytes, codes, sz(rows) * codeBytes, cudaMemcpyHostToDevice));
+            if (packed)
+                KVCHAT_CUDA_CHECK(cudaMemcpy(scaleMinPart + sz(r0) * scaleMinHalves, scaleMin,
+                                             sz(rows) * scaleMinHalves * sizeof(Half), cudaMemcpyHostToDevice));
         }
-        views.push_back(DeviceMatrix{partBase, w.nOut, w.nIn});
-        partBase += w.nOut * w.nIn;
+        views.push_back(DeviceMatrix{DeviceWeights{format, codesPart, scaleMinPart}, w.nOut, nIn});
+        codesPart += sz(w.nOut) * codeBytes;
+        if (packed)
+            scaleMinPart += sz(w.nOut) * scaleMinHalves;
     }
     weightBytes += buffer->bytes();
     weightBuffers.push_back(std::move(buffer));
@@ -143,7 +231,7 @@ std::size_t CudaBackend::State::scratchBytes() const
 {
     std::size_t total = 0;
     for (const DeviceBuffer *b : {&x, &xNorm, &qkv, &attnOut, &gateUp, &act, &logits, &inputs, &ropeTable, &workspace,
-                                  &gemmWorkspace, &candidateWorkspace, &candidateKeys})
+                                  &gemmWorkspace, &candidateWorkspace, &candidateKeys, &dequantized})
         total += b->bytes();
     return total;
 }
@@ -161,25 +249,28 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const LlamaModel &model
                          std::to_string(device->computeCapability % 10) +
                          ") is older than the CUDA backend supports (8.0: A100, RTX 30xx and newer)");
     const LlamaConfig &c = model.config();
-    // fp16 weights: every layer matrix, the embedding, and the classifier unless it is the embedding.
-    std::size_t neededBytes = 0;
-    const auto add = [&](const WeightMatrix &w) { neededBytes += sz(w.nOut * w.nIn) * sizeof(Half); };
-    add(model.tokenEmbedding());
+    const char *weightsSetting = std::getenv("KVCHAT_CUDA_WEIGHTS");
+    const bool pack = weightsSetting == nullptr || std::string_view(weightsSetting) != "f16";
+    // Every layer matrix, the embedding, and the classifier unless it is the embedding, as they
+    // will be on the device (the prompt GEMMs' dequantization buffer comes on top: checked when
+    // it is allocated).
+    std::size_t neededBytes = deviceBytes({&model.tokenEmbedding()}, pack);
     if (!model.tiedEmbeddings())
-        add(model.output());
+        neededBytes += deviceBytes({&model.output()}, pack);
     for (const LlamaLayerWeights &l : model.layers())
-        for (const WeightMatrix *w : l.matrices())
-            add(*w);
+        neededBytes += deviceBytes({&l.wq, &l.wk, &l.wv}, pack) + deviceBytes({&l.wo}, pack) +
+                       deviceBytes({&l.wGate, &l.wUp}, pack) + deviceBytes({&l.wDown}, pack);
     if (neededBytes > device->freeBytes)
-        return makeError("not enough GPU memory for this model on " + device->name + ": its fp16 weights need " +
-                         std::to_string(neededBytes / kMiB) + " MiB, " + std::to_string(device->freeBytes / kMiB) +
-                         " MiB are free");
+        return makeError("not enough GPU memory for this model on " + device->name + ": its weights need " +
+                         std::to_string(neededBytes / kMiB) + " MiB on the device, " +
+                         std::to_string(device->freeBytes / kMiB) + " MiB are free");
     if (c.headDim > 256 || c.headDim % 8 != 0)
         return makeError("the CUDA backend supports head sizes up to 256 in multiples of 8 (this model: " +
                          std::to_string(c.headDim) + ")");
     auto state = std::make_unique<State>();
     state->model = &model;
     state->config = c;
+    state->packWeights = pack;
     state->device = *device;
     state->kvLayout = KvLayout{c.nLayers, c.kvDim(), kvBlockTokens, static_cast<std::int32_t>(sizeof(Half))};
     try {
@@ -205,7 +296,7 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const LlamaModel &model
             state->decodeGemvSupported && (gemvSetting == nullptr || std::string_view(gemvSetting) != "0");
 
         ThreadPool pool(nThreads);
-        std::vector<Half> staging;
+        std::vector<std::uint8_t> staging;
         state->embedding = state->uploadMatrix(pool, model.tokenEmbedding(), staging);
         state->output = model.tiedEmbeddings() ? state->embedding : state->uploadMatrix(pool, model.output(), staging);
         state->outputNorm = state->uploadFloats(model.outputNorm());
@@ -221,6 +312,9 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const LlamaModel &model
             d.wDown = state->uploadMatrix(pool, l.wDown, staging);
             state->layers.push_back(d);
         }
+        state->dequantized.reserve(dequantizedScratchBytes(*state));
+        // The dequantization buffer exists exactly when some matrix is packed.
+        state->kvFormat = state->dequantized.bytes() > 0 ? "cuda-packedw-f16kv" : "cuda-f16w-f16kv";
         std::size_t freeAfterWeights = 0, total = 0;
         KVCHAT_CUDA_CHECK(cudaMemGetInfo(&freeAfterWeights, &total));
         state->microBatch = state->chooseMicroBatch(freeAfterWeights);
@@ -234,7 +328,7 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const LlamaModel &model
         const std::string what = failure.what();
         const bool oom = what.find("cudaErrorMemoryAllocation") != std::string::npos;
         return makeError(oom ? "not enough GPU memory for this model on " + device->name + " (" +
-                                   std::to_string(device->freeBytes / kMiB) + " MiB free; its fp16 weights need " +
+                                   std::to_string(device->freeBytes / kMiB) + " MiB free; its weights need " +
                                    std::to_string(neededBytes / kMiB) + " MiB, plus scratch): " + what
                              : "setting up the CUDA backend on " + device->name + ": " + what);
     }

@@ -8,6 +8,7 @@
 #include "engine/backend/cuda/cuda_check.h"
 #include "engine/backend/cuda/cuda_kernels.h"
 #include "engine/backend/cuda/cuda_kv_memory.h"
+#include "engine/backend/packed_weights.h"
 #include "engine/core/thread_pool.h"
 
 #include <cuda_runtime.h>
@@ -82,13 +83,23 @@ private:
     void *m_data = nullptr;
 };
 
-// An fp16 matrix of nOut rows of nIn elements (ggml orientation: row r is output r).
+// A matrix of nOut rows of nIn elements (ggml orientation: row r is output r), fp16 or packed
+// (engine/backend/packed_weights.h).
 struct DeviceMatrix
 {
-    const Half *data = nullptr;
+    DeviceWeights weights;
     std::int64_t nOut = 0;
     std::int64_t nIn = 0;
 };
+
+// Device bytes of one row of nIn elements in format.
+inline std::size_t deviceRowBytes(WeightFormat format, std::int64_t nIn)
+{
+    if (format == WeightFormat::F16)
+        return sz(nIn) * sizeof(Half);
+    const auto packed = static_cast<PackedFormat>(static_cast<int>(format));
+    return packedCodeBytes(packed, nIn) + sz(packedGroups(packed, nIn)) * 2 * sizeof(Half);
+}
 
 // Q, K and V are one matrix (wqkv: their rows stacked), as are gate and up (wGateUp): a prompt's
 // projections are then one GEMM each instead of three and two (fewer launches, and K and V's
@@ -147,9 +158,15 @@ struct CudaBackend::State
     cudaStream_t stream = nullptr;
     cublasHandle_t cublas = nullptr;
 
-    // Weights: one allocation per tensor, owned here.
+    // Weights: one allocation per tensor, owned here. Quantized GGUF matrices stay packed
+    // (4- or 8-bit codes, see packed_weights.h) unless KVCHAT_CUDA_WEIGHTS=f16: decode reads
+    // them as they are; a prompt's GEMMs read them dequantized into `dequantized`, a slice of
+    // rows at a time.
     std::vector<std::unique_ptr<DeviceBuffer>> weightBuffers;
     std::size_t weightBytes = 0;
+    bool packWeights = true;
+    std::string kvFormat; // see CudaBackend::kvFormat
+    DeviceBuffer dequantized;
     DeviceMatrix embedding, output;
     const float *outputNorm = nullptr;
     std::vector<DeviceLayer> layers;
@@ -213,11 +230,14 @@ struct CudaBackend::State
     }
 
     const float *uploadFloats(const std::vector<float> &values);
-    DeviceMatrix uploadMatrix(ThreadPool &pool, const WeightMatrix &w, std::vector<Half> &staging);
+    DeviceMatrix uploadMatrix(ThreadPool &pool, const WeightMatrix &w, std::vector<std::uint8_t> &staging);
     // The matrices (of one width) with their rows stacked in one allocation: the whole, then a
-    // view of each part.
+    // view of each part. Packed when every part's type packs (stackFormat), else fp16.
     std::vector<DeviceMatrix> uploadStacked(ThreadPool &pool, std::initializer_list<const WeightMatrix *> parts,
-                                            std::vector<Half> &staging);
+                                            std::vector<std::uint8_t> &staging);
+    std::vector<DeviceMatrix> uploadStackedAs(ThreadPool &pool, std::initializer_list<const WeightMatrix *> parts,
+                                              WeightFormat format, std::vector<std::uint8_t> &staging);
+    WeightFormat stackFormat(std::initializer_list<const WeightMatrix *> parts) const;
     std::int64_t chooseMicroBatch(std::size_t freeBytes) const;
     void allocateScratch();
     std::size_t scratchBytes() const;
@@ -229,7 +249,11 @@ struct CudaBackend::State
     // Writes the micro-batch's inputs into the pinned buffer and queues their upload.
     MicroBatchInputs uploadInputs(std::span<const TokenId> ids, std::int32_t startPos,
                                   std::span<const std::int32_t> penalised);
+    // y (+)= x · Wᵀ for nTokens rows of x: cuBLAS on fp16 weights; packed weights go through
+    // the matrix-vector kernel for one token, else are dequantized a slice of rows at a time.
     void gemm(const DeviceMatrix &w, const Half *x, std::int64_t nTokens, float *y, float beta);
+    void gemmF16(const Half *w, std::int64_t nOut, std::int64_t nIn, std::int64_t ldy, const Half *x,
+                 std::int64_t nTokens, float *y, float beta);
     // One micro-batch. hostLogits: where its logits go (nullptr: it has none to give). request
     // (only for the last micro-batch of a forwardCandidates call): its last position's candidates
     // go to *candidates instead.

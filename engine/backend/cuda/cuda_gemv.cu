@@ -22,8 +22,18 @@
 //                shuffles, and lane 0 writes the row. Unrolled by 4 so each lane has 64 bytes of
 //                weights in flight: with ~20 resident warps per SM that covers HBM's latency.
 //                dim must be a multiple of 8 (gemvSupports); above 48 KiB of input (dim > 24,576)
-//                the opt-in shared memory attribute must have been set (gemvReserveSharedMemory). One matrix of >= 16,384 rows (the
-//                classifier) takes 4 rows a warp; Q/K/V with RoPE take a pair of rows a warp.
+//                the opt-in shared memory attribute must have been set (gemvReserveSharedMemory).
+//                One matrix of >= 16,384 rows (the classifier) takes 4 rows a warp; Q/K/V with
+//                RoPE take a pair of rows a warp.
+//                Packed weights (cuda_packed_weights.cuh): a 16-byte load is one group of 32
+//                four-bit or 16 eight-bit codes with its (scale, min); the block also stages each
+//                group's sum of inputs (fp32, dim / 32 or dim / 16 floats after the input), so a
+//                group's product is scale * sum(code * x) + min * sum(x). Per weight that is an
+//                AND/OR pair, an exact fp16 subtract and an FMA for every two codes' conversion
+//                and products: a 4-bit matrix is 3.2x fewer bytes than fp16 for about 2 extra
+//                instructions a weight, which H100's FP32 rate covers at full bandwidth only
+//                roughly (an int8-activation dp4a kernel, as llama.cpp's MMVQ, is the next step
+//                if a measurement shows the 4-bit path compute-bound).
 #include "engine/backend/cuda/cuda_kernels.h"
 
 #include <cuda_runtime.h>
@@ -37,6 +47,7 @@ namespace kvchat::engine::cuda {
 namespace {
 
 #include "engine/backend/cuda/cuda_device_common.cuh"
+#include "engine/backend/cuda/cuda_packed_weights.cuh"
 
 constexpr int kGemvWarps = 8;
 constexpr int kGemvThreads = 32 * kGemvWarps;
@@ -60,7 +71,7 @@ struct GemvParams
     float eps;
     int dim;
     int nMatrices;
-    const __half *w[kMaxGemvMatrices];
+    DeviceWeights w[kMaxGemvMatrices]; // one format
     int rowEnd[kMaxGemvMatrices]; // cumulative output rows
     float *y[kMaxGemvMatrices];
     __half *act; // SwiGlu: [rowEnd[0]]; w[0] gate, w[1] up
@@ -92,7 +103,8 @@ __device__ __forceinline__ float dot8(const uint4 &w, const uint4 &x, float acc)
 
 // Stages the block's input vector in shared memory as fp16: copied, or RMSNorm(residual) * weight
 // computed exactly as rmsNormKernel does (the same 256-thread reduction, so the same values).
-__device__ __forceinline__ void stageInput(const GemvParams &p, __half *sIn)
+// Packed weights: then the sum of each group's staged inputs, in fp32, into sSum.
+template <WeightFormat F> __device__ __forceinline__ void stageInput(const GemvParams &p, __half *sIn, float *sSum)
 {
     static_assert(kGemvThreads == kRowThreads, "the fused RMSNorm must reduce as rmsNormKernel does");
     const int tid = static_cast<int>(threadIdx.x);
@@ -101,21 +113,63 @@ __device__ __forceinline__ void stageInput(const GemvParams &p, __half *sIn)
         uint4 *dst = reinterpret_cast<uint4 *>(sIn);
         for (int c = tid; c < p.dim / 8; c += kGemvThreads)
             dst[c] = src[c];
-        return;
+    } else {
+        const float *row = p.residual;
+        const float scale = blockRmsScale(row, p.dim, p.eps);
+        for (int i = tid; i < p.dim; i += kGemvThreads)
+            sIn[i] = __float2half_rn(row[i] * scale * p.normWeight[i]);
     }
-    const float *row = p.residual;
-    const float scale = blockRmsScale(row, p.dim, p.eps);
-    for (int i = tid; i < p.dim; i += kGemvThreads)
-        sIn[i] = __float2half_rn(row[i] * scale * p.normWeight[i]);
+    if constexpr (F != WeightFormat::F16) {
+        __syncthreads();
+        constexpr int kGroup = kChunkElements<F>;
+        for (int g = tid; g < p.dim / kGroup; g += kGemvThreads) {
+            float sum = 0.0f;
+            for (int i = 0; i < kGroup; ++i)
+                sum += __half2float(sIn[g * kGroup + i]);
+            sSum[g] = sum;
+        }
+    }
 }
 
-// The warp's dot products of `rows` weight rows (each dim halves) with the staged input; every
-// lane returns the full sums.
-template <int Rows>
-__device__ __forceinline__ void warpDots(const __half *const (&wRows)[Rows], const __half *sIn, int dim, float (&out)[Rows])
+// Row r of a matrix, as the warp loops read it.
+struct RowRef
 {
+    const uint4 *chunks;
+    const __half2 *scaleMin; // packed only
+};
+
+template <WeightFormat F> __device__ __forceinline__ RowRef rowRef(const DeviceWeights &w, std::int64_t r, int dim)
+{
+    if constexpr (F == WeightFormat::F16)
+        return RowRef{rowChunks<F>(w, r, dim), nullptr};
+    else
+        return RowRef{rowChunks<F>(w, r, dim), rowScaleMin<F>(w, r, dim)};
+}
+
+// One 16-byte chunk's products with the staged input, added to acc.
+template <WeightFormat F>
+__device__ __forceinline__ float chunkDot(const uint4 &w, __half2 scaleMin, const uint4 *in, const float *sSum, int c,
+                                          float acc)
+{
+    if constexpr (F == WeightFormat::F16) {
+        return dot8(w, in[c], acc);
+    } else {
+        constexpr int kInputChunks = kChunkElements<F> / 8; // uint4s of fp16 input per chunk
+        const float2 sm = __half22float2(scaleMin);
+        const float codeDot = chunkCodeDot<kCodeBits<F>>(w, in + c * kInputChunks);
+        return fmaf(sm.x, codeDot, fmaf(sm.y, sSum[c], acc));
+    }
+}
+
+// The warp's dot products of `rows` weight rows with the staged input; every lane returns the
+// full sums.
+template <WeightFormat F, int Rows>
+__device__ __forceinline__ void warpDots(const RowRef (&rows)[Rows], const __half *sIn, const float *sSum, int dim,
+                                         float (&out)[Rows])
+{
+    constexpr bool kPacked = F != WeightFormat::F16;
     const int lane = static_cast<int>(threadIdx.x) & 31;
-    const int chunks = dim / 8;
+    const int chunks = dim / kChunkElements<F>;
     const uint4 *in = reinterpret_cast<const uint4 *>(sIn);
     float acc[Rows];
 #pragma unroll
@@ -125,24 +179,27 @@ __device__ __forceinline__ void warpDots(const __half *const (&wRows)[Rows], con
     // Unrolled: the loads of kGemvUnroll steps are issued before their products.
     for (; c + 32 * (kGemvUnroll - 1) < chunks; c += 32 * kGemvUnroll) {
         uint4 w[Rows][kGemvUnroll];
+        __half2 sm[Rows][kGemvUnroll] = {}; // packed only
 #pragma unroll
         for (int r = 0; r < Rows; ++r)
 #pragma unroll
-            for (int u = 0; u < kGemvUnroll; ++u)
-                w[r][u] = __ldg(reinterpret_cast<const uint4 *>(wRows[r]) + c + 32 * u);
+            for (int u = 0; u < kGemvUnroll; ++u) {
+                w[r][u] = __ldg(rows[r].chunks + c + 32 * u);
+                if constexpr (kPacked)
+                    sm[r][u] = __ldg(rows[r].scaleMin + c + 32 * u);
+            }
 #pragma unroll
-        for (int u = 0; u < kGemvUnroll; ++u) {
-            const uint4 x = in[c + 32 * u];
+        for (int u = 0; u < kGemvUnroll; ++u)
 #pragma unroll
             for (int r = 0; r < Rows; ++r)
-                acc[r] = dot8(w[r][u], x, acc[r]);
-        }
+                acc[r] = chunkDot<F>(w[r][u], sm[r][u], in, sSum, c + 32 * u, acc[r]);
     }
     for (; c < chunks; c += 32) {
-        const uint4 x = in[c];
 #pragma unroll
-        for (int r = 0; r < Rows; ++r)
-            acc[r] = dot8(__ldg(reinterpret_cast<const uint4 *>(wRows[r]) + c), x, acc[r]);
+        for (int r = 0; r < Rows; ++r) {
+            const __half2 sm = kPacked ? __ldg(rows[r].scaleMin + c) : __half2();
+            acc[r] = chunkDot<F>(__ldg(rows[r].chunks + c), sm, in, sSum, c, acc[r]);
+        }
     }
 #pragma unroll
     for (int r = 0; r < Rows; ++r)
@@ -150,16 +207,17 @@ __device__ __forceinline__ void warpDots(const __half *const (&wRows)[Rows], con
 }
 
 // Rows: output rows per warp (1, or for one large matrix kManyRowsPerWarp; see gemv()).
-template <GemvOut Out, int Rows> __global__ void __launch_bounds__(kGemvThreads) gemvKernel(const GemvParams p)
+template <GemvOut Out, int Rows, WeightFormat F>
+__global__ void __launch_bounds__(kGemvThreads) gemvKernel(const GemvParams p)
 {
     extern __shared__ __align__(16) float4 smemVec[]; // 16-byte loads of the staged input
     __half *sIn = reinterpret_cast<__half *>(smemVec);
-    stageInput(p, sIn);
+    float *sSum = reinterpret_cast<float *>(sIn + p.dim); // packed: the groups' input sums
+    stageInput<F>(p, sIn, sSum);
     __syncthreads();
 
     const int lane = static_cast<int>(threadIdx.x) & 31;
     const int row = static_cast<int>(blockIdx.x) * kGemvWarps + (static_cast<int>(threadIdx.x) >> 5);
-    const std::int64_t dim = p.dim;
     if constexpr (Rows > 1) {
         static_assert(Out != GemvOut::SwiGlu);
         // One matrix, Rows consecutive rows per warp; past the end, a row is read again (row
@@ -168,12 +226,12 @@ template <GemvOut Out, int Rows> __global__ void __launch_bounds__(kGemvThreads)
         const int nOut = p.rowEnd[0];
         if (first >= nOut)
             return; // warp-uniform
-        const __half *wRows[Rows];
+        RowRef wRows[Rows];
 #pragma unroll
         for (int r = 0; r < Rows; ++r)
-            wRows[r] = p.w[0] + min(first + r, nOut - 1) * dim;
+            wRows[r] = rowRef<F>(p.w[0], min(first + r, nOut - 1), p.dim);
         float dots[Rows];
-        warpDots<Rows>(wRows, sIn, p.dim, dots);
+        warpDots<F, Rows>(wRows, sIn, sSum, p.dim, dots);
         if (lane == 0)
 #pragma unroll
             for (int r = 0; r < Rows; ++r)
@@ -188,11 +246,11 @@ template <GemvOut Out, int Rows> __global__ void __launch_bounds__(kGemvThreads)
         if (first >= p.rowEnd[2])
             return; // warp-uniform
         const int m = first < p.rowEnd[0] ? 0 : first < p.rowEnd[1] ? 1 : 2;
-        const __half *w = m == 0 ? p.w[0] : m == 1 ? p.w[1] : p.w[2];
+        const DeviceWeights &w = m == 0 ? p.w[0] : m == 1 ? p.w[1] : p.w[2];
         const int r = first - (m == 0 ? 0 : m == 1 ? p.rowEnd[0] : p.rowEnd[1]);
-        const __half *wRows[2] = {w + r * dim, w + (r + 1) * dim};
+        const RowRef wRows[2] = {rowRef<F>(w, r, p.dim), rowRef<F>(w, r + 1, p.dim)};
         float pair[2];
-        warpDots<2>(wRows, sIn, p.dim, pair);
+        warpDots<F, 2>(wRows, sIn, sSum, p.dim, pair);
         if (lane == 0) {
             const int pos = *p.devicePos;
             float a = pair[0], b = pair[1];
@@ -223,9 +281,9 @@ template <GemvOut Out, int Rows> __global__ void __launch_bounds__(kGemvThreads)
     } else if constexpr (Out == GemvOut::SwiGlu) {
         if (row >= p.rowEnd[0])
             return; // warp-uniform
-        const __half *rows[2] = {p.w[0] + row * dim, p.w[1] + row * dim};
+        const RowRef rows[2] = {rowRef<F>(p.w[0], row, p.dim), rowRef<F>(p.w[1], row, p.dim)};
         float gu[2];
-        warpDots<2>(rows, sIn, p.dim, gu);
+        warpDots<F, 2>(rows, sIn, sSum, p.dim, gu);
         if (lane == 0) {
             const float g = gu[0];
             p.act[row] = __float2half_rn(g / (1.0f + expf(-g)) * gu[1]); // as siluMulKernel
@@ -233,7 +291,7 @@ template <GemvOut Out, int Rows> __global__ void __launch_bounds__(kGemvThreads)
     } else {
         // The row's matrix, chosen by comparisons: indexing the parameter arrays with a
         // run-time index would copy them to local memory.
-        const __half *w = p.w[0];
+        const DeviceWeights *w = &p.w[0];
         float *y = p.y[0];
         int r = row;
         const int rows = p.nMatrices == 1 ? p.rowEnd[0] : p.nMatrices == 2 ? p.rowEnd[1] : p.rowEnd[2];
@@ -241,24 +299,38 @@ template <GemvOut Out, int Rows> __global__ void __launch_bounds__(kGemvThreads)
             return; // warp-uniform
         if (row >= p.rowEnd[0]) {
             const bool third = row >= p.rowEnd[1];
-            w = third ? p.w[2] : p.w[1];
+            w = third ? &p.w[2] : &p.w[1];
             y = third ? p.y[2] : p.y[1];
             r = row - (third ? p.rowEnd[1] : p.rowEnd[0]);
         }
-        const __half *wRow[1] = {w + r * dim};
+        const RowRef wRow[1] = {rowRef<F>(*w, r, p.dim)};
         float dot[1];
-        warpDots<1>(wRow, sIn, p.dim, dot);
+        warpDots<F, 1>(wRow, sIn, sSum, p.dim, dot);
         if (lane == 0)
             y[r] = Out == GemvOut::Accumulate ? y[r] + dot[0] : dot[0];
     }
+}
+
+// Dynamic shared memory of a launch: the fp16 input, and for packed weights each group's sum.
+std::size_t smemBytes(WeightFormat format, std::int32_t dim)
+{
+    const std::size_t input = static_cast<std::size_t>(dim) * sizeof(__half);
+    if (format == WeightFormat::F16)
+        return input;
+    return input + static_cast<std::size_t>(dim / weightChunkElements(format)) * sizeof(float);
+}
+
+// The largest a launch of width dim may take (16-byte packed groups are the smallest: 8-bit).
+std::size_t largestSmemBytes(std::int32_t dim)
+{
+    return std::max(smemBytes(WeightFormat::F16, dim), smemBytes(WeightFormat::Q8G16, dim));
 }
 
 // The staged input plus the fused RMSNorm's static shared memory (warpSums, rowScale) fit.
 bool widthFits(std::int32_t dim)
 {
     constexpr std::size_t kStaticSmem = 64;
-    return dim > 0 && dim % 8 == 0 &&
-           static_cast<std::size_t>(dim) * sizeof(__half) + kStaticSmem <= maxOptInSharedBytes();
+    return dim > 0 && dim % 8 == 0 && largestSmemBytes(dim) + kStaticSmem <= maxOptInSharedBytes();
 }
 
 bool inputSupported(const GemvInput &in)
@@ -266,19 +338,58 @@ bool inputSupported(const GemvInput &in)
     return widthFits(in.dim) && (in.vector != nullptr || (in.residual != nullptr && in.normWeight != nullptr));
 }
 
+// The matrices of one launch share one format, whose chunks divide the input width.
+bool weightsSupported(const DeviceWeights *w, int n, std::int32_t dim)
+{
+    for (int m = 0; m < n; ++m)
+        if (w[m].format != w[0].format || dim % weightChunkElements(w[m].format) != 0 ||
+            (w[m].format != WeightFormat::F16 && w[m].scaleMin == nullptr))
+            return false;
+    return true;
+}
+
 // Dynamic shared memory the kernels may take: 48 KiB, or what gemvReserveSharedMemory set (at load,
 // so that no attribute is set while a decode step is being captured as a graph).
 std::size_t g_reservedSmem = 48 * 1024;
 
-template <GemvOut Out, int Rows> void launchGemv(const GemvParams &p, int rows, cudaStream_t stream)
+template <GemvOut Out, int Rows, WeightFormat F> void launchGemvAs(const GemvParams &p, int rows, cudaStream_t stream)
 {
-    const std::size_t smemBytes = static_cast<std::size_t>(p.dim) * sizeof(__half);
-    if (smemBytes > g_reservedSmem) {
+    const std::size_t bytes = smemBytes(F, p.dim);
+    if (bytes > g_reservedSmem) {
         unsupportedShapeKernel<<<0, 1, 0, stream>>>(); // gemvReserveSharedMemory was not called for it
         return;
     }
     const auto blocks = static_cast<unsigned>(ceilDiv(rows, kGemvWarps * Rows));
-    gemvKernel<Out, Rows><<<blocks, kGemvThreads, smemBytes, stream>>>(p);
+    gemvKernel<Out, Rows, F><<<blocks, kGemvThreads, bytes, stream>>>(p);
+}
+
+template <GemvOut Out, int Rows> void launchGemv(const GemvParams &p, int rows, cudaStream_t stream)
+{
+    switch (p.w[0].format) {
+    case WeightFormat::F16:
+        launchGemvAs<Out, Rows, WeightFormat::F16>(p, rows, stream);
+        return;
+    case WeightFormat::Q4G32:
+        launchGemvAs<Out, Rows, WeightFormat::Q4G32>(p, rows, stream);
+        return;
+    case WeightFormat::Q8G16:
+        launchGemvAs<Out, Rows, WeightFormat::Q8G16>(p, rows, stream);
+        return;
+    }
+}
+
+template <GemvOut Out, int Rows, WeightFormat F> bool reserveFor(int bytes)
+{
+    return cudaFuncSetAttribute(gemvKernel<Out, Rows, F>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes) ==
+           cudaSuccess;
+}
+
+template <WeightFormat F> bool reserveAll(int bytes)
+{
+    return reserveFor<GemvOut::Store, 1, F>(bytes) && reserveFor<GemvOut::Accumulate, 1, F>(bytes) &&
+           reserveFor<GemvOut::Store, kManyRowsPerWarp, F>(bytes) &&
+           reserveFor<GemvOut::Accumulate, kManyRowsPerWarp, F>(bytes) && reserveFor<GemvOut::SwiGlu, 1, F>(bytes) &&
+           reserveFor<GemvOut::QkvRope, 1, F>(bytes);
 }
 
 GemvParams paramsFor(const GemvInput &in)
@@ -303,19 +414,12 @@ bool gemvReserveSharedMemory(std::int32_t maxDim)
 {
     if (!widthFits(maxDim))
         return false;
-    const std::size_t bytes = static_cast<std::size_t>(maxDim) * sizeof(__half);
+    const std::size_t bytes = largestSmemBytes(maxDim);
     if (bytes <= g_reservedSmem)
         return true;
     const int value = static_cast<int>(bytes);
-    const cudaFuncAttribute attribute = cudaFuncAttributeMaxDynamicSharedMemorySize;
-    const bool ok = cudaFuncSetAttribute(gemvKernel<GemvOut::Store, 1>, attribute, value) == cudaSuccess &&
-                    cudaFuncSetAttribute(gemvKernel<GemvOut::Accumulate, 1>, attribute, value) == cudaSuccess &&
-                    cudaFuncSetAttribute(gemvKernel<GemvOut::Store, kManyRowsPerWarp>, attribute, value) == cudaSuccess &&
-                    cudaFuncSetAttribute(gemvKernel<GemvOut::Accumulate, kManyRowsPerWarp>, attribute, value) ==
-                        cudaSuccess &&
-                    cudaFuncSetAttribute(gemvKernel<GemvOut::SwiGlu, 1>, attribute, value) == cudaSuccess &&
-                    cudaFuncSetAttribute(gemvKernel<GemvOut::QkvRope, 1>, attribute, value) == cudaSuccess;
-    if (!ok) {
+    if (!reserveAll<WeightFormat::F16>(value) || !reserveAll<WeightFormat::Q4G32>(value) ||
+        !reserveAll<WeightFormat::Q8G16>(value)) {
         cudaGetLastError();
         return false;
     }
@@ -327,9 +431,13 @@ void gemv(const GemvInput &in, const GemvMatrix *matrices, int nMatrices, bool a
 {
     const cudaStream_t s = asStream(stream);
     std::int64_t rows = 0;
-    for (int m = 0; m < nMatrices; ++m)
+    DeviceWeights weights[kMaxGemvMatrices];
+    for (int m = 0; m < nMatrices && m < kMaxGemvMatrices; ++m) {
         rows += matrices[m].nOut;
-    if (!inputSupported(in) || nMatrices < 1 || nMatrices > kMaxGemvMatrices || rows > INT_MAX) {
+        weights[m] = matrices[m].w;
+    }
+    if (!inputSupported(in) || nMatrices < 1 || nMatrices > kMaxGemvMatrices || rows > INT_MAX ||
+        !weightsSupported(weights, nMatrices, in.dim)) {
         unsupportedShapeKernel<<<0, 1, 0, s>>>();
         return;
     }
@@ -340,7 +448,7 @@ void gemv(const GemvInput &in, const GemvMatrix *matrices, int nMatrices, bool a
     int end = 0;
     for (int m = 0; m < nMatrices; ++m) {
         end += matrices[m].nOut;
-        p.w[m] = reinterpret_cast<const __half *>(matrices[m].w);
+        p.w[m] = matrices[m].w;
         p.rowEnd[m] = end;
         p.y[m] = matrices[m].y;
     }
@@ -362,8 +470,9 @@ void gemvQkvRope(const GemvInput &in, const GemvMatrix *qkv, const float *cosSin
                  std::int32_t headDim, const KvTarget &kv, const std::int32_t *devicePos, void *stream)
 {
     const cudaStream_t s = asStream(stream);
-    if (!inputSupported(in) || headDim <= 0 || headDim % 2 != 0 || qkv[0].nOut % 2 != 0 ||
-        qkv[1].nOut != kv.kvDim || qkv[2].nOut != kv.kvDim || kv.kvDim % 2 != 0) {
+    const DeviceWeights weights[3] = {qkv[0].w, qkv[1].w, qkv[2].w};
+    if (!inputSupported(in) || !weightsSupported(weights, 3, in.dim) || headDim <= 0 || headDim % 2 != 0 ||
+        qkv[0].nOut % 2 != 0 || qkv[1].nOut != kv.kvDim || qkv[2].nOut != kv.kvDim || kv.kvDim % 2 != 0) {
         unsupportedShapeKernel<<<0, 1, 0, s>>>();
         return;
     }
@@ -372,7 +481,7 @@ void gemvQkvRope(const GemvInput &in, const GemvMatrix *qkv, const float *cosSin
     int end = 0;
     for (int m = 0; m < 3; ++m) {
         end += qkv[m].nOut;
-        p.w[m] = reinterpret_cast<const __half *>(qkv[m].w);
+        p.w[m] = qkv[m].w;
         p.rowEnd[m] = end;
         p.y[m] = qkv[m].y;
     }
@@ -384,10 +493,12 @@ void gemvQkvRope(const GemvInput &in, const GemvMatrix *qkv, const float *cosSin
     launchGemv<GemvOut::QkvRope, 1>(p, end / 2, s); // a warp per pair of rows
 }
 
-void gemvSwiGlu(const GemvInput &in, const Half *wGate, const Half *wUp, std::int32_t nFf, Half *act, void *stream)
+void gemvSwiGlu(const GemvInput &in, const DeviceWeights &wGate, const DeviceWeights &wUp, std::int32_t nFf, Half *act,
+                void *stream)
 {
     const cudaStream_t s = asStream(stream);
-    if (!inputSupported(in) || nFf < 0) {
+    const DeviceWeights weights[2] = {wGate, wUp};
+    if (!inputSupported(in) || !weightsSupported(weights, 2, in.dim) || nFf < 0) {
         unsupportedShapeKernel<<<0, 1, 0, s>>>();
         return;
     }
@@ -395,8 +506,8 @@ void gemvSwiGlu(const GemvInput &in, const Half *wGate, const Half *wUp, std::in
         return;
     GemvParams p = paramsFor(in);
     p.nMatrices = 2;
-    p.w[0] = reinterpret_cast<const __half *>(wGate);
-    p.w[1] = reinterpret_cast<const __half *>(wUp);
+    p.w[0] = wGate;
+    p.w[1] = wUp;
     p.rowEnd[0] = nFf;
     p.act = reinterpret_cast<__half *>(act);
     launchGemv<GemvOut::SwiGlu, 1>(p, nFf, s);

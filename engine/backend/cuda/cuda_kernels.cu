@@ -6,7 +6,10 @@
 // cores; fp16 only where the header says a buffer is fp16. Launch shapes, and why:
 //
 // - embedKernel       grid nTokens, 256 threads. One block per token row; the threads stride over
-//                     dim, so reads of the fp16 table row and writes of x are coalesced.
+//                     dim, so reads of the table row (fp16, or packed codes, decoded one element a
+//                     thread) and writes of x are coalesced.
+// - dequantizeKernel  grid ceil(chunks / 256), 256 threads: a thread per 16-byte chunk of packed
+//                     codes (one group), written as 32 or 16 fp16 values in 16-byte stores.
 // - rmsNormKernel     grid nTokens, 256 threads. One block per row: each thread sums the squares of
 //                     a strided part of the row in fp32, a warp-shuffle reduction and a shared-memory
 //                     pass over the 8 warp sums give the row's scale, then the threads write the row.
@@ -31,20 +34,49 @@ namespace kvchat::engine::cuda {
 namespace {
 
 #include "engine/backend/cuda/cuda_device_common.cuh"
+#include "engine/backend/cuda/cuda_packed_weights.cuh"
 
 // ---------------------------------------------------------------------------------------------
 // Element-wise and per-row kernels
 
 
+template <WeightFormat F>
 __global__ void __launch_bounds__(kRowThreads)
-    embedKernel(const __half *__restrict__ table, const std::int32_t *__restrict__ tokens, int dim,
-                float *__restrict__ x)
+    embedKernel(const DeviceWeights table, const std::int32_t *__restrict__ tokens, int dim, float *__restrict__ x)
 {
     const std::int64_t t = blockIdx.x;
-    const __half *src = table + static_cast<std::int64_t>(tokens[t]) * dim;
+    const std::int64_t row = tokens[t];
     float *dst = x + t * dim;
     for (int i = static_cast<int>(threadIdx.x); i < dim; i += kRowThreads)
-        dst[i] = __half2float(src[i]);
+        dst[i] = rowElement<F>(table, row, dim, i);
+}
+
+template <WeightFormat F>
+__global__ void __launch_bounds__(kRowThreads)
+    dequantizeKernel(const DeviceWeights w, std::int64_t rowBegin, std::int64_t chunks, int dim, __half *out)
+{
+    constexpr int kElements = kChunkElements<F>;
+    constexpr int kBits = kCodeBits<F>;
+    const std::int64_t c = static_cast<std::int64_t>(blockIdx.x) * kRowThreads + threadIdx.x;
+    if (c >= chunks)
+        return;
+    const std::int64_t perRow = dim / kElements;
+    const std::int64_t r = c / perRow;
+    const std::int64_t inRow = c % perRow;
+    const uint4 codes = __ldg(rowChunks<F>(w, rowBegin + r, dim) + inRow);
+    const float2 sm = __half22float2(__ldg(rowScaleMin<F>(w, rowBegin + r, dim) + inRow));
+    uint4 *dst = reinterpret_cast<uint4 *>(out + r * dim + inRow * kElements);
+#pragma unroll
+    for (int q = 0; q < kElements / 8; ++q) {
+        unsigned bits[4];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const float2 code = __half22float2(chunkCodePair<kBits>(codes, 4 * q + j));
+            const __half2 v = __floats2half2_rn(fmaf(sm.x, code.x, sm.y), fmaf(sm.x, code.y, sm.y));
+            std::memcpy(&bits[j], &v, sizeof v);
+        }
+        dst[q] = make_uint4(bits[0], bits[1], bits[2], bits[3]);
+    }
 }
 
 __global__ void __launch_bounds__(kRowThreads)
@@ -158,13 +190,47 @@ void copySlices(const SliceCopy *table, std::int32_t nCopies, std::size_t offset
     copySlicesKernel<<<blocks, kRowThreads, 0, asStream(stream)>>>(table, offset, bytes / 16);
 }
 
-void embedTokens(const Half *table, const std::int32_t *tokens, std::int64_t nTokens, std::int32_t dim, float *x,
-                 void *stream)
+void embedTokens(const DeviceWeights &table, const std::int32_t *tokens, std::int64_t nTokens, std::int32_t dim,
+                 float *x, void *stream)
 {
     if (nTokens <= 0 || dim <= 0)
         return;
-    embedKernel<<<static_cast<unsigned>(nTokens), kRowThreads, 0, asStream(stream)>>>(
-        reinterpret_cast<const __half *>(table), tokens, dim, x);
+    const auto blocks = static_cast<unsigned>(nTokens);
+    const cudaStream_t s = asStream(stream);
+    if (dim % weightChunkElements(table.format) != 0) {
+        unsupportedShapeKernel<<<0, 1, 0, s>>>();
+        return;
+    }
+    switch (table.format) {
+    case WeightFormat::F16:
+        embedKernel<WeightFormat::F16><<<blocks, kRowThreads, 0, s>>>(table, tokens, dim, x);
+        return;
+    case WeightFormat::Q4G32:
+        embedKernel<WeightFormat::Q4G32><<<blocks, kRowThreads, 0, s>>>(table, tokens, dim, x);
+        return;
+    case WeightFormat::Q8G16:
+        embedKernel<WeightFormat::Q8G16><<<blocks, kRowThreads, 0, s>>>(table, tokens, dim, x);
+        return;
+    }
+}
+
+void dequantizeWeights(const DeviceWeights &w, std::int64_t rowBegin, std::int64_t rows, std::int32_t dim, Half *out,
+                       void *stream)
+{
+    const cudaStream_t s = asStream(stream);
+    if (w.format == WeightFormat::F16 || dim <= 0 || dim % weightChunkElements(w.format) != 0) {
+        unsupportedShapeKernel<<<0, 1, 0, s>>>();
+        return;
+    }
+    const std::int64_t chunks = rows * (dim / weightChunkElements(w.format));
+    if (chunks <= 0)
+        return;
+    const auto blocks = static_cast<unsigned>(ceilDiv(chunks, kRowThreads));
+    __half *o = reinterpret_cast<__half *>(out);
+    if (w.format == WeightFormat::Q4G32)
+        dequantizeKernel<WeightFormat::Q4G32><<<blocks, kRowThreads, 0, s>>>(w, rowBegin, chunks, dim, o);
+    else
+        dequantizeKernel<WeightFormat::Q8G16><<<blocks, kRowThreads, 0, s>>>(w, rowBegin, chunks, dim, o);
 }
 
 void rmsNorm(const float *x, const float *weight, std::int64_t nTokens, std::int32_t dim, float eps, Half *out,

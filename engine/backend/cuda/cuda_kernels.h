@@ -27,9 +27,34 @@ namespace kvchat::engine::cuda {
 
 using Half = std::uint16_t; // IEEE binary16 bits (__half on the device)
 
-// x[t][:] = table[tokens[t]][:] as fp32. table: [nVocab][dim] fp16.
-void embedTokens(const Half *table, const std::int32_t *tokens, std::int64_t nTokens, std::int32_t dim, float *x,
-                 void *stream);
+// A weight matrix [nOut][dim] on the device: fp16, or one of the packed formats of
+// engine/backend/packed_weights.h (codes [nOut][packedCodeBytes], then the (scale, min) halves
+// [nOut][2 * packedGroups]; every row's codes start 16-byte aligned). The number values match
+// PackedFormat's, so the host can convert.
+enum class WeightFormat : std::int32_t {
+    F16 = -1,
+    Q4G32 = 0,
+    Q8G16 = 1,
+};
+struct DeviceWeights
+{
+    WeightFormat format = WeightFormat::F16;
+    const void *data = nullptr;     // F16: Half [nOut][dim]; packed: the codes
+    const Half *scaleMin = nullptr; // packed: (scale, min) per group, row after row
+};
+// Elements one 16-byte load of a row holds (8, 32 or 16): dim must be a multiple of it.
+constexpr std::int32_t weightChunkElements(WeightFormat format)
+{
+    return format == WeightFormat::F16 ? 8 : format == WeightFormat::Q4G32 ? 32 : 16;
+}
+// The matrix rows [rowBegin, rowBegin + rows) as fp16 into out ([rows][dim]), each element
+// fp16(scale * code + min): what a prompt's GEMMs read when the weights are packed.
+void dequantizeWeights(const DeviceWeights &w, std::int64_t rowBegin, std::int64_t rows, std::int32_t dim, Half *out,
+                       void *stream);
+
+// x[t][:] = table[tokens[t]][:] as fp32. table: [nVocab][dim], fp16 or packed.
+void embedTokens(const DeviceWeights &table, const std::int32_t *tokens, std::int64_t nTokens, std::int32_t dim,
+                 float *x, void *stream);
 
 // out[t][i] = fp16(x[t][i] * rsqrt(mean_i(x[t][i]^2) + eps) * weight[i]); the sum of squares is
 // accumulated in fp32 (the CPU backend uses double; the difference is far inside the tolerance).
@@ -103,8 +128,8 @@ void copySlices(const SliceCopy *table, std::int32_t nCopies, std::size_t offset
 void siluMul(const float *gate, const float *up, std::int64_t nRows, std::int32_t width, std::int64_t rowStride,
              Half *out, void *stream);
 
-// The decode step's projections (one token, cuda_gemv.cu): matrix-vector products over fp16
-// weights ([nOut][dim], as cuBLAS reads them) with fp32 accumulation, fused with the work around
+// The decode step's projections (one token, cuda_gemv.cu): matrix-vector products over fp16 or
+// packed weights ([nOut][dim]) with fp32 accumulation, fused with the work around
 // them. The input is an fp16 vector, or RMSNorm(residual) * normWeight rounded to fp16 with the
 // same arithmetic as rmsNorm (so the same values the unfused path would feed cuBLAS).
 struct GemvInput
@@ -117,13 +142,13 @@ struct GemvInput
 };
 struct GemvMatrix
 {
-    const Half *w = nullptr; // [nOut][dim]
+    DeviceWeights w; // [nOut][dim]; the matrices of one call share a format
     std::int32_t nOut = 0;
     float *y = nullptr; // [nOut]
 };
 constexpr int kMaxGemvMatrices = 3;
-// dim is a multiple of 8 and its fp16 vector fits a block's shared memory (else the launches fail
-// with cudaErrorInvalidConfiguration).
+// dim is a multiple of 8 (of weightChunkElements for packed weights) and its fp16 vector fits a
+// block's shared memory (else the launches fail with cudaErrorInvalidConfiguration).
 bool gemvSupports(std::int32_t dim);
 // Lets the kernels take inputs up to maxDim wide (sets the opt-in shared memory attribute above
 // 48 KiB); called at load, outside any graph capture. False where the device cannot.
@@ -133,7 +158,8 @@ bool gemvReserveSharedMemory(std::int32_t maxDim);
 void gemv(const GemvInput &in, const GemvMatrix *matrices, int nMatrices, bool accumulate, void *stream);
 // act[o] = fp16(silu(Wgate[o] . x) * (Wup[o] . x)) for o < nFf: the FFN's gate and up projections
 // and siluMul in one launch.
-void gemvSwiGlu(const GemvInput &in, const Half *wGate, const Half *wUp, std::int32_t nFf, Half *act, void *stream);
+void gemvSwiGlu(const GemvInput &in, const DeviceWeights &wGate, const DeviceWeights &wUp, std::int32_t nFf, Half *act,
+                void *stream);
 // The Q, K and V products (qkv[0..2]) with ropeAndStoreKv fused in: qkv[0].y gets the rotated Q
 // (fp32); the rotated K and V go as fp16 into the KV rows of position *devicePos (kv as for
 // ropeAndStoreKv); cos/sin from a table of positions ([pos][nRot], cosSinByPosition). K and V are

@@ -33,7 +33,7 @@ for m in shared.finditer(s):
         sys.exit(f'{src}: __align__({m.group(1)}) on dynamic shared memory: the emulator aligns it to 128')
 s = shared.sub('float4 *smemVec = emu::dynamicSmem<float4>();', s)
 
-launch = re.compile(r'(\w+(?:<[\w, ]+>)?)<<<(.*?)>>>\((.*?)\);', re.S)
+launch = re.compile(r'(\w+(?:<[\w:, ]+>)?)<<<(.*?)>>>\((.*?)\);', re.S)
 
 
 def to_emulated_launch(m):

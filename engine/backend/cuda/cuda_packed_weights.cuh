@@ -1,0 +1,85 @@
+// SPDX-License-Identifier: MIT
+// Kernel file owned by the CUDA-backend owner (STYLE.md §5 exception).
+//
+// Reading weight rows on the device, fp16 or packed (engine/backend/packed_weights.h: every element
+// scale * code + min, unsigned codes in 32-bit words, element 2k of a word in bits [b*k, b*k + b),
+// element 2k + 1 in bits [16 + b*k, ...)). A row is read in 16-byte chunks: 8 fp16 weights, or 4
+// words of codes (32 four-bit or 16 eight-bit codes, exactly one group, so one (scale, min) pair a
+// chunk). Included like cuda_device_common.cuh (after it, inside a file's anonymous namespace;
+// includes nothing).
+#pragma once
+
+template <WeightFormat F> constexpr int kCodeBits = F == WeightFormat::Q4G32 ? 4 : 8;
+template <WeightFormat F> constexpr int kChunkElements = weightChunkElements(F);
+
+// Row r's 16-byte chunks, and (packed) its (scale, min) pairs.
+template <WeightFormat F> __device__ __forceinline__ const uint4 *rowChunks(const DeviceWeights &w, std::int64_t r, int dim)
+{
+    return static_cast<const uint4 *>(w.data) + r * (dim / kChunkElements<F>);
+}
+
+template <WeightFormat F>
+__device__ __forceinline__ const __half2 *rowScaleMin(const DeviceWeights &w, std::int64_t r, int dim)
+{
+    return reinterpret_cast<const __half2 *>(w.scaleMin) + r * (dim / kChunkElements<F>);
+}
+
+// Pair k of a word of Bits-bit codes: its two elements as fp16 codes, exactly. Setting fp16
+// 1024's exponent bits over a code gives 1024 + code (10 mantissa bits hold codes up to 1023);
+// subtracting 1024 is exact. No integer-to-float conversion, whose throughput is a quarter of an
+// FMA's and would bound the 4-bit decode.
+template <int Bits> __device__ __forceinline__ __half2 codePair(unsigned word, int k)
+{
+    constexpr unsigned kMask = Bits == 4 ? 0x000F000Fu : 0x00FF00FFu;
+    const unsigned bits = ((word >> (Bits * k)) & kMask) | 0x64006400u;
+    __half2 h;
+    std::memcpy(&h, &bits, sizeof h);
+    return __hsub2(h, __floats2half2_rn(1024.0f, 1024.0f));
+}
+
+// The codes of a packed chunk, pair by pair (pair p holds elements 2p and 2p + 1 of the chunk).
+template <int Bits> __device__ __forceinline__ __half2 chunkCodePair(const uint4 &chunk, int p)
+{
+    constexpr int kPairsPerWord = 16 / Bits;
+    const unsigned words[4] = {chunk.x, chunk.y, chunk.z, chunk.w};
+    return codePair<Bits>(words[p / kPairsPerWord], p % kPairsPerWord);
+}
+
+// A packed chunk's sum of code * x over its elements (x: the chunk's inputs, fp16, as consecutive
+// uint4s of 8), in fp32. codes * x products are exact in fp32 (11-bit times 11-bit mantissas).
+template <int Bits> __device__ __forceinline__ float chunkCodeDot(const uint4 &chunk, const uint4 *x)
+{
+    constexpr int kPairs = 64 / Bits; // 128 / Bits elements
+    float sum = 0.0f;
+#pragma unroll
+    for (int q = 0; q < kPairs / 4; ++q) {
+        const uint4 xv = x[q];
+        const unsigned xBits[4] = {xv.x, xv.y, xv.z, xv.w};
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            __half2 xh;
+            std::memcpy(&xh, &xBits[j], sizeof xh);
+            const float2 c = __half22float2(chunkCodePair<Bits>(chunk, 4 * q + j));
+            const float2 xf = __half22float2(xh);
+            sum = fmaf(c.x, xf.x, sum);
+            sum = fmaf(c.y, xf.y, sum);
+        }
+    }
+    return sum;
+}
+
+// Element i of a row (fp32): fp16 as stored, packed as scale * code + min.
+template <WeightFormat F> __device__ __forceinline__ float rowElement(const DeviceWeights &w, std::int64_t r, int dim, int i)
+{
+    if constexpr (F == WeightFormat::F16) {
+        return __half2float(static_cast<const __half *>(w.data)[r * dim + i]);
+    } else {
+        constexpr int kBits = kCodeBits<F>;
+        const uint4 chunk = rowChunks<F>(w, r, dim)[i / kChunkElements<F>];
+        const int e = i % kChunkElements<F>;
+        const __half2 c = chunkCodePair<kBits>(chunk, e / 2);
+        const float code = e % 2 == 0 ? __low2float(c) : __high2float(c);
+        const float2 sm = __half22float2(rowScaleMin<F>(w, r, dim)[i / kChunkElements<F>]);
+        return fmaf(sm.x, code, sm.y);
+    }
+}
