@@ -15,7 +15,9 @@
 //     restored from the disk store; and the 30 tokens
 //     alone on an empty sequence;
 //   host-to-device restore GB/s of the history's blocks against one plain cudaMemcpyAsync of the
-//     same bytes from pinned memory.
+//     same bytes from pinned memory;
+//   for a quantized file (weights packed on the device), prefill, decode and the 30-token TTFT
+//     again with every matrix in fp16 (KVCHAT_CUDA_WEIGHTS=f16), to show what packing is worth.
 // Medians over --repeats runs after a warm-up. Prints a markdown table; --json writes the numbers.
 //
 //   kvchat-bench-gpu -m MODEL.gguf [--label NAME] [--repeats 5] [--json OUT.json]
@@ -184,6 +186,20 @@ public:
         return s;
     }
 
+    // Milliseconds to the logits of kNewTokens tokens on an empty sequence (a fresh set when
+    // none is given).
+    double ttftAlone(std::vector<TokenId> fresh = {})
+    {
+        if (fresh.empty())
+            fresh = tokens(kNewTokens);
+        return 1e3 * timed([&] {
+                   KvSequence empty(*m_pool);
+                   const auto start = Clock::now();
+                   forward(fresh, empty);
+                   return secondsSince(start);
+               });
+    }
+
     json ttftAndRestore(const std::string &workDir)
     {
         const KvLayout layout = m_backend->kvLayout();
@@ -242,12 +258,7 @@ public:
         json out;
         out["blocks"] = nBlocks;
         out["block_bytes"] = blockBytes;
-        out["ttft_alone_ms"] = 1e3 * timed([&] {
-                                   KvSequence empty(*m_pool);
-                                   const auto start = Clock::now();
-                                   forward(fresh, empty);
-                                   return secondsSince(start);
-                               });
+        out["ttft_alone_ms"] = ttftAlone(fresh);
         out["ttft_cold_ms"] = 1e3 * timed([&] {
                                   std::vector<TokenId> all = history;
                                   all.insert(all.end(), fresh.begin(), fresh.end());
@@ -437,6 +448,21 @@ int main(int argc, char **argv)
                                   {"instantiations", bench.backend().decodeGraphStats().instantiations}};
         result["ttft"] = bench.ttftAndRestore(workDir);
         const json &t = result["ttft"];
+        // A quantized file: the same model with every matrix in fp16 on the device
+        // (KVCHAT_CUDA_WEIGHTS=f16), to measure what keeping the weights packed is worth.
+        const bool packed = result["weights"].get<std::string>().find("packed") != std::string::npos;
+        if (packed) {
+            setenv("KVCHAT_CUDA_WEIGHTS", "f16", 1);
+            GpuBench f16(**model, repeats);
+            unsetenv("KVCHAT_CUDA_WEIGHTS");
+            result["fp16_weights"] = {
+                {"weights_mib", f16.backend().weightBytes() >> 20},
+                {"prefill_512_tokens_per_s", 512 / f16.prefillSeconds(512)},
+                {"prefill_2048_tokens_per_s", 2048 / f16.prefillSeconds(2048)},
+                {"decode_0_tokens_per_s", 1.0 / f16.decodeSecondsPerToken(0, GpuBench::DecodePath::Generation)},
+                {"decode_1024_tokens_per_s", 1.0 / f16.decodeSecondsPerToken(1024, GpuBench::DecodePath::Generation)},
+                {"ttft_alone_ms", f16.ttftAlone()}};
+        }
         result["targets"] = {
             {"decode_roofline_ge_0.7", result["decode"]["0"]["roofline_fraction"].get<double>() >= 0.7},
             {"prefill2048_peak_ge_0.5", result["prefill"]["2048"]["peak_fraction"].get<double>() >= 0.5},
@@ -475,6 +501,15 @@ int main(int argc, char **argv)
             std::printf("| %s | %.2f |\n", label, t[key].get<double>());
         std::printf("| restore GB/s vs plain pinned copy | %.1f vs %.1f |\n", t["restore_gb_per_s"].get<double>(),
                     t["plain_pinned_copy_gb_per_s"].get<double>());
+        if (packed) {
+            const json &f = result["fp16_weights"];
+            std::printf("| the same weights in fp16 (%lld MiB): prefill 512 / 2048, decode at 0 / 1024: tokens/s; "
+                        "TTFT ms of the 30 tokens alone | %.0f / %.0f, %.1f / %.1f; %.2f |\n",
+                        static_cast<long long>(f["weights_mib"].get<std::size_t>()),
+                        f["prefill_512_tokens_per_s"].get<double>(), f["prefill_2048_tokens_per_s"].get<double>(),
+                        f["decode_0_tokens_per_s"].get<double>(), f["decode_1024_tokens_per_s"].get<double>(),
+                        f["ttft_alone_ms"].get<double>());
+        }
         std::cout << "targets: " << result["targets"].dump() << "\n";
         if (!jsonPath.empty())
             std::ofstream(jsonPath) << result.dump(2) << "\n";
