@@ -385,6 +385,8 @@ void MainWindow::showLoadedModel()
                                QString::fromStdString(info.name.empty() ? info.architecture : info.name))
                           .arg(info.nLayers)
                           .arg(info.fileBytes / (1024 * 1024));
+    if (!info.backendDetail.empty())
+        tooltip += QStringLiteral("\n") + QString::fromStdString(info.backendDetail);
     if (!info.backendNotice.empty()) {
         // The GPU was asked for and is not used: say so where the backend is named, and why.
         m_modelLabel->setText(m_modelLabel->text() + tr("  ·  GPU not used"));

@@ -32,6 +32,9 @@ class Backend
 public:
     virtual ~Backend() = default;
     virtual std::string_view name() const = 0;
+    // What it runs on and how it holds the weights, in a line for the user (the app's model
+    // tooltip): e.g. the GPU, and how many matrices are packed in 4 or 8 bits.
+    virtual std::string describe() const { return std::string(name()); }
 
     // The KV layout this backend writes for its model.
     virtual KvLayout kvLayout() const = 0;

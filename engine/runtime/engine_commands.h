@@ -88,6 +88,7 @@ struct ModelInfo
     std::string chatTemplate;
     std::string backend;       // what runs the model: "cpu" or "cuda"
     std::string backendNotice; // why the backend asked for is not the one running, or ""
+    std::string backendDetail; // Backend::describe(): the device, how the weights are held
     std::int32_t contextLength = 0;
     std::int32_t nLayers = 0;
     std::int64_t fileBytes = 0;

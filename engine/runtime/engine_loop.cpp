@@ -119,6 +119,7 @@ void EngineLoop::handle(OpenModel &command)
     info.chatTemplate = std::string(m_engine->chatTemplate().name());
     info.backend = std::string(m_engine->backend().name());
     info.backendNotice = m_engine->backendNotice();
+    info.backendDetail = m_engine->backend().describe();
     info.contextLength = model.config().nCtxTrain;
     info.nLayers = model.config().nLayers;
     info.fileBytes = static_cast<std::int64_t>(model.file().fileBytes());

@@ -294,7 +294,7 @@ void CudaBackendTest::packedWeightsMatchCpu()
     auto cpu = cpuOracle(*model);
     auto gpuBackend = cudaBackend(*model);
     auto &gpu = dynamic_cast<cuda::CudaBackend &>(*gpuBackend);
-    qInfo("weights: %s, %zu KiB", gpu.weightsDescription().c_str(), gpu.weightBytes() >> 10);
+    qInfo("%s", gpu.describe().c_str());
     QVERIFY(gpu.weightsDescription().find("packed") != std::string::npos);
     QVERIFY(gpu.weightsDescription().find("fp16") == std::string::npos);
 

@@ -251,6 +251,9 @@ private slots:
         QVERIFY(!m_window->loadProgress()->isVisible());
         QVERIFY(m_window->modelLabel()->text().contains(QStringLiteral("cpu")));
         QVERIFY(m_window->modelLabel()->text().contains(formatCount(m_window->modelInfo().contextLength)));
+        // The tooltip says what runs the model and how it holds the weights.
+        QVERIFY2(m_window->modelLabel()->toolTip().contains(QStringLiteral("CPU, ")),
+                 qPrintable(m_window->modelLabel()->toolTip()));
         QCOMPARE(m_settings->lastModelPath(), m_model);
         QCOMPARE(m_settings->recentModels().value(0), m_model);
         // A file that cannot be opened while a model is loaded leaves that model in place.

@@ -69,6 +69,12 @@ CpuBackend::CpuBackend(const LlamaModel &model, int nThreads, std::int32_t kvBlo
     prepareWeights(useInt8 && !int8DisabledByEnvironment());
 }
 
+std::string CpuBackend::describe() const
+{
+    return "CPU, " + std::to_string(threads()) + " threads; " + std::to_string(m_packed.size()) +
+           " matrices repacked for the int8 kernels, the rest read as the file stores them";
+}
+
 void CpuBackend::prepareWeights(bool useInt8)
 {
     // Each matrix is repacked for the integer kernels (its mapped pages given back), or else read

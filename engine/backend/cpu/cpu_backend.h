@@ -27,6 +27,7 @@ public:
     std::string_view name() const override { return "cpu"; }
     KvLayout kvLayout() const override { return m_kvLayout; }
     int threads() const { return m_pool.size(); }
+    std::string describe() const override;
     // Matrices that take the integer path.
     std::size_t packedMatrixCount() const { return m_packed.size(); }
 

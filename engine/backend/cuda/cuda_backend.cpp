@@ -194,6 +194,14 @@ std::size_t CudaBackend::decodeWeightBytes() const
     return total;
 }
 
+std::string CudaBackend::describe() const
+{
+    const CudaDeviceInfo &d = m_state->device;
+    return d.name + " (compute capability " + std::to_string(d.computeCapability / 10) + "." +
+           std::to_string(d.computeCapability % 10) + "); weights on the GPU: " + std::to_string(weightBytes() >> 20) +
+           " MiB, " + weightsDescription();
+}
+
 std::string CudaBackend::weightsDescription() const
 {
     const State &s = *m_state;

@@ -43,6 +43,8 @@ public:
     ~CudaBackend() override;
 
     std::string_view name() const override { return "cuda"; }
+    // The GPU, and the weights on it (weightsDescription, MiB).
+    std::string describe() const override;
     KvLayout kvLayout() const override;
     // The KV a forward pass writes depends on how the weights are kept (fp16, or packed codes with
     // fp16 group scales, whose products round differently): part of the stored blocks' identity.
