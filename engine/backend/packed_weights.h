@@ -12,7 +12,9 @@
 //     scales change every 16 elements, hence the smaller groups).
 // Every GGUF block of these types is such an affine map of its integer quants, so the packing is
 // exact, except that the K-quants' group scale (d * sc) and min (dmin * m) are rounded to fp16:
-// a relative error of at most 2^-11, the same as rounding the weights themselves to fp16.
+// each by at most 2^-11 relative, so an element moves by at most 2^-11 * (|scale * code| + |min|)
+// (for an element near zero in a group with a large min, more than rounding the element itself
+// to fp16 would; a fraction of a percent of the format's own quantization step).
 //
 // Codes sit in 32-bit little-endian words in an order made for the GPU's unpacking: with b-bit
 // fields, a word holds 32 / b consecutive elements, element 2k in bits [b*k, b*k + b) and element

@@ -46,9 +46,11 @@ std::size_t deviceBytes(std::initializer_list<const WeightMatrix *> parts, bool 
 
 // fp16 bytes of the largest slice of a packed matrix the prompt GEMMs dequantize at once: a whole
 // layer matrix, and of the embedding/classifier (up to 1 GB at Llama-3's vocabulary) what fits the
-// same buffer, or 64 MiB if that is more.
+// same buffer, or 64 MiB if that is more; at most 128 MiB (an 8B model's stacked gate/up, 235 MB,
+// then takes two slices, still GEMMs of 16k rows).
 std::size_t dequantizedScratchBytes(const CudaBackend::State &s)
 {
+    constexpr std::size_t kMaxBytes = 128 * kMiB;
     std::size_t layerMax = 0;
     for (const DeviceLayer &l : s.layers)
         for (const DeviceMatrix *m : {&l.wqkv, &l.wo, &l.wGateUp, &l.wDown})
@@ -58,7 +60,7 @@ std::size_t dequantizedScratchBytes(const CudaBackend::State &s)
     for (const DeviceMatrix *m : {&s.embedding, &s.output})
         if (m->weights.format != WeightFormat::F16)
             bytes = std::max(bytes, std::min(sz(m->nOut * m->nIn) * sizeof(Half), std::max(layerMax, 64 * kMiB)));
-    return bytes;
+    return std::min(bytes, kMaxBytes);
 }
 
 } // namespace
@@ -327,8 +329,9 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const LlamaModel &model
     } catch (const CudaFailure &failure) {
         const std::string what = failure.what();
         const bool oom = what.find("cudaErrorMemoryAllocation") != std::string::npos;
+        // A matrix packRow refused goes up in fp16, 3.2x the bytes counted: hence "at least".
         return makeError(oom ? "not enough GPU memory for this model on " + device->name + " (" +
-                                   std::to_string(device->freeBytes / kMiB) + " MiB free; its weights need " +
+                                   std::to_string(device->freeBytes / kMiB) + " MiB free; its weights need at least " +
                                    std::to_string(neededBytes / kMiB) + " MiB, plus scratch): " + what
                              : "setting up the CUDA backend on " + device->name + ": " + what);
     }

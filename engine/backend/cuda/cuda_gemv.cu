@@ -101,32 +101,58 @@ __device__ __forceinline__ float dot8(const uint4 &w, const uint4 &x, float acc)
     return acc;
 }
 
+// Where input element i is staged: in order for fp16 weights; for packed ones interleaved by
+// chunk (uint4 q of chunk c at uint4 q * chunks + c), so that the lanes of a warp, each reading
+// its own chunk's q-th 16 bytes, read consecutive addresses (in order, 32 or 64 bytes apart, they
+// would conflict 2 or 4 ways in the shared memory banks).
+template <WeightFormat F> __device__ __forceinline__ int stagedIndex(int i, int chunks)
+{
+    if constexpr (F == WeightFormat::F16) {
+        return i;
+    } else {
+        constexpr int kElements = kChunkElements<F>;
+        const int inChunk = i % kElements;
+        return ((inChunk / 8) * chunks + i / kElements) * 8 + inChunk % 8;
+    }
+}
+
 // Stages the block's input vector in shared memory as fp16: copied, or RMSNorm(residual) * weight
 // computed exactly as rmsNormKernel does (the same 256-thread reduction, so the same values).
-// Packed weights: then the sum of each group's staged inputs, in fp32, into sSum.
+// Packed weights: interleaved (stagedIndex), then each group's sum of staged inputs, in fp32,
+// into sSum.
 template <WeightFormat F> __device__ __forceinline__ void stageInput(const GemvParams &p, __half *sIn, float *sSum)
 {
     static_assert(kGemvThreads == kRowThreads, "the fused RMSNorm must reduce as rmsNormKernel does");
+    constexpr int kInputChunks = kChunkElements<F> / 8; // uint4s of input per weight chunk
     const int tid = static_cast<int>(threadIdx.x);
+    const int chunks = p.dim / kChunkElements<F>;
+    uint4 *dst = reinterpret_cast<uint4 *>(sIn);
     if (p.vector != nullptr) {
         const uint4 *src = reinterpret_cast<const uint4 *>(p.vector);
-        uint4 *dst = reinterpret_cast<uint4 *>(sIn);
-        for (int c = tid; c < p.dim / 8; c += kGemvThreads)
-            dst[c] = src[c];
+        for (int u = tid; u < p.dim / 8; u += kGemvThreads)
+            dst[(u % kInputChunks) * chunks + u / kInputChunks] = src[u];
     } else {
         const float *row = p.residual;
         const float scale = blockRmsScale(row, p.dim, p.eps);
         for (int i = tid; i < p.dim; i += kGemvThreads)
-            sIn[i] = __float2half_rn(row[i] * scale * p.normWeight[i]);
+            sIn[stagedIndex<F>(i, chunks)] = __float2half_rn(row[i] * scale * p.normWeight[i]);
     }
     if constexpr (F != WeightFormat::F16) {
         __syncthreads();
-        constexpr int kGroup = kChunkElements<F>;
-        for (int g = tid; g < p.dim / kGroup; g += kGemvThreads) {
+        // A thread per group, reading its uint4s as the products will (consecutive across lanes).
+        for (int c = tid; c < chunks; c += kGemvThreads) {
             float sum = 0.0f;
-            for (int i = 0; i < kGroup; ++i)
-                sum += __half2float(sIn[g * kGroup + i]);
-            sSum[g] = sum;
+            for (int q = 0; q < kInputChunks; ++q) {
+                const uint4 x = dst[q * chunks + c];
+                const unsigned bits[4] = {x.x, x.y, x.z, x.w};
+                for (int j = 0; j < 4; ++j) {
+                    __half2 h;
+                    std::memcpy(&h, &bits[j], sizeof h);
+                    const float2 f = __half22float2(h);
+                    sum += f.x + f.y;
+                }
+            }
+            sSum[c] = sum;
         }
     }
 }
@@ -146,17 +172,16 @@ template <WeightFormat F> __device__ __forceinline__ RowRef rowRef(const DeviceW
         return RowRef{rowChunks<F>(w, r, dim), rowScaleMin<F>(w, r, dim)};
 }
 
-// One 16-byte chunk's products with the staged input, added to acc.
+// One 16-byte chunk c (of `chunks` a row) times the staged input, added to acc.
 template <WeightFormat F>
 __device__ __forceinline__ float chunkDot(const uint4 &w, __half2 scaleMin, const uint4 *in, const float *sSum, int c,
-                                          float acc)
+                                          int chunks, float acc)
 {
     if constexpr (F == WeightFormat::F16) {
         return dot8(w, in[c], acc);
     } else {
-        constexpr int kInputChunks = kChunkElements<F> / 8; // uint4s of fp16 input per chunk
         const float2 sm = __half22float2(scaleMin);
-        const float codeDot = chunkCodeDot<kCodeBits<F>>(w, in + c * kInputChunks);
+        const float codeDot = chunkCodeDot<kCodeBits<F>>(w, in + c, chunks);
         return fmaf(sm.x, codeDot, fmaf(sm.y, sSum[c], acc));
     }
 }
@@ -192,13 +217,13 @@ __device__ __forceinline__ void warpDots(const RowRef (&rows)[Rows], const __hal
         for (int u = 0; u < kGemvUnroll; ++u)
 #pragma unroll
             for (int r = 0; r < Rows; ++r)
-                acc[r] = chunkDot<F>(w[r][u], sm[r][u], in, sSum, c + 32 * u, acc[r]);
+                acc[r] = chunkDot<F>(w[r][u], sm[r][u], in, sSum, c + 32 * u, chunks, acc[r]);
     }
     for (; c < chunks; c += 32) {
 #pragma unroll
         for (int r = 0; r < Rows; ++r) {
             const __half2 sm = kPacked ? __ldg(rows[r].scaleMin + c) : __half2();
-            acc[r] = chunkDot<F>(__ldg(rows[r].chunks + c), sm, in, sSum, c, acc[r]);
+            acc[r] = chunkDot<F>(__ldg(rows[r].chunks + c), sm, in, sSum, c, chunks, acc[r]);
         }
     }
 #pragma unroll
@@ -246,7 +271,7 @@ __global__ void __launch_bounds__(kGemvThreads) gemvKernel(const GemvParams p)
         if (first >= p.rowEnd[2])
             return; // warp-uniform
         const int m = first < p.rowEnd[0] ? 0 : first < p.rowEnd[1] ? 1 : 2;
-        const DeviceWeights &w = m == 0 ? p.w[0] : m == 1 ? p.w[1] : p.w[2];
+        const DeviceWeights w = m == 0 ? p.w[0] : m == 1 ? p.w[1] : p.w[2];
         const int r = first - (m == 0 ? 0 : m == 1 ? p.rowEnd[0] : p.rowEnd[1]);
         const RowRef wRows[2] = {rowRef<F>(w, r, p.dim), rowRef<F>(w, r + 1, p.dim)};
         float pair[2];
@@ -291,7 +316,8 @@ __global__ void __launch_bounds__(kGemvThreads) gemvKernel(const GemvParams p)
     } else {
         // The row's matrix, chosen by comparisons: indexing the parameter arrays with a
         // run-time index would copy them to local memory.
-        const DeviceWeights *w = &p.w[0];
+        // By value: a pointer into the parameters would copy them to local memory.
+        DeviceWeights w = p.w[0];
         float *y = p.y[0];
         int r = row;
         const int rows = p.nMatrices == 1 ? p.rowEnd[0] : p.nMatrices == 2 ? p.rowEnd[1] : p.rowEnd[2];
@@ -299,11 +325,11 @@ __global__ void __launch_bounds__(kGemvThreads) gemvKernel(const GemvParams p)
             return; // warp-uniform
         if (row >= p.rowEnd[0]) {
             const bool third = row >= p.rowEnd[1];
-            w = third ? &p.w[2] : &p.w[1];
+            w = third ? p.w[2] : p.w[1];
             y = third ? p.y[2] : p.y[1];
             r = row - (third ? p.rowEnd[1] : p.rowEnd[0]);
         }
-        const RowRef wRow[1] = {rowRef<F>(*w, r, p.dim)};
+        const RowRef wRow[1] = {rowRef<F>(w, r, p.dim)};
         float dot[1];
         warpDots<F, 1>(wRow, sIn, sSum, p.dim, dot);
         if (lane == 0)
@@ -326,10 +352,12 @@ std::size_t largestSmemBytes(std::int32_t dim)
     return std::max(smemBytes(WeightFormat::F16, dim), smemBytes(WeightFormat::Q8G16, dim));
 }
 
-// The staged input plus the fused RMSNorm's static shared memory (warpSums, rowScale) fit.
+// The fused RMSNorm's static shared memory (warpSums, rowScale: 36 bytes), rounded up.
+constexpr std::size_t kStaticSmem = 64;
+
+// The staged input plus the static shared memory fit.
 bool widthFits(std::int32_t dim)
 {
-    constexpr std::size_t kStaticSmem = 64;
     return dim > 0 && dim % 8 == 0 && largestSmemBytes(dim) + kStaticSmem <= maxOptInSharedBytes();
 }
 
@@ -348,9 +376,10 @@ bool weightsSupported(const DeviceWeights *w, int n, std::int32_t dim)
     return true;
 }
 
-// Dynamic shared memory the kernels may take: 48 KiB, or what gemvReserveSharedMemory set (at load,
-// so that no attribute is set while a decode step is being captured as a graph).
-std::size_t g_reservedSmem = 48 * 1024;
+// Dynamic shared memory the kernels may take: what 48 KiB leaves next to the static shared memory
+// (the limit without opting in counts both), or what gemvReserveSharedMemory set (at load, so that
+// no attribute is set while a decode step is being captured as a graph).
+std::size_t g_reservedSmem = 48 * 1024 - kStaticSmem;
 
 template <GemvOut Out, int Rows, WeightFormat F> void launchGemvAs(const GemvParams &p, int rows, cudaStream_t stream)
 {

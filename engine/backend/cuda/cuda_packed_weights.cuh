@@ -45,15 +45,17 @@ template <int Bits> __device__ __forceinline__ __half2 chunkCodePair(const uint4
     return codePair<Bits>(words[p / kPairsPerWord], p % kPairsPerWord);
 }
 
-// A packed chunk's sum of code * x over its elements (x: the chunk's inputs, fp16, as consecutive
-// uint4s of 8), in fp32. codes * x products are exact in fp32 (11-bit times 11-bit mantissas).
-template <int Bits> __device__ __forceinline__ float chunkCodeDot(const uint4 &chunk, const uint4 *x)
+// A packed chunk's sum of code * x over its elements, in fp32 (code * x products are exact in
+// fp32: 8-bit times 11-bit mantissas). x: the chunk's inputs, fp16, as uint4s of 8 elements,
+// `stride` uint4s apart (the gemv kernels stage the input interleaved by chunk, so that a warp's
+// lanes, each on its own chunk, read consecutive 16 bytes).
+template <int Bits> __device__ __forceinline__ float chunkCodeDot(const uint4 &chunk, const uint4 *x, int stride)
 {
     constexpr int kPairs = 64 / Bits; // 128 / Bits elements
     float sum = 0.0f;
 #pragma unroll
     for (int q = 0; q < kPairs / 4; ++q) {
-        const uint4 xv = x[q];
+        const uint4 xv = x[q * stride];
         const unsigned xBits[4] = {xv.x, xv.y, xv.z, xv.w};
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
