@@ -8,7 +8,9 @@
 //     quantized file; + fp16 KV of the context) / the device-to-device copy bandwidth
 //     measured here; a step runs as generation runs it (a CUDA graph, fused matrix-vector
 //     projections, the top 40 candidates picked on the device), and again without the graph,
-//     copying all logits, and with cuBLAS projections, for comparison;
+//     copying all logits, and with unfused projections (cuBLAS GEMMs; for packed weights the packed
+//     matrix-vector kernel one matrix at a time, with the norms and SiLU as separate kernels), for
+//     comparison;
 //   TTFT for a 2,000-token history + 30 new tokens: cold (all 2,030 computed), history on the
 //     device, restored from pinned host memory (layer by layer, overlapping the prefill, as the
 //     session cache does; also with the layers copied by cudaMemcpyAsync instead of copy kernels),
@@ -16,8 +18,9 @@
 //     alone on an empty sequence;
 //   host-to-device restore GB/s of the history's blocks against one plain cudaMemcpyAsync of the
 //     same bytes from pinned memory;
-//   for a quantized file (weights packed on the device), prefill, decode and the 30-token TTFT
-//     again with every matrix in fp16 (KVCHAT_CUDA_WEIGHTS=f16), to show what packing is worth.
+//   for a quantized file (weights packed on the device, with fp16 copies for prompts where the
+//     GPU has room), prefill, decode and the 30-token TTFT again with every matrix in fp16
+//     (KVCHAT_CUDA_WEIGHTS=f16) and with the packed codes only (=packed), to show what each is worth.
 // Medians over --repeats runs after a warm-up. Prints a markdown table; --json writes the numbers.
 //
 //   kvchat-bench-gpu -m MODEL.gguf [--label NAME] [--repeats 5] [--json OUT.json]
@@ -448,20 +451,25 @@ int main(int argc, char **argv)
                                   {"instantiations", bench.backend().decodeGraphStats().instantiations}};
         result["ttft"] = bench.ttftAndRestore(workDir);
         const json &t = result["ttft"];
-        // A quantized file: the same model with every matrix in fp16 on the device
-        // (KVCHAT_CUDA_WEIGHTS=f16), to measure what keeping the weights packed is worth.
+        // A quantized file: the same model with every matrix in fp16 on the device, and with only
+        // the packed codes (prompts dequantize them: what a GPU without room for the fp16 copies
+        // runs), to measure what each way of holding the weights is worth.
         const bool packed = result["weights"].get<std::string>().find("packed") != std::string::npos;
-        if (packed) {
-            setenv("KVCHAT_CUDA_WEIGHTS", "f16", 1);
-            GpuBench f16(**model, repeats);
+        const std::pair<const char *, const char *> variants[] = {{"f16", "fp16_weights"},
+                                                                  {"packed", "packed_weights_only"}};
+        for (const auto &[setting, key] : variants) {
+            if (!packed)
+                break;
+            setenv("KVCHAT_CUDA_WEIGHTS", setting, 1);
+            GpuBench other(**model, repeats);
             unsetenv("KVCHAT_CUDA_WEIGHTS");
-            result["fp16_weights"] = {
-                {"weights_mib", f16.backend().weightBytes() >> 20},
-                {"prefill_512_tokens_per_s", 512 / f16.prefillSeconds(512)},
-                {"prefill_2048_tokens_per_s", 2048 / f16.prefillSeconds(2048)},
-                {"decode_0_tokens_per_s", 1.0 / f16.decodeSecondsPerToken(0, GpuBench::DecodePath::Generation)},
-                {"decode_1024_tokens_per_s", 1.0 / f16.decodeSecondsPerToken(1024, GpuBench::DecodePath::Generation)},
-                {"ttft_alone_ms", f16.ttftAlone()}};
+            result[key] = {
+                {"weights_mib", other.backend().weightBytes() >> 20},
+                {"prefill_512_tokens_per_s", 512 / other.prefillSeconds(512)},
+                {"prefill_2048_tokens_per_s", 2048 / other.prefillSeconds(2048)},
+                {"decode_0_tokens_per_s", 1.0 / other.decodeSecondsPerToken(0, GpuBench::DecodePath::Generation)},
+                {"decode_1024_tokens_per_s", 1.0 / other.decodeSecondsPerToken(1024, GpuBench::DecodePath::Generation)},
+                {"ttft_alone_ms", other.ttftAlone()}};
         }
         result["targets"] = {
             {"decode_roofline_ge_0.7", result["decode"]["0"]["roofline_fraction"].get<double>() >= 0.7},
@@ -484,7 +492,7 @@ int main(int argc, char **argv)
             std::printf("| decode at context %s: tokens/s (share of %.0f GB/s roofline) | %.1f (%.2f) |\n", d,
                         bandwidth / 1e9, result["decode"][d]["tokens_per_s"].get<double>(),
                         result["decode"][d]["roofline_fraction"].get<double>());
-            std::printf("| decode at context %s without the CUDA graph / copying all logits / cuBLAS projections: "
+            std::printf("| decode at context %s without the CUDA graph / copying all logits / unfused projections: "
                         "tokens/s | %.1f / %.1f / %.1f |\n",
                         d, result["decode"][d]["tokens_per_s_without_graph"].get<double>(),
                         result["decode"][d]["tokens_per_s_copying_all_logits"].get<double>(),
@@ -501,11 +509,15 @@ int main(int argc, char **argv)
             std::printf("| %s | %.2f |\n", label, t[key].get<double>());
         std::printf("| restore GB/s vs plain pinned copy | %.1f vs %.1f |\n", t["restore_gb_per_s"].get<double>(),
                     t["plain_pinned_copy_gb_per_s"].get<double>());
-        if (packed) {
-            const json &f = result["fp16_weights"];
-            std::printf("| the same weights in fp16 (%lld MiB): prefill 512 / 2048, decode at 0 / 1024: tokens/s; "
+        const std::pair<const char *, const char *> variantRows[] = {
+            {"fp16_weights", "every matrix in fp16"}, {"packed_weights_only", "packed codes only, no fp16 copies"}};
+        for (const auto &[key, what] : variantRows) {
+            if (!result.contains(key))
+                continue;
+            const json &f = result[key];
+            std::printf("| %s (%lld MiB): prefill 512 / 2048, decode at 0 / 1024: tokens/s; "
                         "TTFT ms of the 30 tokens alone | %.0f / %.0f, %.1f / %.1f; %.2f |\n",
-                        static_cast<long long>(f["weights_mib"].get<std::size_t>()),
+                        what, static_cast<long long>(f["weights_mib"].get<std::size_t>()),
                         f["prefill_512_tokens_per_s"].get<double>(), f["prefill_2048_tokens_per_s"].get<double>(),
                         f["decode_0_tokens_per_s"].get<double>(), f["decode_1024_tokens_per_s"].get<double>(),
                         f["ttft_alone_ms"].get<double>());

@@ -280,10 +280,12 @@ void CudaBackendTest::packedWeightsMatchCpu_data()
     QTest::newRow("Q4_K with Q6_K V/down/output") << mixed;
 }
 
-// Quantized files keep their matrices packed on the device: a prompt's GEMMs read them dequantized
-// a slice at a time, decode steps (graphs of the fused kernels) read the codes. Against the CPU for
-// a 200-token prompt and 20 decode steps (one position in 220 may be a near tie that flips), and
-// smaller than fp16 on the device.
+// Quantized files keep their matrices packed on the device: decode steps (graphs of the fused
+// kernels) read the codes; a prompt's GEMMs read fp16 copies of the layer matrices where the GPU
+// has room for them (the default, KVCHAT_CUDA_WEIGHTS=auto; these small models always fit), or the
+// codes dequantized a slice at a time (KVCHAT_CUDA_WEIGHTS=packed). Both against the CPU for a
+// 200-token prompt and 20 decode steps (one position in 220 may be a near tie that flips); packed
+// only, smaller than fp16 on the device; the three with three KV formats.
 void CudaBackendTest::packedWeightsMatchCpu()
 {
     SKIP_WITHOUT_GPU();
@@ -292,38 +294,54 @@ void CudaBackendTest::packedWeightsMatchCpu()
     const auto model = writeAndLoad(m_dir, qPrintable(QString("packed-%1.gguf").arg(spec.seed)), spec);
     const auto tokens = randomTokens(220, spec.nVocab, spec.seed);
     auto cpu = cpuOracle(*model);
-    auto gpuBackend = cudaBackend(*model);
-    auto &gpu = dynamic_cast<cuda::CudaBackend &>(*gpuBackend);
-    qInfo("%s", gpu.describe().c_str());
-    QVERIFY(gpu.weightsDescription().find("packed") != std::string::npos);
-    QVERIFY(gpu.weightsDescription().find("fp16") == std::string::npos);
+    const std::vector<float> expected = allLogits(*cpu, tokens);
+    const auto withWeights = [&](const char *setting) {
+        qputenv("KVCHAT_CUDA_WEIGHTS", setting);
+        auto backend = cudaBackend(*model);
+        qunsetenv("KVCHAT_CUDA_WEIGHTS");
+        return std::unique_ptr<cuda::CudaBackend>(dynamic_cast<cuda::CudaBackend *>(backend.release()));
+    };
+    const auto againstCpu = [&](cuda::CudaBackend &gpu) {
+        KvBlockPool pool(gpu.kvLayout(), 64, gpu.kvMemory());
+        KvSequence seq(pool);
+        std::vector<float> logits, stepped;
+        if (!gpu.forward(std::span(tokens).first(200), seq, LogitsMode::All, logits).ok())
+            qFatal("prefill failed");
+        stepped = logits;
+        for (std::size_t i = 200; i < tokens.size(); ++i) {
+            if (!gpu.forward(std::span(tokens).subspan(i, 1), seq, LogitsMode::Last, logits).ok())
+                qFatal("decode step %zu failed", i);
+            stepped.insert(stepped.end(), logits.begin(), logits.end());
+        }
+        const Agreement a = compare(expected, stepped, spec.nVocab);
+        qInfo("against the CPU: worst top-logit error %.2e (limit %.0e), same argmax on %.2f%% of positions",
+              a.worstTopError, kTopLogitTolerance, 100.0 * a.argmaxShare);
+        return a;
+    };
 
-    KvBlockPool pool(gpu.kvLayout(), 64, gpu.kvMemory());
-    KvSequence seq(pool);
-    std::vector<float> logits, stepped;
-    QVERIFY(gpu.forward(std::span(tokens).first(200), seq, LogitsMode::All, logits).ok());
-    stepped = logits;
-    for (std::size_t i = 200; i < tokens.size(); ++i) {
-        QVERIFY(gpu.forward(std::span(tokens).subspan(i, 1), seq, LogitsMode::Last, logits).ok());
-        stepped.insert(stepped.end(), logits.begin(), logits.end());
-    }
-    QVERIFY(gpu.decodeGraphStats().launches > 0);
-    const Agreement a = compare(allLogits(*cpu, tokens), stepped, spec.nVocab);
-    qInfo("against the CPU: worst top-logit error %.2e (limit %.0e), same argmax on %.2f%% of positions",
-          a.worstTopError, kTopLogitTolerance, 100.0 * a.argmaxShare);
+    const auto copies = withWeights("auto");
+    qInfo("%s", copies->describe().c_str());
+    QVERIFY(copies->weightsDescription().find("fp16 copies") != std::string::npos);
+    Agreement a = againstCpu(*copies);
+    QVERIFY(copies->decodeGraphStats().launches > 0);
     QVERIFY(a.worstTopError <= kTopLogitTolerance);
     QVERIFY(a.argmaxShare >= kArgmaxAgreement);
 
-    // The same model with every matrix in fp16 (KVCHAT_CUDA_WEIGHTS=f16): 3.2x (4-bit) or 1.6x
-    // (8-bit) the bytes, and a different KV format, so that stored KV of one is not used by the other.
-    qputenv("KVCHAT_CUDA_WEIGHTS", "f16");
-    auto f16Backend = cudaBackend(*model);
-    qunsetenv("KVCHAT_CUDA_WEIGHTS");
-    auto &f16 = dynamic_cast<cuda::CudaBackend &>(*f16Backend);
-    QVERIFY(f16.weightsDescription().find("packed") == std::string::npos);
-    qInfo("fp16 on the device: %zu KiB", f16.weightBytes() >> 10);
-    QVERIFY(static_cast<double>(gpu.weightBytes()) < 0.7 * static_cast<double>(f16.weightBytes()));
-    QVERIFY(gpu.kvFormat() != f16.kvFormat());
+    const auto packed = withWeights("packed");
+    qInfo("%s", packed->describe().c_str());
+    QVERIFY(packed->weightsDescription().find("packed") != std::string::npos);
+    QVERIFY(packed->weightsDescription().find("fp16") == std::string::npos);
+    a = againstCpu(*packed);
+    QVERIFY(a.worstTopError <= kTopLogitTolerance);
+    QVERIFY(a.argmaxShare >= kArgmaxAgreement);
+
+    // Every matrix in fp16: 3.2x (4-bit) or 1.6x (8-bit) the bytes of the packed codes.
+    const auto f16 = withWeights("f16");
+    QVERIFY(f16->weightsDescription().find("packed") == std::string::npos);
+    qInfo("fp16 on the device: %zu KiB", f16->weightBytes() >> 10);
+    QVERIFY(static_cast<double>(packed->weightBytes()) < 0.7 * static_cast<double>(f16->weightBytes()));
+    QVERIFY(packed->kvFormat() != f16->kvFormat() && packed->kvFormat() != copies->kvFormat() &&
+            copies->kvFormat() != f16->kvFormat());
 #endif
 }
 

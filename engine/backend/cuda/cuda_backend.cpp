@@ -110,6 +110,10 @@ void CudaBackend::State::gemm(const DeviceMatrix &w, const Half *xIn, std::int64
         gemmF16(static_cast<const Half *>(w.weights.data), w.nOut, w.nIn, w.nOut, xIn, nTokens, y, beta);
         return;
     }
+    if (w.promptF16 != nullptr && nTokens > 1) {
+        gemmF16(w.promptF16, w.nOut, w.nIn, w.nOut, xIn, nTokens, y, beta);
+        return;
+    }
     if (nTokens == 1 && decodeGemvSupported) {
         // One token: read the packed weights as they are (the decode step with cuBLAS chosen, or a
         // prompt's last-row classifier).
@@ -220,7 +224,10 @@ std::string CudaBackend::weightsDescription() const
     for (int i = 0; i < 3; ++i)
         if (counts[i] > 0)
             out += (out.empty() ? "" : ", ") + std::to_string(counts[i]) + names[i];
-    return out + " (matrices; Q/K/V and gate/up stacked)";
+    out += " (matrices; Q/K/V and gate/up stacked)";
+    if (s.promptCopies)
+        out += "; fp16 copies of the packed layer matrices for prompts";
+    return out;
 }
 
 std::size_t CudaBackend::scratchBytes() const

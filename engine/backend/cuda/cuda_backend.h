@@ -62,7 +62,10 @@ public:
     const CudaDeviceInfo &device() const;
     // Weights on the device: quantized GGUF matrices packed (4-bit codes for Q4_0/Q4_1/Q4_K, 8-bit
     // for Q5_*, Q6_K and Q8_0, with fp16 scales; engine/backend/packed_weights.h), float ones in
-    // fp16. KVCHAT_CUDA_WEIGHTS=f16 keeps everything in fp16 (3.2x the bytes of a 4-bit file).
+    // fp16. KVCHAT_CUDA_WEIGHTS: auto (the default) adds fp16 copies of the packed layer matrices
+    // for prompts where they and the codes take at most 40% of the free GPU memory; packed keeps
+    // only the codes (prompts dequantize them); f16 keeps everything in fp16 (3.2x the bytes of a
+    // 4-bit file).
     std::size_t weightBytes() const;
     // What one decode step reads of them: every layer matrix, the norms and the classifier.
     std::size_t decodeWeightBytes() const;

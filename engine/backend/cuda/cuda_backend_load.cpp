@@ -54,7 +54,7 @@ std::size_t dequantizedScratchBytes(const CudaBackend::State &s)
     std::size_t layerMax = 0;
     for (const DeviceLayer &l : s.layers)
         for (const DeviceMatrix *m : {&l.wqkv, &l.wo, &l.wGateUp, &l.wDown})
-            if (m->weights.format != WeightFormat::F16)
+            if (m->weights.format != WeightFormat::F16 && m->promptF16 == nullptr)
                 layerMax = std::max(layerMax, sz(m->nOut * m->nIn) * sizeof(Half));
     std::size_t bytes = layerMax;
     for (const DeviceMatrix *m : {&s.embedding, &s.output})
@@ -117,6 +117,28 @@ std::vector<DeviceMatrix> CudaBackend::State::uploadStacked(ThreadPool &pool,
             return packed;
     // A float type, packing off, or a block whose scale is beyond fp16 (packRow refused it).
     return uploadStackedAs(pool, parts, WeightFormat::F16, staging);
+}
+
+std::vector<DeviceMatrix> CudaBackend::State::uploadLayerMatrix(ThreadPool &pool,
+                                                                std::initializer_list<const WeightMatrix *> parts,
+                                                                std::vector<std::uint8_t> &staging)
+{
+    std::vector<DeviceMatrix> views = uploadStacked(pool, parts, staging);
+    if (promptCopies && views.front().weights.format != WeightFormat::F16) {
+        const std::vector<DeviceMatrix> copies = uploadStackedAs(pool, parts, WeightFormat::F16, staging);
+        for (std::size_t i = 0; i < views.size(); ++i)
+            views[i].promptF16 = static_cast<const Half *>(copies[i].weights.data);
+    }
+    return views;
+}
+
+bool CudaBackend::State::anyPacked() const
+{
+    bool packed = embedding.weights.format != WeightFormat::F16 || output.weights.format != WeightFormat::F16;
+    for (const DeviceLayer &l : layers)
+        for (const DeviceMatrix *m : {&l.wqkv, &l.wo, &l.wGateUp, &l.wDown})
+            packed = packed || m->weights.format != WeightFormat::F16;
+    return packed;
 }
 
 std::vector<DeviceMatrix> CudaBackend::State::uploadStackedAs(ThreadPool &pool,
@@ -251,8 +273,9 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const LlamaModel &model
                          std::to_string(device->computeCapability % 10) +
                          ") is older than the CUDA backend supports (8.0: A100, RTX 30xx and newer)");
     const LlamaConfig &c = model.config();
-    const char *weightsSetting = std::getenv("KVCHAT_CUDA_WEIGHTS");
-    const bool pack = weightsSetting == nullptr || std::string_view(weightsSetting) != "f16";
+    const char *weightsEnv = std::getenv("KVCHAT_CUDA_WEIGHTS");
+    const std::string_view weightsSetting = weightsEnv != nullptr ? weightsEnv : "auto";
+    const bool pack = weightsSetting != "f16";
     // Every layer matrix, the embedding, and the classifier unless it is the embedding, as they
     // will be on the device (the prompt GEMMs' dequantization buffer comes on top: checked when
     // it is allocated).
@@ -266,6 +289,18 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const LlamaModel &model
         return makeError("not enough GPU memory for this model on " + device->name + ": its weights need " +
                          std::to_string(neededBytes / kMiB) + " MiB on the device, " +
                          std::to_string(device->freeBytes / kMiB) + " MiB are free");
+    // The fp16 copies for prompts (State::promptCopies): what they would add.
+    std::size_t copyBytes = 0;
+    for (const LlamaLayerWeights &l : model.layers())
+        for (const auto parts : {std::initializer_list<const WeightMatrix *>{&l.wq, &l.wk, &l.wv},
+                                 {&l.wo},
+                                 {&l.wGate, &l.wUp},
+                                 {&l.wDown}})
+            if (deviceFormat(parts, pack) != WeightFormat::F16)
+                copyBytes += deviceBytes(parts, false);
+    const bool promptCopies =
+        weightsSetting == "auto" && copyBytes > 0 &&
+        static_cast<double>(neededBytes + copyBytes) <= 0.4 * static_cast<double>(device->freeBytes);
     if (c.headDim > 256 || c.headDim % 8 != 0)
         return makeError("the CUDA backend supports head sizes up to 256 in multiples of 8 (this model: " +
                          std::to_string(c.headDim) + ")");
@@ -273,6 +308,7 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const LlamaModel &model
     state->model = &model;
     state->config = c;
     state->packWeights = pack;
+    state->promptCopies = promptCopies;
     state->device = *device;
     state->kvLayout = KvLayout{c.nLayers, c.kvDim(), kvBlockTokens, static_cast<std::int32_t>(sizeof(Half))};
     try {
@@ -306,17 +342,18 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const LlamaModel &model
             DeviceLayer d;
             d.attnNorm = state->uploadFloats(l.attnNorm);
             d.ffnNorm = state->uploadFloats(l.ffnNorm);
-            const auto qkv = state->uploadStacked(pool, {&l.wq, &l.wk, &l.wv}, staging);
+            const auto qkv = state->uploadLayerMatrix(pool, {&l.wq, &l.wk, &l.wv}, staging);
             d.wqkv = qkv[0], d.wq = qkv[1], d.wk = qkv[2], d.wv = qkv[3];
-            d.wo = state->uploadMatrix(pool, l.wo, staging);
-            const auto gateUp = state->uploadStacked(pool, {&l.wGate, &l.wUp}, staging);
+            d.wo = state->uploadLayerMatrix(pool, {&l.wo}, staging).front();
+            const auto gateUp = state->uploadLayerMatrix(pool, {&l.wGate, &l.wUp}, staging);
             d.wGateUp = gateUp[0], d.wGate = gateUp[1], d.wUp = gateUp[2];
-            d.wDown = state->uploadMatrix(pool, l.wDown, staging);
+            d.wDown = state->uploadLayerMatrix(pool, {&l.wDown}, staging).front();
             state->layers.push_back(d);
         }
         state->dequantized.reserve(dequantizedScratchBytes(*state));
-        // The dequantization buffer exists exactly when some matrix is packed.
-        state->kvFormat = state->dequantized.bytes() > 0 ? "cuda-packedw-f16kv" : "cuda-f16w-f16kv";
+        state->kvFormat = !state->anyPacked()   ? "cuda-f16w-f16kv"
+                          : state->promptCopies ? "cuda-packedw-f16promptw-f16kv"
+                                                : "cuda-packedw-f16kv";
         std::size_t freeAfterWeights = 0, total = 0;
         KVCHAT_CUDA_CHECK(cudaMemGetInfo(&freeAfterWeights, &total));
         state->microBatch = state->chooseMicroBatch(freeAfterWeights);

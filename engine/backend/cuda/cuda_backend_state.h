@@ -90,6 +90,9 @@ struct DeviceMatrix
     DeviceWeights weights;
     std::int64_t nOut = 0;
     std::int64_t nIn = 0;
+    // A packed layer matrix may also have an fp16 copy, which a prompt's GEMMs read instead of
+    // dequantizing the codes (see CudaBackend::State::promptCopies).
+    const Half *promptF16 = nullptr;
 };
 
 // Device bytes of one row of nIn elements in format.
@@ -160,11 +163,19 @@ struct CudaBackend::State
 
     // Weights: one allocation per tensor, owned here. Quantized GGUF matrices stay packed
     // (4- or 8-bit codes, see packed_weights.h) unless KVCHAT_CUDA_WEIGHTS=f16: decode reads
-    // them as they are; a prompt's GEMMs read them dequantized into `dequantized`, a slice of
-    // rows at a time.
+    // them as they are. A prompt's GEMMs read a layer matrix's fp16 copy where there is one
+    // (promptCopies), else the codes dequantized into `dequantized`, a slice of rows at a time:
+    // a write and a read of fp16 on top of the GEMM, which for a prompt of a few dozen tokens
+    // more than doubles its weight traffic.
     std::vector<std::unique_ptr<DeviceBuffer>> weightBuffers;
     std::size_t weightBytes = 0;
     bool packWeights = true;
+    // fp16 copies of the packed layer matrices, for prompts: kept when the packed weights and the
+    // copies together take at most 40% of the free GPU memory (KVCHAT_CUDA_WEIGHTS=auto, the
+    // default), so that a big GPU runs prompts at fp16 speed and decode at the packed codes'
+    // speed, while a GPU the copies would crowd (whose KV tier they would shrink) keeps only the
+    // codes; never with KVCHAT_CUDA_WEIGHTS=packed.
+    bool promptCopies = false;
     std::string kvFormat; // see CudaBackend::kvFormat
     DeviceBuffer dequantized;
     DeviceMatrix embedding, output;
@@ -237,6 +248,10 @@ struct CudaBackend::State
                                             std::vector<std::uint8_t> &staging);
     std::vector<DeviceMatrix> uploadStackedAs(ThreadPool &pool, std::initializer_list<const WeightMatrix *> parts,
                                               WeightFormat format, std::vector<std::uint8_t> &staging);
+    // A layer's stacked matrix: uploadStacked, plus the fp16 copies of promptCopies.
+    std::vector<DeviceMatrix> uploadLayerMatrix(ThreadPool &pool, std::initializer_list<const WeightMatrix *> parts,
+                                                std::vector<std::uint8_t> &staging);
+    bool anyPacked() const;
     WeightFormat stackFormat(std::initializer_list<const WeightMatrix *> parts) const;
     std::int64_t chooseMicroBatch(std::size_t freeBytes) const;
     void allocateScratch();
