@@ -124,11 +124,24 @@ std::vector<DeviceMatrix> CudaBackend::State::uploadLayerMatrix(ThreadPool &pool
                                                                 std::vector<std::uint8_t> &staging)
 {
     std::vector<DeviceMatrix> views = uploadStacked(pool, parts, staging);
-    if (promptCopies && views.front().weights.format != WeightFormat::F16) {
-        const std::vector<DeviceMatrix> copies = uploadStackedAs(pool, parts, WeightFormat::F16, staging);
-        for (std::size_t i = 0; i < views.size(); ++i)
-            views[i].promptF16 = static_cast<const Half *>(copies[i].weights.data);
+    const DeviceMatrix &whole = views.front();
+    if (!promptCopies || whole.weights.format == WeightFormat::F16)
+        return views;
+    // Dequantized on the device from the codes, by the kernel a prompt without copies runs: the
+    // same fp16 values either way, so KV computed with or without copies is the same KV (one KV
+    // format), whatever memory the GPU had free at load.
+    auto buffer = std::make_unique<DeviceBuffer>();
+    buffer->reserve(sz(whole.nOut * whole.nIn) * sizeof(Half));
+    dequantizeWeights(whole.weights, 0, whole.nOut, static_cast<std::int32_t>(whole.nIn), buffer->as<Half>(), stream);
+    KVCHAT_CUDA_CHECK_LAUNCH("dequantizeWeights (fp16 copy for prompts)");
+    const Half *row = buffer->as<Half>();
+    views[0].promptF16 = row;
+    for (std::size_t i = 1; i < views.size(); ++i) {
+        views[i].promptF16 = row;
+        row += views[i].nOut * views[i].nIn;
     }
+    weightBytes += buffer->bytes();
+    weightBuffers.push_back(std::move(buffer));
     return views;
 }
 
@@ -351,9 +364,7 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const LlamaModel &model
             state->layers.push_back(d);
         }
         state->dequantized.reserve(dequantizedScratchBytes(*state));
-        state->kvFormat = !state->anyPacked()   ? "cuda-f16w-f16kv"
-                          : state->promptCopies ? "cuda-packedw-f16promptw-f16kv"
-                                                : "cuda-packedw-f16kv";
+        state->kvFormat = state->anyPacked() ? "cuda-packedw-f16kv" : "cuda-f16w-f16kv";
         std::size_t freeAfterWeights = 0, total = 0;
         KVCHAT_CUDA_CHECK(cudaMemGetInfo(&freeAfterWeights, &total));
         state->microBatch = state->chooseMicroBatch(freeAfterWeights);

@@ -90,8 +90,9 @@ struct DeviceMatrix
     DeviceWeights weights;
     std::int64_t nOut = 0;
     std::int64_t nIn = 0;
-    // A packed layer matrix may also have an fp16 copy, which a prompt's GEMMs read instead of
-    // dequantizing the codes (see CudaBackend::State::promptCopies).
+    // A packed layer matrix may also have an fp16 copy (dequantized from the codes on the device,
+    // so the same values), which a prompt's GEMMs read instead of dequantizing the codes each time
+    // (see CudaBackend::State::promptCopies).
     const Half *promptF16 = nullptr;
 };
 
