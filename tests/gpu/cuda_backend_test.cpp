@@ -338,6 +338,11 @@ void CudaBackendTest::packedWeightsMatchCpu()
     QVERIFY2(std::memcmp(codesOnly.data(), withCopies.data(), codesOnly.size() * sizeof(float)) == 0,
              "prompts through the fp16 copies and through the dequantized codes must give the same logits");
     QCOMPARE(packed->kvFormat(), copies->kvFormat());
+    // The copies are there: exactly the layer matrices in fp16 on top of the codes.
+    const std::int64_t qDim = spec.nEmbd, kvDim = spec.nKvHeads * (spec.nEmbd / spec.nHeads);
+    const std::int64_t layerParams = static_cast<std::int64_t>(spec.nLayers) *
+                                     (spec.nEmbd * (qDim + 2 * kvDim) + qDim * spec.nEmbd + 3 * spec.nEmbd * spec.nFf);
+    QCOMPARE(static_cast<std::int64_t>(copies->weightBytes() - packed->weightBytes()), 2 * layerParams);
 
     // Every matrix in fp16: 3.2x (4-bit) or 1.6x (8-bit) the bytes of the packed codes.
     const auto f16 = withWeights("f16");
@@ -345,6 +350,13 @@ void CudaBackendTest::packedWeightsMatchCpu()
     qInfo("fp16 on the device: %zu KiB", f16->weightBytes() >> 10);
     QVERIFY(static_cast<double>(packed->weightBytes()) < 0.7 * static_cast<double>(f16->weightBytes()));
     QVERIFY(packed->kvFormat() != f16->kvFormat());
+
+    // A setting it does not know is an error that names it, not a silent choice.
+    qputenv("KVCHAT_CUDA_WEIGHTS", "fp16");
+    auto unknown = makeCudaBackend(*model, 1);
+    qunsetenv("KVCHAT_CUDA_WEIGHTS");
+    QVERIFY(!unknown);
+    QVERIFY2(unknown.error().message.find("KVCHAT_CUDA_WEIGHTS") != std::string::npos, unknown.error().message.c_str());
 #endif
 }
 

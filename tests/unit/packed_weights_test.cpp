@@ -116,8 +116,9 @@ void PackedWeightsTest::roundTripsEveryType()
         double worst = 0.0;
         for (std::size_t i = 0; i < expected.size(); ++i) {
             if (exact) {
-                // The same value; fma against the decoders' separate multiply and add may differ
-                // in the last bit only where the decoder rounds twice (Q4_0 and Q8_0 have no min).
+                // The same value up to the last bit: unpackRow's fma(scale, code, min) against a
+                // decoder's separate multiply and add (Q4_0, Q8_0: d * (q - 8)) may round once
+                // less.
                 QVERIFY2(std::fabs(unpacked[i] - expected[i]) <= 1e-6f * (1.0f + std::fabs(expected[i])),
                          qPrintable(QString("element %1: %2 vs %3").arg(i).arg(unpacked[i]).arg(expected[i])));
             }

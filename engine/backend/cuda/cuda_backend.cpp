@@ -110,10 +110,6 @@ void CudaBackend::State::gemm(const DeviceMatrix &w, const Half *xIn, std::int64
         gemmF16(static_cast<const Half *>(w.weights.data), w.nOut, w.nIn, w.nOut, xIn, nTokens, y, beta);
         return;
     }
-    if (w.promptF16 != nullptr && nTokens > 1) {
-        gemmF16(w.promptF16, w.nOut, w.nIn, w.nOut, xIn, nTokens, y, beta);
-        return;
-    }
     if (nTokens == 1 && decodeGemvSupported) {
         // One token: read the packed weights as they are (the decode step with cuBLAS chosen, or a
         // prompt's last-row classifier).
@@ -122,19 +118,23 @@ void CudaBackend::State::gemm(const DeviceMatrix &w, const Half *xIn, std::int64
         KVCHAT_CUDA_CHECK_LAUNCH("gemv (packed)");
         return;
     }
-    // Dequantized to fp16 a slice of rows at a time (a layer's matrix is one slice), each slice's
-    // GEMM writing its rows of y. This costs a write and a read of the fp16 slice on top of the
-    // GEMM: small next to the GEMM at hundreds of tokens, about 2x the weight traffic of fp16
-    // weights for a prompt of a few tokens.
-    const std::int64_t rowsPerSlice =
-        std::min<std::int64_t>(w.nOut, static_cast<std::int64_t>(dequantized.bytes() / (sz(w.nIn) * sizeof(Half))));
-    if (rowsPerSlice < 1)
-        throwFailure("gemm", "no dequantization buffer for a packed matrix", __FILE__, __LINE__);
+    // cuBLAS over slices of rows (promptSliceRows), each slice's GEMM writing its rows of y: from
+    // the fp16 copy where there is one, else from the slice dequantized into `dequantized`, which
+    // costs a write and a read of the fp16 slice on top of the GEMM (small next to the GEMM at
+    // hundreds of tokens, about 2x the weight traffic of fp16 weights for a prompt of a few).
+    // The same slices either way, so the same results.
+    const std::int64_t rowsPerSlice = promptSliceRows(w);
     for (std::int64_t r0 = 0; r0 < w.nOut; r0 += rowsPerSlice) {
         const std::int64_t rows = std::min(rowsPerSlice, w.nOut - r0);
-        dequantizeWeights(w.weights, r0, rows, static_cast<std::int32_t>(w.nIn), dequantized.as<Half>(), stream);
-        KVCHAT_CUDA_CHECK_LAUNCH("dequantizeWeights");
-        gemmF16(dequantized.as<Half>(), rows, w.nIn, w.nOut, xIn, nTokens, y + r0, beta);
+        const Half *slice = w.promptF16 != nullptr ? w.promptF16 + r0 * w.nIn : nullptr;
+        if (slice == nullptr) {
+            if (dequantized.bytes() < sz(rows * w.nIn) * sizeof(Half))
+                throwFailure("gemm", "no dequantization buffer for a packed matrix", __FILE__, __LINE__);
+            dequantizeWeights(w.weights, r0, rows, static_cast<std::int32_t>(w.nIn), dequantized.as<Half>(), stream);
+            KVCHAT_CUDA_CHECK_LAUNCH("dequantizeWeights");
+            slice = dequantized.as<Half>();
+        }
+        gemmF16(slice, rows, w.nIn, w.nOut, xIn, nTokens, y + r0, beta);
     }
 }
 
@@ -210,8 +210,10 @@ std::string CudaBackend::weightsDescription() const
 {
     const State &s = *m_state;
     int counts[3] = {0, 0, 0}; // packed 4-bit, packed 8-bit, fp16
+    int copies = 0;
     const auto count = [&](const DeviceMatrix &m) {
         ++counts[m.weights.format == WeightFormat::Q4G32 ? 0 : m.weights.format == WeightFormat::Q8G16 ? 1 : 2];
+        copies += m.promptF16 != nullptr ? 1 : 0;
     };
     count(s.embedding);
     if (s.output.weights.data != s.embedding.weights.data)
@@ -225,7 +227,7 @@ std::string CudaBackend::weightsDescription() const
         if (counts[i] > 0)
             out += (out.empty() ? "" : ", ") + std::to_string(counts[i]) + names[i];
     out += " (matrices; Q/K/V and gate/up stacked)";
-    if (s.promptCopies)
+    if (copies > 0)
         out += "; fp16 copies of the packed layer matrices for prompts";
     return out;
 }

@@ -69,7 +69,8 @@ public:
     std::size_t weightBytes() const;
     // What one decode step reads of them: every layer matrix, the norms and the classifier.
     std::size_t decodeWeightBytes() const;
-    // E.g. "154 matrices packed 4-bit, 22 packed 8-bit, 2 fp16".
+    // E.g. "56 packed 4-bit, 33 packed 8-bit (matrices; Q/K/V and gate/up stacked); fp16 copies
+    // of the packed layer matrices for prompts".
     std::string weightsDescription() const;
     // Activations and workspaces on the device: all reserved at load for up to the model's
     // context length, so that a turn allocates nothing (only LogitsMode::All grows the logits).
@@ -94,7 +95,9 @@ public:
     // A decode step's projections run through kvchat's fused matrix-vector kernels (RMSNorm, the
     // three Q/K/V products, SiLU and the residual adds folded into 4 launches a layer) instead of
     // cuBLAS GEMMs with n = 1. On by default where the model's widths allow it (multiples of 8);
-    // KVCHAT_CUDA_DECODE_GEMV=0 or setDecodeGemv(false) uses cuBLAS, for comparison.
+    // KVCHAT_CUDA_DECODE_GEMV=0 or setDecodeGemv(false) runs the projections unfused, for
+    // comparison: cuBLAS for fp16 weights, the matrix-vector kernel one matrix at a time for
+    // packed ones.
     bool decodeGemv() const;
     void setDecodeGemv(bool enabled);
 

@@ -44,23 +44,20 @@ std::size_t deviceBytes(std::initializer_list<const WeightMatrix *> parts, bool 
     return sz(nOut) * deviceRowBytes(deviceFormat(parts, pack), (*parts.begin())->nIn);
 }
 
-// fp16 bytes of the largest slice of a packed matrix the prompt GEMMs dequantize at once: a whole
-// layer matrix, and of the embedding/classifier (up to 1 GB at Llama-3's vocabulary) what fits the
-// same buffer, or 64 MiB if that is more; at most 128 MiB (an 8B model's stacked gate/up, 235 MB,
-// then takes two slices, still GEMMs of 16k rows).
+// fp16 bytes of the largest slice (promptSliceRows) a prompt's GEMMs dequantize at once: of the
+// packed matrices without fp16 copies, the layer matrices and the classifier.
 std::size_t dequantizedScratchBytes(const CudaBackend::State &s)
 {
-    constexpr std::size_t kMaxBytes = 128 * kMiB;
-    std::size_t layerMax = 0;
+    std::size_t bytes = 0;
+    const auto add = [&](const DeviceMatrix &m) {
+        if (m.weights.format != WeightFormat::F16 && m.promptF16 == nullptr)
+            bytes = std::max(bytes, sz(CudaBackend::State::promptSliceRows(m) * m.nIn) * sizeof(Half));
+    };
     for (const DeviceLayer &l : s.layers)
         for (const DeviceMatrix *m : {&l.wqkv, &l.wo, &l.wGateUp, &l.wDown})
-            if (m->weights.format != WeightFormat::F16 && m->promptF16 == nullptr)
-                layerMax = std::max(layerMax, sz(m->nOut * m->nIn) * sizeof(Half));
-    std::size_t bytes = layerMax;
-    for (const DeviceMatrix *m : {&s.embedding, &s.output})
-        if (m->weights.format != WeightFormat::F16)
-            bytes = std::max(bytes, std::min(sz(m->nOut * m->nIn) * sizeof(Half), std::max(layerMax, 64 * kMiB)));
-    return std::min(bytes, kMaxBytes);
+            add(*m);
+    add(s.output);
+    return bytes;
 }
 
 } // namespace
@@ -127,9 +124,12 @@ std::vector<DeviceMatrix> CudaBackend::State::uploadLayerMatrix(ThreadPool &pool
     const DeviceMatrix &whole = views.front();
     if (!promptCopies || whole.weights.format == WeightFormat::F16)
         return views;
-    // Dequantized on the device from the codes, by the kernel a prompt without copies runs: the
-    // same fp16 values either way, so KV computed with or without copies is the same KV (one KV
-    // format), whatever memory the GPU had free at load.
+    // Dequantized on the device from the codes, by the kernel a prompt without copies runs, and
+    // multiplied in the same slices of rows (promptSliceRows): the same GEMMs either way, so KV
+    // computed with or without copies is the same KV (one KV format), whatever memory the GPU had
+    // free at load. The codes went up with cudaMemcpy from pageable memory, which may return
+    // before its last DMA lands, on the legacy stream, which the compute stream does not wait for.
+    KVCHAT_CUDA_CHECK(cudaDeviceSynchronize());
     auto buffer = std::make_unique<DeviceBuffer>();
     buffer->reserve(sz(whole.nOut * whole.nIn) * sizeof(Half));
     dequantizeWeights(whole.weights, 0, whole.nOut, static_cast<std::int32_t>(whole.nIn), buffer->as<Half>(), stream);
@@ -145,13 +145,19 @@ std::vector<DeviceMatrix> CudaBackend::State::uploadLayerMatrix(ThreadPool &pool
     return views;
 }
 
-bool CudaBackend::State::anyPacked() const
+bool CudaBackend::State::kvFromPackedWeights() const
 {
-    bool packed = embedding.weights.format != WeightFormat::F16 || output.weights.format != WeightFormat::F16;
+    bool packed = embedding.weights.format != WeightFormat::F16;
     for (const DeviceLayer &l : layers)
         for (const DeviceMatrix *m : {&l.wqkv, &l.wo, &l.wGateUp, &l.wDown})
             packed = packed || m->weights.format != WeightFormat::F16;
     return packed;
+}
+
+std::int64_t CudaBackend::State::promptSliceRows(const DeviceMatrix &w)
+{
+    constexpr std::size_t kSliceBytes = 128 * kMiB; // an 8B model's gate/up (235 MB): 2 GEMMs
+    return std::clamp<std::int64_t>(static_cast<std::int64_t>(kSliceBytes / (sz(w.nIn) * sizeof(Half))), 1, w.nOut);
 }
 
 std::vector<DeviceMatrix> CudaBackend::State::uploadStackedAs(ThreadPool &pool,
@@ -288,6 +294,9 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const LlamaModel &model
     const LlamaConfig &c = model.config();
     const char *weightsEnv = std::getenv("KVCHAT_CUDA_WEIGHTS");
     const std::string_view weightsSetting = weightsEnv != nullptr ? weightsEnv : "auto";
+    if (weightsSetting != "auto" && weightsSetting != "packed" && weightsSetting != "f16")
+        return makeError("KVCHAT_CUDA_WEIGHTS must be auto, packed or f16 (it is \"" + std::string(weightsSetting) +
+                         "\")");
     const bool pack = weightsSetting != "f16";
     // Every layer matrix, the embedding, and the classifier unless it is the embedding, as they
     // will be on the device (the prompt GEMMs' dequantization buffer comes on top: checked when
@@ -364,7 +373,7 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const LlamaModel &model
             state->layers.push_back(d);
         }
         state->dequantized.reserve(dequantizedScratchBytes(*state));
-        state->kvFormat = state->anyPacked() ? "cuda-packedw-f16kv" : "cuda-f16w-f16kv";
+        state->kvFormat = state->kvFromPackedWeights() ? "cuda-packedw-f16kv" : "cuda-f16w-f16kv";
         std::size_t freeAfterWeights = 0, total = 0;
         KVCHAT_CUDA_CHECK(cudaMemGetInfo(&freeAfterWeights, &total));
         state->microBatch = state->chooseMicroBatch(freeAfterWeights);

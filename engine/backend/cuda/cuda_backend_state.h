@@ -244,7 +244,7 @@ struct CudaBackend::State
     const float *uploadFloats(const std::vector<float> &values);
     DeviceMatrix uploadMatrix(ThreadPool &pool, const WeightMatrix &w, std::vector<std::uint8_t> &staging);
     // The matrices (of one width) with their rows stacked in one allocation: the whole, then a
-    // view of each part. Packed when every part's type packs (stackFormat), else fp16.
+    // view of each part. Packed when every part's type packs, else fp16.
     std::vector<DeviceMatrix> uploadStacked(ThreadPool &pool, std::initializer_list<const WeightMatrix *> parts,
                                             std::vector<std::uint8_t> &staging);
     std::vector<DeviceMatrix> uploadStackedAs(ThreadPool &pool, std::initializer_list<const WeightMatrix *> parts,
@@ -252,8 +252,12 @@ struct CudaBackend::State
     // A layer's stacked matrix: uploadStacked, plus the fp16 copies of promptCopies.
     std::vector<DeviceMatrix> uploadLayerMatrix(ThreadPool &pool, std::initializer_list<const WeightMatrix *> parts,
                                                 std::vector<std::uint8_t> &staging);
-    bool anyPacked() const;
-    WeightFormat stackFormat(std::initializer_list<const WeightMatrix *> parts) const;
+    // Whether the KV a forward pass writes comes from packed weights: the embedding or a layer
+    // matrix packed (the classifier alone does not touch the KV).
+    bool kvFromPackedWeights() const;
+    // Rows of a packed matrix that one GEMM of a prompt takes (both with and without fp16
+    // copies, so that the two give the same results): as many as 128 MiB of fp16 hold.
+    static std::int64_t promptSliceRows(const DeviceMatrix &w);
     std::int64_t chooseMicroBatch(std::size_t freeBytes) const;
     void allocateScratch();
     std::size_t scratchBytes() const;
