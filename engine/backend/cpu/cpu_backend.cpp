@@ -71,8 +71,10 @@ CpuBackend::CpuBackend(const LlamaModel &model, int nThreads, std::int32_t kvBlo
 
 std::string CpuBackend::describe() const
 {
-    return "CPU, " + std::to_string(threads()) + " threads; " + std::to_string(m_packed.size()) +
-           " matrices repacked for the int8 kernels, the rest read as the file stores them";
+    std::string out = "CPU, " + std::to_string(threads()) + " threads; weights read as the file stores them";
+    if (!m_packed.empty())
+        out += ", " + std::to_string(m_packed.size()) + " matrices repacked for the int8 kernels";
+    return out;
 }
 
 void CpuBackend::prepareWeights(bool useInt8)
