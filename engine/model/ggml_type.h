@@ -52,6 +52,21 @@ float halfToFloat(std::uint16_t h);
 std::uint16_t floatToHalf(float f); // round to nearest even
 float bf16ToFloat(std::uint16_t b);
 
+// One block of a quantized type as an affine map of its integer quants: element e is
+// code[e] * scale[e / kAffineGroup] + min[e / kAffineGroup], computed in fp32 as the scalar
+// decoders compute it (every supported quantized type is affine per 16 elements: the legacy
+// types per 32, the K-quants per 32 or, Q6_K, per 16). What the CUDA backend packs its weights from.
+constexpr int kAffineGroup = 16;
+struct AffineQuantBlock
+{
+    int elements = 0; // 32 or 256
+    std::uint8_t code[256];
+    float scale[256 / kAffineGroup];
+    float min[256 / kAffineGroup];
+};
+// False for the float types.
+bool decodeAffineBlock(GgmlType type, const std::byte *src, AffineQuantBlock &out);
+
 // The 6-bit scale and min of sub-block j (0..7) from the 12 packed scale bytes of Q4_K/Q5_K: bytes
 // 0-3 hold scales 0-3 (low 6 bits), bytes 4-7 mins 0-3; scales/mins 4-7 keep their low nibbles in
 // bytes 8-11 and their top two bits in the spare top bits of bytes 0-3 and 4-7.

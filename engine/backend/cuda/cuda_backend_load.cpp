@@ -300,26 +300,24 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const LlamaModel &model
     const bool pack = weightsSetting != "f16";
     // Every layer matrix, the embedding, and the classifier unless it is the embedding, as they
     // will be on the device (the prompt GEMMs' dequantization buffer comes on top: checked when
-    // it is allocated).
+    // it is allocated); and what the fp16 copies for prompts (State::promptCopies) would add.
     std::size_t neededBytes = deviceBytes({&model.tokenEmbedding()}, pack);
     if (!model.tiedEmbeddings())
         neededBytes += deviceBytes({&model.output()}, pack);
-    for (const LlamaLayerWeights &l : model.layers())
-        neededBytes += deviceBytes({&l.wq, &l.wk, &l.wv}, pack) + deviceBytes({&l.wo}, pack) +
-                       deviceBytes({&l.wGate, &l.wUp}, pack) + deviceBytes({&l.wDown}, pack);
-    if (neededBytes > device->freeBytes)
-        return makeError("not enough GPU memory for this model on " + device->name + ": its weights need " +
-                         std::to_string(neededBytes / kMiB) + " MiB on the device, " +
-                         std::to_string(device->freeBytes / kMiB) + " MiB are free");
-    // The fp16 copies for prompts (State::promptCopies): what they would add.
     std::size_t copyBytes = 0;
     for (const LlamaLayerWeights &l : model.layers())
         for (const auto parts : {std::initializer_list<const WeightMatrix *>{&l.wq, &l.wk, &l.wv},
                                  {&l.wo},
                                  {&l.wGate, &l.wUp},
-                                 {&l.wDown}})
+                                 {&l.wDown}}) {
+            neededBytes += deviceBytes(parts, pack);
             if (deviceFormat(parts, pack) != WeightFormat::F16)
                 copyBytes += deviceBytes(parts, false);
+        }
+    if (neededBytes > device->freeBytes)
+        return makeError("not enough GPU memory for this model on " + device->name + ": its weights need " +
+                         std::to_string(neededBytes / kMiB) + " MiB on the device, " +
+                         std::to_string(device->freeBytes / kMiB) + " MiB are free");
     const bool promptCopies =
         weightsSetting == "auto" && copyBytes > 0 &&
         static_cast<double>(neededBytes + copyBytes) <= 0.4 * static_cast<double>(device->freeBytes);
