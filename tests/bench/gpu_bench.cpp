@@ -9,8 +9,9 @@
 //     measured here; a step runs as generation runs it (a CUDA graph, fused matrix-vector
 //     projections, the top 40 candidates picked on the device), and again without the graph,
 //     copying all logits, and with unfused projections (cuBLAS GEMMs; for packed weights the packed
-//     matrix-vector kernel one matrix at a time, with the norms and SiLU as separate kernels), for
-//     comparison;
+//     matrix-vector kernel one matrix at a time, with the norms and SiLU as separate kernels), and
+//     with its kernels launched one after another instead of overlapped (programmatic dependent
+//     launch, on sm_90 and later), for comparison;
 //   TTFT for a 2,000-token history + 30 new tokens: cold (all 2,030 computed), history on the
 //     device, restored from pinned host memory (layer by layer, overlapping the prefill, as the
 //     session cache does; also with the layers copied by cudaMemcpyAsync instead of copy kernels),
@@ -156,7 +157,9 @@ public:
     // How a decode step runs: as generation does (the step as a CUDA graph, its projections in
     // the fused matrix-vector kernels, the top 40 candidates selected on the device), or without
     // one of those three, to show what each is worth.
-    enum class DecodePath { Generation, NoGraph, FullLogits, Cublas };
+    // Generation: as the app decodes. The others change one thing: no CUDA graph, all logits
+    // copied back, cuBLAS projections, kernels launched one after another (not overlapped).
+    enum class DecodePath { Generation, NoGraph, FullLogits, Cublas, Serial };
 
     // Seconds per token of kDecodeSteps single-token steps after depth positions.
     double decodeSecondsPerToken(int depth, DecodePath path)
@@ -164,6 +167,8 @@ public:
         m_backend->setDecodeGraphs(path != DecodePath::NoGraph);
         const bool fused = m_backend->decodeGemv();
         m_backend->setDecodeGemv(fused && path != DecodePath::Cublas);
+        const bool overlapped = m_backend->overlappedLaunches();
+        m_backend->setOverlappedLaunches(overlapped && path != DecodePath::Serial);
         CandidateRequest request;
         request.k = 40; // the app's default top-k
         std::vector<TokenCandidate> candidates;
@@ -186,6 +191,7 @@ public:
         });
         m_backend->setDecodeGraphs(true);
         m_backend->setDecodeGemv(fused);
+        m_backend->setOverlappedLaunches(overlapped);
         return s;
     }
 
@@ -439,14 +445,17 @@ int main(int argc, char **argv)
             const double noGraph = bench.decodeSecondsPerToken(depth, GpuBench::DecodePath::NoGraph);
             const double fullLogits = bench.decodeSecondsPerToken(depth, GpuBench::DecodePath::FullLogits);
             const double viaCublas = bench.decodeSecondsPerToken(depth, GpuBench::DecodePath::Cublas);
+            const double serial = bench.decodeSecondsPerToken(depth, GpuBench::DecodePath::Serial);
             const double ctx = depth + kDecodeSteps / 2.0;
             result["decode"][std::to_string(depth)] = {{"tokens_per_s", 1.0 / s},
                                                        {"bytes_per_token", decodeBytes(ctx)},
                                                        {"roofline_fraction", decodeBytes(ctx) / s / bandwidth},
                                                        {"tokens_per_s_without_graph", 1.0 / noGraph},
                                                        {"tokens_per_s_copying_all_logits", 1.0 / fullLogits},
-                                                       {"tokens_per_s_with_cublas_projections", 1.0 / viaCublas}};
+                                                       {"tokens_per_s_with_cublas_projections", 1.0 / viaCublas},
+                                                       {"tokens_per_s_serial_launches", 1.0 / serial}};
         }
+        result["decode_overlapped_launches"] = bench.backend().overlappedLaunches();
         result["decode_graph"] = {{"launches", bench.backend().decodeGraphStats().launches},
                                   {"instantiations", bench.backend().decodeGraphStats().instantiations}};
         result["ttft"] = bench.ttftAndRestore(workDir);
@@ -508,11 +517,13 @@ int main(int argc, char **argv)
             std::printf("| decode at context %s: tokens/s (share of %.0f GB/s roofline) | %.1f (%.2f) |\n", d,
                         bandwidth / 1e9, result["decode"][d]["tokens_per_s"].get<double>(),
                         result["decode"][d]["roofline_fraction"].get<double>());
-            std::printf("| decode at context %s without the CUDA graph / copying all logits / unfused projections: "
-                        "tokens/s | %.1f / %.1f / %.1f |\n",
-                        d, result["decode"][d]["tokens_per_s_without_graph"].get<double>(),
+            std::printf("| decode at context %s without the CUDA graph / copying all logits / unfused projections / "
+                        "kernels not overlapped%s: tokens/s | %.1f / %.1f / %.1f / %.1f |\n",
+                        d, result["decode_overlapped_launches"].get<bool>() ? "" : " (no overlap on this GPU)",
+                        result["decode"][d]["tokens_per_s_without_graph"].get<double>(),
                         result["decode"][d]["tokens_per_s_copying_all_logits"].get<double>(),
-                        result["decode"][d]["tokens_per_s_with_cublas_projections"].get<double>());
+                        result["decode"][d]["tokens_per_s_with_cublas_projections"].get<double>(),
+                        result["decode"][d]["tokens_per_s_serial_launches"].get<double>());
         }
         const std::pair<const char *, const char *> ttftRows[] = {
             {"ttft_alone_ms", "TTFT ms: the 30 new tokens alone"},

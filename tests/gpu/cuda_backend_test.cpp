@@ -145,6 +145,7 @@ private slots:
     void packedWeightsMatchCpu();
     void fusedDecodeMatchesCublas();
     void decodeGraphMatchesDirectLaunches();
+    void overlappedLaunchesMatchSerialLaunches();
     void candidatesOnTheDeviceMatchTheHost();
     void aTurnAllocatesNoGpuMemory();
     void hostRestoredKvGivesIdenticalLogits();
@@ -450,6 +451,59 @@ void CudaBackendTest::decodeGraphMatchesDirectLaunches()
     }
     QCOMPARE(graph.decodeGraphStats().instantiations, stats.instantiations);
     QCOMPARE(graph.decodeGraphStats().launches, stats.launches + 5);
+#endif
+}
+
+void CudaBackendTest::overlappedLaunchesMatchSerialLaunches()
+{
+    SKIP_WITHOUT_GPU();
+#ifdef KVCHAT_HAS_CUDA
+    // Overlapped launches (programmatic dependent launch) change when a decode step's kernels
+    // start, never what they compute: with the wait in every kernel, the logits are bit-identical
+    // to kernels launched one after another. On a GPU this is where a kernel that reads its
+    // predecessor's output before the wait would show; the emulator also stops any thread of an
+    // overlapped grid that exits without waiting. Packed 4-bit weights and contexts across
+    // several attention chunk counts (so the merge kernel runs overlapped too), through graphs and
+    // without.
+    const RandomModelSpec spec = smallGqaSpec(GgmlType::Q4_K, 12);
+    const auto model = writeAndLoad(m_dir, "overlap.gguf", spec);
+    auto overlappedBackend = cudaBackend(*model), serialBackend = cudaBackend(*model);
+    auto &overlapped = dynamic_cast<cuda::CudaBackend &>(*overlappedBackend);
+    auto &serial = dynamic_cast<cuda::CudaBackend &>(*serialBackend);
+    QCOMPARE(overlapped.overlappedLaunches(), cuda::overlappedLaunchesSupported()); // the default
+    if (!overlapped.overlappedLaunches())
+        qInfo("this GPU or build has no overlapped launches: both backends launch serially");
+    else
+        QVERIFY(overlapped.describe().find("overlapped") != std::string::npos);
+    serial.setOverlappedLaunches(false);
+    QVERIFY(!serial.overlappedLaunches());
+    {
+        qputenv("KVCHAT_CUDA_OVERLAP", "0");
+        auto off = cudaBackend(*model);
+        qunsetenv("KVCHAT_CUDA_OVERLAP");
+        QVERIFY(!dynamic_cast<cuda::CudaBackend &>(*off).overlappedLaunches());
+    }
+
+    const auto tokens = randomTokens(150, spec.nVocab, 13);
+    for (const bool graphs : {true, false}) {
+        overlapped.setDecodeGraphs(graphs);
+        serial.setDecodeGraphs(graphs);
+        auto decode = [&](cuda::CudaBackend &backend) {
+            KvBlockPool pool(backend.kvLayout(), 64, backend.kvMemory());
+            KvSequence seq(pool);
+            std::vector<float> logits, steps;
+            if (!backend.forward(std::span(tokens).first(100), seq, LogitsMode::Last, logits).ok())
+                qFatal("prefill failed");
+            for (std::size_t i = 100; i < tokens.size(); ++i) { // 2 attention chunks, then 4 from 129
+                auto ok = backend.forward(std::span(tokens).subspan(i, 1), seq, LogitsMode::Last, logits);
+                if (!ok)
+                    qFatal("decode step %zu: %s", i, ok.error().message.c_str());
+                steps.insert(steps.end(), logits.begin(), logits.end());
+            }
+            return steps;
+        };
+        QVERIFY2(decode(overlapped) == decode(serial), graphs ? "through graphs" : "without graphs");
+    }
 #endif
 }
 

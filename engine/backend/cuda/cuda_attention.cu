@@ -194,6 +194,9 @@ std::size_t attentionSmemBytes(int headDim, int rowsPerWarp)
 // DPL: head dims per lane, headDim <= 32 * DPL. R: rows per warp (the block has kAttnWarps * R).
 template <int DPL, int R> __global__ void __launch_bounds__(kAttnThreads) attentionKernel(const AttnParams params)
 {
+    // Everything it reads (q, the new position's K and V) may come from the kernel before it.
+    allowOverlappedSuccessor();
+    waitForPrecedingGrid();
     const AttnParams p = atDevicePosition(params);
     constexpr int kAttnRows = kAttnWarps * R;
     extern __shared__ float4 smemVec[]; // float4 for 16-byte alignment
@@ -560,6 +563,8 @@ __global__ void __launch_bounds__(kMergeThreads)
     attentionMergeKernel(const float *__restrict__ partialO, const float *__restrict__ partialML, int nChunks,
                          std::int64_t rowsAll, int headDim, __half *__restrict__ out)
 {
+    allowOverlappedSuccessor();
+    waitForPrecedingGrid();
     const std::int64_t row = blockIdx.x;
     float globalMax = -INFINITY;
     for (int c = 0; c < nChunks; ++c) {
@@ -611,7 +616,7 @@ bool attentionShapeSupported(const AttentionShape &shape)
 }
 
 template <int DPL, int R>
-void launchAttention(const AttnParams &p, std::int64_t rowsTotal, std::int64_t nChunks, int nKvHeads,
+void launchAttention(const AttnParams &p, std::int64_t rowsTotal, std::int64_t nChunks, int nKvHeads, bool overlap,
                      cudaStream_t stream)
 {
     const dim3 grid(static_cast<unsigned>(ceilDiv(rowsTotal, kAttnWarps * R)), static_cast<unsigned>(nChunks),
@@ -620,21 +625,21 @@ void launchAttention(const AttnParams &p, std::int64_t rowsTotal, std::int64_t n
     if (smemBytes > 48 * 1024)
         cudaFuncSetAttribute(attentionKernel<DPL, R>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                              static_cast<int>(smemBytes));
-    attentionKernel<DPL, R><<<grid, kAttnThreads, smemBytes, stream>>>(p);
+    launchKernel<attentionKernel<DPL, R>>(overlap, grid, kAttnThreads, smemBytes, stream, p);
 }
 
 // Rows per warp: as few as cover all rows of a small batch (a decode step of one token has `group`
 // rows), so that no warp computes empty rows and one block still reads each K/V tile once.
 template <int DPL>
 void launchAttentionRows(const AttnParams &p, std::int64_t rowsTotal, std::int64_t nChunks, int nKvHeads,
-                         cudaStream_t stream)
+                         bool overlap, cudaStream_t stream)
 {
     if (rowsTotal <= kAttnWarps)
-        launchAttention<DPL, 1>(p, rowsTotal, nChunks, nKvHeads, stream);
+        launchAttention<DPL, 1>(p, rowsTotal, nChunks, nKvHeads, overlap, stream);
     else if (rowsTotal <= 2 * kAttnWarps)
-        launchAttention<DPL, 2>(p, rowsTotal, nChunks, nKvHeads, stream);
+        launchAttention<DPL, 2>(p, rowsTotal, nChunks, nKvHeads, overlap, stream);
     else
-        launchAttention<DPL, kMaxRowsPerWarp>(p, rowsTotal, nChunks, nKvHeads, stream);
+        launchAttention<DPL, kMaxRowsPerWarp>(p, rowsTotal, nChunks, nKvHeads, overlap, stream);
 }
 
 } // namespace
@@ -730,14 +735,15 @@ void attention(const AttentionShape &shape, const float *q, const KvTarget &kv, 
             attentionMmaKernel<128><<<grid, kMmaThreads, smemBytes, s>>>(p);
         }
     } else if (hd <= 64)
-        launchAttentionRows<2>(p, rowsTotal, nChunks, shape.nKvHeads, s);
+        launchAttentionRows<2>(p, rowsTotal, nChunks, shape.nKvHeads, shape.overlapPrevious, s);
     else if (hd <= 128)
-        launchAttentionRows<4>(p, rowsTotal, nChunks, shape.nKvHeads, s);
+        launchAttentionRows<4>(p, rowsTotal, nChunks, shape.nKvHeads, shape.overlapPrevious, s);
     else
-        launchAttentionRows<8>(p, rowsTotal, nChunks, shape.nKvHeads, s);
+        launchAttentionRows<8>(p, rowsTotal, nChunks, shape.nKvHeads, shape.overlapPrevious, s);
     if (nChunks > 1)
-        attentionMergeKernel<<<static_cast<unsigned>(rowsAll), kMergeThreads, 0, s>>>(
-            p.partialO, p.partialML, static_cast<int>(nChunks), rowsAll, hd, p.out);
+        launchKernel<attentionMergeKernel>(shape.overlapPrevious, static_cast<unsigned>(rowsAll), kMergeThreads, 0, s,
+                                           static_cast<const float *>(p.partialO), static_cast<const float *>(p.partialML),
+                                           static_cast<int>(nChunks), rowsAll, hd, p.out);
 }
 
 } // namespace kvchat::engine::cuda

@@ -203,7 +203,8 @@ std::string CudaBackend::describe() const
     const CudaDeviceInfo &d = m_state->device;
     return d.name + " (compute capability " + std::to_string(d.computeCapability / 10) + "." +
            std::to_string(d.computeCapability % 10) + "); weights on the GPU: " + std::to_string(weightBytes() >> 20) +
-           " MiB, " + weightsDescription();
+           " MiB, " + weightsDescription() +
+           (m_state->overlappedLaunches ? "; a decode step's kernels launched overlapped" : "");
 }
 
 std::string CudaBackend::weightsDescription() const
@@ -255,6 +256,16 @@ bool CudaBackend::decodeGemv() const
 void CudaBackend::setDecodeGemv(bool enabled)
 {
     m_state->decodeGemv = enabled && m_state->decodeGemvSupported;
+}
+
+bool CudaBackend::overlappedLaunches() const
+{
+    return m_state->overlappedLaunches;
+}
+
+void CudaBackend::setOverlappedLaunches(bool enabled)
+{
+    m_state->overlappedLaunches = enabled && overlappedLaunchesSupported();
 }
 
 std::int64_t CudaBackend::microBatchTokens() const
@@ -422,8 +433,12 @@ void CudaBackend::State::enqueueLayers(std::int64_t n, std::int32_t startPos, co
     // write, SiLU and the residual adds fused in (cuda_gemv.cu): with attention, 5 launches a
     // layer instead of 7 GEMMs and 5 small kernels.
     const bool fused = n == 1 && decodeGemv;
+    // The fused kernels, and attention between them, start while the kernel before them finishes
+    // (not while a restore lands: its layers arrive through event waits between the kernels).
+    const bool overlap = fused && overlappedLaunches && !waitLayers;
+    shape.overlapPrevious = overlap;
     const auto normed = [&](const float *residual, const float *weight) {
-        return GemvInput{nullptr, residual, weight, c.rmsEps, c.nEmbd};
+        return GemvInput{nullptr, residual, weight, c.rmsEps, c.nEmbd, overlap};
     };
     for (std::int32_t l = 0; l < c.nLayers; ++l) {
         const DeviceLayer &w = layers[sz(l)];
@@ -463,13 +478,13 @@ void CudaBackend::State::enqueueLayers(std::int64_t n, std::int32_t startPos, co
         KVCHAT_CUDA_CHECK_LAUNCH("attention");
         if (fused) {
             const GemvMatrix wo{w.wo.weights, static_cast<std::int32_t>(w.wo.nOut), x.as<float>()};
-            gemv(GemvInput{attnOut.as<Half>(), nullptr, nullptr, 0.0f, static_cast<std::int32_t>(w.wo.nIn)}, &wo, 1,
-                 true, st);
+            gemv(GemvInput{attnOut.as<Half>(), nullptr, nullptr, 0.0f, static_cast<std::int32_t>(w.wo.nIn), overlap},
+                 &wo, 1, true, st);
             KVCHAT_CUDA_CHECK_LAUNCH("gemv (Wo)");
             gemvSwiGlu(normed(x.as<float>(), w.ffnNorm), w.wGate.weights, w.wUp.weights, c.nFf, act.as<Half>(), st);
             KVCHAT_CUDA_CHECK_LAUNCH("gemvSwiGlu");
             const GemvMatrix down{w.wDown.weights, static_cast<std::int32_t>(w.wDown.nOut), x.as<float>()};
-            gemv(GemvInput{act.as<Half>(), nullptr, nullptr, 0.0f, c.nFf}, &down, 1, true, st);
+            gemv(GemvInput{act.as<Half>(), nullptr, nullptr, 0.0f, c.nFf, overlap}, &down, 1, true, st);
             KVCHAT_CUDA_CHECK_LAUNCH("gemv (down)");
             continue;
         }
@@ -524,6 +539,7 @@ DecodeStepShape CudaBackend::State::decodeStepShape(std::int32_t startPos, const
         }
     }
     shape.decodeGemv = decodeGemv;
+    shape.overlappedLaunches = overlappedLaunches;
     shape.ropeFromTable = in.ropeFromTable;
     shape.kvArena = kv.arena;
     shape.scratchGeneration = scratchGeneration;

@@ -101,6 +101,14 @@ public:
     bool decodeGemv() const;
     void setDecodeGemv(bool enabled);
 
+    // A decode step's fused kernels are launched overlapped (programmatic dependent launch,
+    // cuda_kernels.h: overlappedLaunchesSupported): each may start, and fetch its weights, while
+    // the one before it finishes. On by default on GPUs of compute capability 9.0 and later with
+    // kernels built for them; KVCHAT_CUDA_OVERLAP=0 or setOverlappedLaunches(false) launches them
+    // one after another, for comparison.
+    bool overlappedLaunches() const;
+    void setOverlappedLaunches(bool enabled);
+
     // Longer inputs are split into micro-batches of this many tokens (up to 2,048, fewer on a GPU
     // with little memory to spare; see chooseMicroBatch). Smaller values, e.g. for tests of the
     // split, are allowed down to 1; larger ones are capped at what the scratch was reserved for.

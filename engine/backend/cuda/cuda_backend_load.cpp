@@ -352,6 +352,9 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const LlamaModel &model
         const char *gemvSetting = std::getenv("KVCHAT_CUDA_DECODE_GEMV");
         state->decodeGemv =
             state->decodeGemvSupported && (gemvSetting == nullptr || std::string_view(gemvSetting) != "0");
+        const char *overlapSetting = std::getenv("KVCHAT_CUDA_OVERLAP");
+        state->overlappedLaunches =
+            overlappedLaunchesSupported() && (overlapSetting == nullptr || std::string_view(overlapSetting) != "0");
 
         ThreadPool pool(nThreads);
         std::vector<std::uint8_t> staging;

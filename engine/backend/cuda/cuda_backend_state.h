@@ -142,6 +142,7 @@ struct DecodeStepShape
     std::int64_t penaltyBlocks = 0; // applyRepeatPenalty's grid (0: no penalty)
     std::uint32_t penaltyBits = 0;  // the penalty, passed by value
     bool decodeGemv = false;
+    bool overlappedLaunches = false;
     bool ropeFromTable = false;
     const void *kvArena = nullptr;
     std::uint64_t scratchGeneration = 0;
@@ -219,6 +220,8 @@ struct CudaBackend::State
     // the kernels do not take.
     bool decodeGemv = false;
     bool decodeGemvSupported = false;
+    // The fused kernels of a decode step are launched overlapped (CudaBackend::overlappedLaunches).
+    bool overlappedLaunches = false;
     // The decode step's graphs (see CudaBackend::DecodeGraphStats), one per shape of step
     // (DecodeStepShape), each captured once and replayed from then on.
     struct DecodeGraph

@@ -64,6 +64,57 @@ __device__ __forceinline__ float blockRmsScale(const float *row, int dim, float 
     return rowScale;
 }
 
+// Overlapped launches (programmatic dependent launch, sm_90 and later): a decode step is ~110
+// small kernels in a row, and between two of them the GPU would sit idle while the first one's
+// last blocks drain and the next one ramps up. A kernel launched with overlap (launchKernel) may
+// start while the kernel before it in the stream is still running; every thread of it must call
+// waitForPrecedingGrid() before it reads or writes anything that kernel (or one before it)
+// touches, and before it exits (a grid counts as complete when its blocks have exited, and the
+// next kernel's wait relies on that). Before the wait a kernel may only read what no kernel writes
+// (weights, through prefetchToL2). allowOverlappedSuccessor() lets the next kernel start once every
+// block of this one has called it, instead of when this one's last block exits.
+// Compiled in for sm_90 and later only: launches ask for overlap only where overlappedLaunchesSupported().
+__device__ __forceinline__ void waitForPrecedingGrid()
+{
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
+    cudaGridDependencySynchronize();
+#endif
+}
+
+__device__ __forceinline__ void allowOverlappedSuccessor()
+{
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 900
+    cudaTriggerProgrammaticLaunchCompletion();
+#endif
+}
+
+// A hint that the 128-byte line at p will be read soon: it is fetched into L2, nothing is loaded
+// into a register and nothing faults.
+__device__ __forceinline__ void prefetchToL2(const void *p)
+{
+#if defined(__CUDA_ARCH__)
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+#else
+    // The CUDA emulator: a read, so that AddressSanitizer checks the address as the GPU would
+    // not (nvcc's host pass compiles this too, and never runs it).
+    static_cast<void>(*static_cast<const volatile char *>(p));
+#endif
+}
+
+// Launches Kernel<<<grid, block, smem, stream>>>(args...), with overlap (see above) when asked.
+// Errors surface through cudaGetLastError, as for <<<...>>> launches.
+template <auto Kernel, class... Args>
+void launchKernel(bool overlap, dim3 grid, dim3 block, std::size_t smem, cudaStream_t stream, Args... args)
+{
+    cudaLaunchAttribute attribute{};
+    attribute.id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attribute.val.programmaticStreamSerializationAllowed = 1;
+    // Positional: grid, block, dynamic shared memory, stream, attributes (the CUDA emulator's
+    // gridDim and blockDim are macros).
+    const cudaLaunchConfig_t config{grid, block, smem, stream, &attribute, overlap ? 1u : 0u};
+    static_cast<void>(cudaLaunchKernelEx(&config, Kernel, args...)); // the error stays for cudaGetLastError
+}
+
 // An empty grid fails with cudaErrorInvalidConfiguration: a host function launches it for a call
 // it cannot serve, so that the caller's cudaGetLastError reports it instead of a silent no-op.
 __global__ void unsupportedShapeKernel() {}

@@ -231,109 +231,164 @@ __device__ __forceinline__ void warpDots(const RowRef (&rows)[Rows], const __hal
         out[r] = warpSum(acc[r]);
 }
 
+// The rows a warp computes and where its results go, from the parameters alone: known (and the
+// weights prefetched) before the kernel waits for the one before it.
+template <int N> struct WarpRows
+{
+    RowRef rows[N];
+    bool valid = false; // false: the warp is past the last row (warp-uniform)
+    int m = 0;          // QkvRope, plain: the rows' matrix
+    int r = 0;          // the first row, within its matrix
+    float *y = nullptr; // plain: the matrix's output
+};
+
+// Pairs of rows (SwiGLU: the gate and up rows; QkvRope: the two rows RoPE rotates together), or
+// Rows rows of one large matrix, or one row.
+template <GemvOut Out, int Rows> constexpr int kWarpRows = Out == GemvOut::SwiGlu || Out == GemvOut::QkvRope ? 2 : Rows;
+
+// A warp past the last row gets the last row (or pair) with valid false: every pointer stays in
+// its matrix, and no row is chosen under a condition (which cost the larger kernels spills).
+template <GemvOut Out, int Rows, WeightFormat F>
+__device__ __forceinline__ WarpRows<kWarpRows<Out, Rows>> warpRows(const GemvParams &p)
+{
+    WarpRows<kWarpRows<Out, Rows>> out;
+    const int row = static_cast<int>(blockIdx.x) * kGemvWarps + (static_cast<int>(threadIdx.x) >> 5);
+    if constexpr (Rows > 1) {
+        static_assert(Out != GemvOut::SwiGlu && Out != GemvOut::QkvRope);
+        // One matrix, Rows consecutive rows per warp; past the end, a row is read again (row
+        // nOut - 1) and not written.
+        const int nOut = p.rowEnd[0];
+        out.r = row * Rows;
+        out.valid = out.r < nOut;
+#pragma unroll
+        for (int i = 0; i < Rows; ++i)
+            out.rows[i] = rowRef<F>(p.w[0], min(out.r + i, nOut - 1), p.dim);
+    } else if constexpr (Out == GemvOut::QkvRope) {
+        // A pair of rows (2i, 2i + 1): Q, K and V have even widths, so a pair never straddles two
+        // matrices.
+        out.valid = 2 * row < p.rowEnd[2];
+        const int first = min(2 * row, p.rowEnd[2] - 2);
+        out.m = first < p.rowEnd[0] ? 0 : first < p.rowEnd[1] ? 1 : 2;
+        // By value, chosen by comparisons: indexing the parameter arrays with a run-time index
+        // (or a pointer into them) would copy them to local memory.
+        const DeviceWeights w = out.m == 0 ? p.w[0] : out.m == 1 ? p.w[1] : p.w[2];
+        out.r = first - (out.m == 0 ? 0 : out.m == 1 ? p.rowEnd[0] : p.rowEnd[1]);
+        out.rows[0] = rowRef<F>(w, out.r, p.dim);
+        out.rows[1] = rowRef<F>(w, out.r + 1, p.dim);
+    } else if constexpr (Out == GemvOut::SwiGlu) {
+        out.valid = row < p.rowEnd[0];
+        out.r = min(row, p.rowEnd[0] - 1);
+        out.rows[0] = rowRef<F>(p.w[0], out.r, p.dim);
+        out.rows[1] = rowRef<F>(p.w[1], out.r, p.dim);
+    } else {
+        const int rows = p.nMatrices == 1 ? p.rowEnd[0] : p.nMatrices == 2 ? p.rowEnd[1] : p.rowEnd[2];
+        out.valid = row < rows;
+        const int last = min(row, rows - 1);
+        DeviceWeights w = p.w[0]; // by value, as above
+        out.y = p.y[0];
+        out.r = last;
+        if (last >= p.rowEnd[0]) {
+            const bool third = last >= p.rowEnd[1];
+            w = third ? p.w[2] : p.w[1];
+            out.y = third ? p.y[2] : p.y[1];
+            out.r = last - (third ? p.rowEnd[1] : p.rowEnd[0]);
+        }
+        out.rows[0] = rowRef<F>(w, out.r, p.dim);
+    }
+    return out;
+}
+
+// Every 128-byte line of the warp's rows (codes, and packed (scale, min) pairs) into L2, a lane a
+// line: the first offset 128 * lane, then every 32 lines, and the row's last byte.
+__device__ __forceinline__ void prefetchBytes(const void *start, int bytes, int lane)
+{
+    constexpr int kLine = 128;
+    const char *base = static_cast<const char *>(start);
+    for (int b = lane * kLine; b < bytes + kLine - 1; b += 32 * kLine)
+        prefetchToL2(base + min(b, bytes - 1));
+}
+
+template <WeightFormat F, int N> __device__ __forceinline__ void prefetchRows(const RowRef (&rows)[N], int dim)
+{
+    const int lane = static_cast<int>(threadIdx.x) & 31;
+    const int chunks = dim / kChunkElements<F>;
+#pragma unroll
+    for (int i = 0; i < N; ++i) {
+        prefetchBytes(rows[i].chunks, chunks * 16, lane);
+        if constexpr (F != WeightFormat::F16)
+            prefetchBytes(rows[i].scaleMin, chunks * 4, lane);
+    }
+}
+
 // Rows: output rows per warp (1, or for one large matrix kManyRowsPerWarp; see gemv()).
+// Before it waits for the kernel before it (an overlapped launch, see cuda_device_common.cuh), a
+// block only finds its rows and prefetches their weights into L2; so even without overlap the
+// weights are on their way while the block stages (and normalizes) its input.
 template <GemvOut Out, int Rows, WeightFormat F>
 __global__ void __launch_bounds__(kGemvThreads) gemvKernel(const GemvParams p)
 {
+    allowOverlappedSuccessor();
+    {
+        // Found again after the staging: held across it, the rows cost the larger kernels spills.
+        const WarpRows<kWarpRows<Out, Rows>> early = warpRows<Out, Rows, F>(p);
+        if (early.valid)
+            prefetchRows<F>(early.rows, p.dim);
+    }
+    waitForPrecedingGrid();
+
     extern __shared__ __align__(16) float4 smemVec[]; // 16-byte loads of the staged input
     __half *sIn = reinterpret_cast<__half *>(smemVec);
     float *sSum = reinterpret_cast<float *>(sIn + p.dim); // packed: the groups' input sums
     stageInput<F>(p, sIn, sSum);
     __syncthreads();
+    const WarpRows<kWarpRows<Out, Rows>> mine = warpRows<Out, Rows, F>(p);
+    if (!mine.valid)
+        return; // warp-uniform, after the block's last barrier
 
     const int lane = static_cast<int>(threadIdx.x) & 31;
-    const int row = static_cast<int>(blockIdx.x) * kGemvWarps + (static_cast<int>(threadIdx.x) >> 5);
+    float dots[kWarpRows<Out, Rows>];
+    warpDots<F, kWarpRows<Out, Rows>>(mine.rows, sIn, sSum, p.dim, dots);
+    if (lane != 0)
+        return;
     if constexpr (Rows > 1) {
-        static_assert(Out != GemvOut::SwiGlu);
-        // One matrix, Rows consecutive rows per warp; past the end, a row is read again (row
-        // nOut - 1) and not written.
-        const int first = row * Rows;
-        const int nOut = p.rowEnd[0];
-        if (first >= nOut)
-            return; // warp-uniform
-        RowRef wRows[Rows];
 #pragma unroll
-        for (int r = 0; r < Rows; ++r)
-            wRows[r] = rowRef<F>(p.w[0], min(first + r, nOut - 1), p.dim);
-        float dots[Rows];
-        warpDots<F, Rows>(wRows, sIn, sSum, p.dim, dots);
-        if (lane == 0)
-#pragma unroll
-            for (int r = 0; r < Rows; ++r)
-                if (first + r < nOut) {
-                    float *y = p.y[0] + first + r;
-                    *y = Out == GemvOut::Accumulate ? *y + dots[r] : dots[r];
-                }
+        for (int i = 0; i < Rows; ++i)
+            if (mine.r + i < p.rowEnd[0]) {
+                float *y = p.y[0] + mine.r + i;
+                *y = Out == GemvOut::Accumulate ? *y + dots[i] : dots[i];
+            }
     } else if constexpr (Out == GemvOut::QkvRope) {
-        // A warp computes a pair of rows (2i, 2i + 1), the two elements RoPE rotates together:
-        // Q, K and V have even widths, so a pair never straddles two matrices.
-        const int first = 2 * row;
-        if (first >= p.rowEnd[2])
-            return; // warp-uniform
-        const int m = first < p.rowEnd[0] ? 0 : first < p.rowEnd[1] ? 1 : 2;
-        const DeviceWeights w = m == 0 ? p.w[0] : m == 1 ? p.w[1] : p.w[2];
-        const int r = first - (m == 0 ? 0 : m == 1 ? p.rowEnd[0] : p.rowEnd[1]);
-        const RowRef wRows[2] = {rowRef<F>(w, r, p.dim), rowRef<F>(w, r + 1, p.dim)};
-        float pair[2];
-        warpDots<F, 2>(wRows, sIn, sSum, p.dim, pair);
-        if (lane == 0) {
-            const int pos = *p.devicePos;
-            float a = pair[0], b = pair[1];
-            const int i = (r / 2) % (p.headDim / 2); // the pair's index within its head
-            if (m < 2 && i < p.nRot / 2) {           // as ropeStoreKernel rotates
-                const float *cs = p.cosSin + static_cast<std::int64_t>(pos) * p.nRot;
-                const float c = cs[2 * i], s = cs[2 * i + 1];
-                const float ra = a * c - b * s;
-                const float rb = a * s + b * c;
-                a = ra;
-                b = rb;
-            }
-            if (m == 0) {
-                p.y[0][r] = a;
-                p.y[0][r + 1] = b;
-            } else {
-                const KvTarget &kv = p.kv;
-                const std::int64_t blockId = kv.blockTable[pos / kv.blockTokens];
-                const std::size_t rowInBlock = static_cast<std::size_t>(pos % kv.blockTokens);
-                const std::size_t kvRow =
-                    (static_cast<std::size_t>(kv.layer) * 2 + (m == 1 ? 0 : 1)) * kv.blockTokens + rowInBlock;
-                __half *dst = reinterpret_cast<__half *>(kv.arena) +
-                              static_cast<std::size_t>(blockId) * kv.blockElements + kvRow * kv.kvDim;
-                dst[r] = __float2half_rn(a);
-                dst[r + 1] = __float2half_rn(b);
-            }
+        const int pos = *p.devicePos;
+        const int r = mine.r;
+        float a = dots[0], b = dots[1];
+        const int i = (r / 2) % (p.headDim / 2); // the pair's index within its head
+        if (mine.m < 2 && i < p.nRot / 2) {      // as ropeStoreKernel rotates
+            const float *cs = p.cosSin + static_cast<std::int64_t>(pos) * p.nRot;
+            const float c = cs[2 * i], s = cs[2 * i + 1];
+            const float ra = a * c - b * s;
+            const float rb = a * s + b * c;
+            a = ra;
+            b = rb;
+        }
+        if (mine.m == 0) {
+            p.y[0][r] = a;
+            p.y[0][r + 1] = b;
+        } else {
+            const KvTarget &kv = p.kv;
+            const std::int64_t blockId = kv.blockTable[pos / kv.blockTokens];
+            const std::size_t rowInBlock = static_cast<std::size_t>(pos % kv.blockTokens);
+            const std::size_t kvRow =
+                (static_cast<std::size_t>(kv.layer) * 2 + (mine.m == 1 ? 0 : 1)) * kv.blockTokens + rowInBlock;
+            __half *dst = reinterpret_cast<__half *>(kv.arena) +
+                          static_cast<std::size_t>(blockId) * kv.blockElements + kvRow * kv.kvDim;
+            dst[r] = __float2half_rn(a);
+            dst[r + 1] = __float2half_rn(b);
         }
     } else if constexpr (Out == GemvOut::SwiGlu) {
-        if (row >= p.rowEnd[0])
-            return; // warp-uniform
-        const RowRef rows[2] = {rowRef<F>(p.w[0], row, p.dim), rowRef<F>(p.w[1], row, p.dim)};
-        float gu[2];
-        warpDots<F, 2>(rows, sIn, sSum, p.dim, gu);
-        if (lane == 0) {
-            const float g = gu[0];
-            p.act[row] = __float2half_rn(g / (1.0f + expf(-g)) * gu[1]); // as siluMulKernel
-        }
+        const float g = dots[0];
+        p.act[mine.r] = __float2half_rn(g / (1.0f + expf(-g)) * dots[1]); // as siluMulKernel
     } else {
-        // The row's matrix, chosen by comparisons: indexing the parameter arrays with a
-        // run-time index would copy them to local memory.
-        // By value: a pointer into the parameters would copy them to local memory.
-        DeviceWeights w = p.w[0];
-        float *y = p.y[0];
-        int r = row;
-        const int rows = p.nMatrices == 1 ? p.rowEnd[0] : p.nMatrices == 2 ? p.rowEnd[1] : p.rowEnd[2];
-        if (row >= rows)
-            return; // warp-uniform
-        if (row >= p.rowEnd[0]) {
-            const bool third = row >= p.rowEnd[1];
-            w = third ? p.w[2] : p.w[1];
-            y = third ? p.y[2] : p.y[1];
-            r = row - (third ? p.rowEnd[1] : p.rowEnd[0]);
-        }
-        const RowRef wRow[1] = {rowRef<F>(w, r, p.dim)};
-        float dot[1];
-        warpDots<F, 1>(wRow, sIn, sSum, p.dim, dot);
-        if (lane == 0)
-            y[r] = Out == GemvOut::Accumulate ? y[r] + dot[0] : dot[0];
+        mine.y[mine.r] = Out == GemvOut::Accumulate ? mine.y[mine.r] + dots[0] : dots[0];
     }
 }
 
@@ -381,7 +436,8 @@ bool weightsSupported(const DeviceWeights *w, int n, std::int32_t dim)
 // no attribute is set while a decode step is being captured as a graph).
 std::size_t g_reservedSmem = 48 * 1024 - kStaticSmem;
 
-template <GemvOut Out, int Rows, WeightFormat F> void launchGemvAs(const GemvParams &p, int rows, cudaStream_t stream)
+template <GemvOut Out, int Rows, WeightFormat F>
+void launchGemvAs(const GemvParams &p, int rows, bool overlap, cudaStream_t stream)
 {
     const std::size_t bytes = smemBytes(F, p.dim);
     if (bytes > g_reservedSmem) {
@@ -389,20 +445,20 @@ template <GemvOut Out, int Rows, WeightFormat F> void launchGemvAs(const GemvPar
         return;
     }
     const auto blocks = static_cast<unsigned>(ceilDiv(rows, kGemvWarps * Rows));
-    gemvKernel<Out, Rows, F><<<blocks, kGemvThreads, bytes, stream>>>(p);
+    launchKernel<gemvKernel<Out, Rows, F>>(overlap, blocks, kGemvThreads, bytes, stream, p);
 }
 
-template <GemvOut Out, int Rows> void launchGemv(const GemvParams &p, int rows, cudaStream_t stream)
+template <GemvOut Out, int Rows> void launchGemv(const GemvParams &p, int rows, bool overlap, cudaStream_t stream)
 {
     switch (p.w[0].format) {
     case WeightFormat::F16:
-        launchGemvAs<Out, Rows, WeightFormat::F16>(p, rows, stream);
+        launchGemvAs<Out, Rows, WeightFormat::F16>(p, rows, overlap, stream);
         return;
     case WeightFormat::Q4G32:
-        launchGemvAs<Out, Rows, WeightFormat::Q4G32>(p, rows, stream);
+        launchGemvAs<Out, Rows, WeightFormat::Q4G32>(p, rows, overlap, stream);
         return;
     case WeightFormat::Q8G16:
-        launchGemvAs<Out, Rows, WeightFormat::Q8G16>(p, rows, stream);
+        launchGemvAs<Out, Rows, WeightFormat::Q8G16>(p, rows, overlap, stream);
         return;
     }
 }
@@ -433,6 +489,27 @@ GemvParams paramsFor(const GemvInput &in)
 }
 
 } // namespace
+
+bool overlappedLaunchesSupported()
+{
+    static const bool supported = [] {
+        // The kernels' wait is compiled in for sm_90 and later (cuda_device_common.cuh): ptxVersion
+        // is the architecture the running code was compiled for (also when the driver JIT-compiled
+        // it for a newer GPU). Every kernel file is built with the same architectures.
+        int device = 0, major = 0;
+        cudaFuncAttributes attributes{};
+        if (cudaGetDevice(&device) != cudaSuccess ||
+            cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
+            cudaFuncGetAttributes(&attributes,
+                                  reinterpret_cast<const void *>(&gemvKernel<GemvOut::Store, 1, WeightFormat::F16>)) !=
+                cudaSuccess) {
+            cudaGetLastError();
+            return false;
+        }
+        return major >= 9 && attributes.ptxVersion >= 90;
+    }();
+    return supported;
+}
 
 bool gemvSupports(std::int32_t dim)
 {
@@ -486,13 +563,13 @@ void gemv(const GemvInput &in, const GemvMatrix *matrices, int nMatrices, bool a
     // about half as many bytes from L2 as the weights from memory; it still has >= 512 blocks.
     const bool manyRows = nMatrices == 1 && end >= kManyRows;
     if (accumulate && manyRows)
-        launchGemv<GemvOut::Accumulate, kManyRowsPerWarp>(p, end, s);
+        launchGemv<GemvOut::Accumulate, kManyRowsPerWarp>(p, end, in.overlapPrevious, s);
     else if (accumulate)
-        launchGemv<GemvOut::Accumulate, 1>(p, end, s);
+        launchGemv<GemvOut::Accumulate, 1>(p, end, in.overlapPrevious, s);
     else if (manyRows)
-        launchGemv<GemvOut::Store, kManyRowsPerWarp>(p, end, s);
+        launchGemv<GemvOut::Store, kManyRowsPerWarp>(p, end, in.overlapPrevious, s);
     else
-        launchGemv<GemvOut::Store, 1>(p, end, s);
+        launchGemv<GemvOut::Store, 1>(p, end, in.overlapPrevious, s);
 }
 
 void gemvQkvRope(const GemvInput &in, const GemvMatrix *qkv, const float *cosSinByPosition, std::int32_t nRot,
@@ -519,7 +596,7 @@ void gemvQkvRope(const GemvInput &in, const GemvMatrix *qkv, const float *cosSin
     p.nRot = nRot;
     p.headDim = headDim;
     p.kv = kv;
-    launchGemv<GemvOut::QkvRope, 1>(p, end / 2, s); // a warp per pair of rows
+    launchGemv<GemvOut::QkvRope, 1>(p, end / 2, in.overlapPrevious, s); // a warp per pair of rows
 }
 
 void gemvSwiGlu(const GemvInput &in, const DeviceWeights &wGate, const DeviceWeights &wUp, std::int32_t nFf, Half *act,
@@ -539,7 +616,7 @@ void gemvSwiGlu(const GemvInput &in, const DeviceWeights &wGate, const DeviceWei
     p.w[1] = wUp;
     p.rowEnd[0] = nFf;
     p.act = reinterpret_cast<__half *>(act);
-    launchGemv<GemvOut::SwiGlu, 1>(p, nFf, s);
+    launchGemv<GemvOut::SwiGlu, 1>(p, nFf, in.overlapPrevious, s);
 }
 
 } // namespace kvchat::engine::cuda

@@ -44,6 +44,9 @@ template <WeightFormat F>
 __global__ void __launch_bounds__(kRowThreads)
     embedKernel(const DeviceWeights table, const std::int32_t *__restrict__ tokens, int dim, float *__restrict__ x)
 {
+    // The decode step's first kernel: the first layer's Q/K/V projection may start (and fetch its
+    // weights) while it runs (an overlapped launch, cuda_device_common.cuh).
+    allowOverlappedSuccessor();
     const std::int64_t t = blockIdx.x;
     const std::int64_t row = tokens[t];
     float *dst = x + t * dim;

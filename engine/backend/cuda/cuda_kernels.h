@@ -93,6 +93,7 @@ struct AttentionShape
     std::int32_t headDim = 0;  // <= 256, a multiple of 8
     float scale = 1.0f;        // applied to each q·k
     std::int32_t qStride = 0;  // floats from one token's q row to the next (0: nHeads * headDim)
+    bool overlapPrevious = false; // an overlapped launch (see overlappedLaunchesSupported)
 };
 
 // Causal attention over the paged KV for the tokens at positions startPos + t (t < nTokens), whose
@@ -139,6 +140,7 @@ struct GemvInput
     const float *normWeight = nullptr; // [dim]
     float eps = 0.0f;
     std::int32_t dim = 0;
+    bool overlapPrevious = false; // an overlapped launch (see overlappedLaunchesSupported)
 };
 struct GemvMatrix
 {
@@ -147,6 +149,14 @@ struct GemvMatrix
     float *y = nullptr; // [nOut]
 };
 constexpr int kMaxGemvMatrices = 3;
+// Overlapped launches (programmatic dependent launch): with overlapPrevious, a gemv or attention
+// launch may start while the kernel before it in the stream is still running (it prefetches its
+// weights into L2, then waits for that kernel before it reads anything), which hides the gap
+// between the decode step's ~110 small kernels. Needs a GPU of compute capability 9.0 or later and
+// kernels compiled for it (an sm_80 build running on an H100 has no wait in its kernels); false
+// otherwise, and then overlapPrevious must stay false. Asked once (the answer is cached).
+bool overlappedLaunchesSupported();
+
 // dim is a multiple of 8 (of weightChunkElements for packed weights) and its fp16 vector fits a
 // block's shared memory (else the launches fail with cudaErrorInvalidConfiguration).
 bool gemvSupports(std::int32_t dim);

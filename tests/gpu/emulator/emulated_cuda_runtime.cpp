@@ -219,7 +219,7 @@ void enqueue(cudaStream_t s, std::function<void()> fn, const char *what)
 }
 
 void launch(dim3 grid, dim3 block, std::size_t smem, cudaStream_t stream, const void *func, const char *name,
-            std::function<void()> fn)
+            std::function<void()> fn, bool overlapped)
 {
     const unsigned long long nThreads = 1ull * block.x * block.y * block.z;
     const auto limit = maxDynSmem.count(func) ? static_cast<std::size_t>(maxDynSmem[func]) : std::size_t(48 * 1024);
@@ -243,7 +243,8 @@ void launch(dim3 grid, dim3 block, std::size_t smem, cudaStream_t stream, const 
     auto grid_ = grid;
     auto block_ = block;
     enqueue(
-        stream, [grid_, block_, smem, fn = std::move(fn)] { runGrid(grid_, block_, smem, fn); }, name);
+        stream, [grid_, block_, smem, overlapped, fn = std::move(fn)] { runGrid(grid_, block_, smem, fn, overlapped); },
+        name);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -401,10 +402,19 @@ cudaError_t cudaDeviceGetAttribute(int *value, enum cudaDeviceAttr attr, int dev
 {
     if (checkDevice(device) != cudaSuccess)
         return cudaErrorInvalidDevice;
-    if (attr != cudaDevAttrMaxSharedMemoryPerBlockOptin)
+    switch (attr) {
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin:
+        *value = static_cast<int>(config().smemOptIn);
+        return cudaSuccess;
+    case cudaDevAttrComputeCapabilityMajor:
+        *value = 9; // as cudaGetDeviceProperties says
+        return cudaSuccess;
+    case cudaDevAttrComputeCapabilityMinor:
+        *value = 0;
+        return cudaSuccess;
+    default:
         fatal("cudaDeviceGetAttribute(%d): not emulated", static_cast<int>(attr));
-    *value = static_cast<int>(config().smemOptIn);
-    return cudaSuccess;
+    }
 }
 
 cudaError_t cudaMemGetInfo(size_t *free, size_t *total)
@@ -696,6 +706,21 @@ const char *cudaGetErrorString(cudaError_t e)
     default:
         return "emulated error";
     }
+}
+
+// The kernels run as host code, built from sources that take the sm_90 branches of
+// `__CUDA_ARCH__ >= 900` checks (there is no __CUDA_ARCH__, and the device functions they call are
+// emulated): they report what an sm_90 build would.
+cudaError_t cudaFuncGetAttributes(struct cudaFuncAttributes *attr, const void *func)
+{
+    if (func == nullptr)
+        return fail(cudaErrorInvalidDeviceFunction);
+    std::memset(attr, 0, sizeof *attr);
+    attr->maxThreadsPerBlock = 1024;
+    attr->maxDynamicSharedSizeBytes = maxDynSmem.count(func) ? maxDynSmem.at(func) : 48 * 1024;
+    attr->ptxVersion = 90;
+    attr->binaryVersion = 90;
+    return cudaSuccess;
 }
 
 cudaError_t cudaFuncSetAttribute(const void *func, cudaFuncAttribute attr, int value)

@@ -58,7 +58,9 @@ bool runNextQueued(cudaStream_t s);
 
 // Runs a whole grid now, block after block, one fiber per CUDA thread of the block: fn is the
 // kernel call with its arguments bound; smem bytes of dynamic shared memory per block. Only 1-D
-// blocks whose size is a multiple of 32 (launch() checks that first).
-void runGrid(dim3 grid, dim3 block, std::size_t smem, const std::function<void()> &fn);
+// blocks whose size is a multiple of 32 (launch() checks that first). overlapped: the grid was
+// launched overlapped (programmatic dependent launch): every thread must call
+// cudaGridDependencySynchronize() before it exits, or the run stops with EMU FATAL.
+void runGrid(dim3 grid, dim3 block, std::size_t smem, const std::function<void()> &fn, bool overlapped = false);
 
 } // namespace emu

@@ -56,9 +56,30 @@ void syncthreads();
 // One warp-wide exchange: every lane of the calling thread's warp passes bits, gets lane src's.
 std::uint64_t shuffleBits(std::uint64_t bits, unsigned src);
 // Validates the launch configuration now (errors go to cudaGetLastError) and queues the grid on
-// the stream. fn is the kernel call with its arguments captured by value.
+// the stream. fn is the kernel call with its arguments captured by value. overlapped: launched
+// with programmatic stream serialization (see runGrid).
 void launch(dim3 grid, dim3 block, std::size_t smem, cudaStream_t stream, const void *func, const char *name,
-            std::function<void()> fn);
+            std::function<void()> fn, bool overlapped = false);
+// cudaGridDependencySynchronize() of the running thread (emulated_threads.cpp).
+void gridDependencyWait();
+// cudaLaunchKernelEx, which the kernel files reach through the macro below: the CUDA header's own
+// passes the arguments as a void * array that no host code could call a kernel with. The one
+// launch attribute emulated is programmatic stream serialization (an overlapped launch): grids
+// still run one after another, which is one of the orders such a launch allows, and every thread
+// of an overlapped grid must wait for the grid before it (checked, see runGrid).
+template <class... Params, class... Args>
+cudaError_t launchKernelEx(const cudaLaunchConfig_t *config, void (*kernel)(Params...), Args &&...args)
+{
+    bool overlapped = false;
+    for (unsigned i = 0; i < config->numAttrs; ++i) {
+        if (config->attrs[i].id != cudaLaunchAttributeProgrammaticStreamSerialization)
+            fatal("cudaLaunchKernelEx: launch attribute %d is not emulated", static_cast<int>(config->attrs[i].id));
+        overlapped = config->attrs[i].val.programmaticStreamSerializationAllowed != 0;
+    }
+    launch(config->gridDim, config->blockDim, config->dynamicSmemBytes, config->stream,
+           reinterpret_cast<const void *>(kernel), "cudaLaunchKernelEx", [=] { kernel(args...); }, overlapped);
+    return cudaPeekAtLastError();
+}
 template <class T> T *dynamicSmem()
 {
     return static_cast<T *>(g_dynSmem);
@@ -78,6 +99,15 @@ template <class T> T shuffleFrom(T v, unsigned src)
     return out;
 }
 } // namespace emu
+
+#define cudaLaunchKernelEx emu::launchKernelEx
+// The device side of an overlapped launch: the wait is recorded for runGrid's check; the trigger
+// changes nothing when grids run one after another.
+inline void cudaGridDependencySynchronize()
+{
+    emu::gridDependencyWait();
+}
+inline void cudaTriggerProgrammaticLaunchCompletion() {}
 
 #define threadIdx (emu::g_threadIdx)
 #define blockIdx (emu::g_blockIdx)

@@ -65,11 +65,13 @@ struct Fiber
     void *sp = nullptr;
     std::unique_ptr<char[]> stack;
     bool done = false;
+    bool waitedForPrecedingGrid = false; // called cudaGridDependencySynchronize()
 };
 std::vector<Fiber> fibers;
 void *schedSp = nullptr;
 int current = -1;
 const std::function<void()> *kernelFn = nullptr;
+bool gridOverlapped = false; // the running grid was launched overlapped
 unsigned long long progress = 0;
 int blockArrived = 0;
 unsigned long long blockGen = 0;
@@ -101,7 +103,14 @@ void toScheduler(bool exiting)
     __sanitizer_finish_switch_fiber(nullptr, &schedBottom, &schedSize);
 #endif
     (*kernelFn)();
-    fibers[static_cast<std::size_t>(current)].done = true;
+    Fiber &self = fibers[static_cast<std::size_t>(current)];
+    // A grid launched overlapped counts as complete when its threads have exited; the next
+    // grid's wait relies on that, so a thread that never waited could let a later kernel read
+    // what an earlier one has not written yet.
+    if (gridOverlapped && !self.waitedForPrecedingGrid)
+        fatal("thread %u of block %u,%u,%u of an overlapped launch exited without cudaGridDependencySynchronize()",
+              g_threadIdx.x, g_blockIdx.x, g_blockIdx.y, g_blockIdx.z);
+    self.done = true;
     ++progress;
     toScheduler(true);
     __builtin_trap();
@@ -153,6 +162,13 @@ void syncthreads()
         toScheduler(false);
 }
 
+void gridDependencyWait()
+{
+    if (current < 0)
+        fatal("cudaGridDependencySynchronize() outside a kernel");
+    fibers[static_cast<std::size_t>(current)].waitedForPrecedingGrid = true;
+}
+
 std::uint64_t shuffleBits(std::uint64_t bits, unsigned src)
 {
     const unsigned w = warpOf();
@@ -181,10 +197,11 @@ void warpAllGather(const void *mine, std::size_t bytes, void *all)
         std::memcpy(static_cast<unsigned char *>(all) + l * bytes, buffers[parity][w][l], bytes);
 }
 
-void runGrid(dim3 grid, dim3 block, std::size_t smem, const std::function<void()> &fn)
+void runGrid(dim3 grid, dim3 block, std::size_t smem, const std::function<void()> &fn, bool overlapped)
 {
     const unsigned nThreads = block.x;
     kernelFn = &fn;
+    gridOverlapped = overlapped;
     g_gridDim = grid;
     g_blockDim = block;
     fibers.resize(nThreads);
@@ -221,6 +238,7 @@ void runGrid(dim3 grid, dim3 block, std::size_t smem, const std::function<void()
                     __asan_unpoison_memory_region(f.stack.get(), kStack);
 #endif
                     f.done = false;
+                    f.waitedForPrecedingGrid = false;
                     auto top = reinterpret_cast<std::uintptr_t>(f.stack.get() + kStack) & ~std::uintptr_t(15);
                     void **sp = reinterpret_cast<void **>(top);
                     *--sp = nullptr;                               // fiberEntry's "return address"
