@@ -504,6 +504,32 @@ void CudaBackendTest::overlappedLaunchesMatchSerialLaunches()
         };
         QVERIFY2(decode(overlapped) == decode(serial), graphs ? "through graphs" : "without graphs");
     }
+
+    // A driver that refuses overlapped launches: the step runs again serially, with the same
+    // logits, and later steps stay serial. Only the emulator can refuse on demand.
+    if (overlapped.device().name.find("Emulated") == std::string::npos) {
+        qInfo("refused overlapped launches: tested on the CUDA emulator only");
+        return;
+    }
+    auto refusedBackend = cudaBackend(*model);
+    auto &refused = dynamic_cast<cuda::CudaBackend &>(*refusedBackend);
+    QVERIFY(refused.overlappedLaunches());
+    qputenv("EMU_REFUSE_OVERLAPPED_LAUNCHES", "1");
+    KvBlockPool refusedPool(refused.kvLayout(), 64, refused.kvMemory()), serialPool(serial.kvLayout(), 64, serial.kvMemory());
+    KvSequence a(refusedPool), b(serialPool);
+    std::vector<float> fromRefused, fromSerial;
+    const bool prefilled = refused.forward(std::span(tokens).first(100), a, LogitsMode::Last, fromRefused).ok() &&
+                           serial.forward(std::span(tokens).first(100), b, LogitsMode::Last, fromSerial).ok();
+    auto step = refused.forward(std::span(tokens).subspan(100, 1), a, LogitsMode::Last, fromRefused);
+    qunsetenv("EMU_REFUSE_OVERLAPPED_LAUNCHES");
+    QVERIFY(prefilled);
+    QVERIFY2(step.ok(), step ? "" : step.error().message.c_str());
+    QVERIFY(serial.forward(std::span(tokens).subspan(100, 1), b, LogitsMode::Last, fromSerial).ok());
+    QVERIFY(fromRefused == fromSerial);
+    QVERIFY(!refused.overlappedLaunches());
+    QVERIFY2(refused.describe().find("overlapped launches refused (") != std::string::npos, refused.describe().c_str());
+    QCOMPARE(a.nTokens(), std::int32_t{101});
+    QCOMPARE(b.nTokens(), std::int32_t{101});
 #endif
 }
 

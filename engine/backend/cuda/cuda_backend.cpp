@@ -204,7 +204,9 @@ std::string CudaBackend::describe() const
     return d.name + " (compute capability " + std::to_string(d.computeCapability / 10) + "." +
            std::to_string(d.computeCapability % 10) + "); weights on the GPU: " + std::to_string(weightBytes() >> 20) +
            " MiB, " + weightsDescription() +
-           (m_state->overlappedLaunches ? "; a decode step's kernels launched overlapped" : "");
+           (m_state->overlappedLaunches       ? "; a decode step's kernels launched overlapped"
+            : m_state->overlapRefused.empty() ? ""
+                                              : "; overlapped launches refused (" + m_state->overlapRefused + ")");
 }
 
 std::string CudaBackend::weightsDescription() const
@@ -383,12 +385,28 @@ void CudaBackend::State::forwardMicroBatch(std::span<const TokenId> ids, std::in
         reserveScratch(candidateWorkspace, candidatesWorkspaceKeys(c.nVocab, request->k) * sizeof(std::uint64_t));
 
     const auto enqueue = [&] { enqueueLayers(n, startPos, kv, in, firstLogit, request, waitLayers); };
-    // Not captured while a restore is landing: the capture would depend on the copy stream's
-    // events from outside it.
-    if (n == 1 && graphStats.enabled && !waitLayers)
-        launchAsGraph(decodeStepShape(startPos, kv, in, nOut > 0, request), enqueue);
-    else
-        enqueue();
+    const auto run = [&] {
+        // Not captured while a restore is landing: the capture would depend on the copy stream's
+        // events from outside it.
+        if (n == 1 && graphStats.enabled && !waitLayers)
+            launchAsGraph(decodeStepShape(startPos, kv, in, nOut > 0, request), enqueue);
+        else
+            enqueue();
+    };
+    try {
+        run();
+    } catch (const CudaFailure &failure) {
+        // A driver that refuses overlapped launches (in a launch, or in a graph capture) costs
+        // them, not the turn: the step runs again with its kernels one after another, and so do
+        // all later ones (describe() says why). Running the step again is safe: it rewrites x from
+        // the embedding, the position's KV rows and the logits. Any other failure fails again.
+        if (n != 1 || !overlappedLaunches)
+            throw;
+        cudaGetLastError();
+        overlappedLaunches = false;
+        overlapRefused = failure.what();
+        run();
+    }
 
     if (nOut == 0)
         return; // a micro-batch before the last, with only the last token's logits wanted

@@ -18,6 +18,7 @@
 #include <functional>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 namespace kvchat::engine::cuda {
@@ -222,6 +223,7 @@ struct CudaBackend::State
     bool decodeGemvSupported = false;
     // The fused kernels of a decode step are launched overlapped (CudaBackend::overlappedLaunches).
     bool overlappedLaunches = false;
+    std::string overlapRefused; // why they were turned off after a failed step, if they were
     // The decode step's graphs (see CudaBackend::DecodeGraphStats), one per shape of step
     // (DecodeStepShape), each captured once and replayed from then on.
     struct DecodeGraph

@@ -327,7 +327,6 @@ template <WeightFormat F, int N> __device__ __forceinline__ void prefetchRows(co
 template <GemvOut Out, int Rows, WeightFormat F>
 __global__ void __launch_bounds__(kGemvThreads) gemvKernel(const GemvParams p)
 {
-    allowOverlappedSuccessor();
     {
         // Found again after the staging: held across it, the rows cost the larger kernels spills.
         const WarpRows<kWarpRows<Out, Rows>> early = warpRows<Out, Rows, F>(p);
@@ -335,6 +334,7 @@ __global__ void __launch_bounds__(kGemvThreads) gemvKernel(const GemvParams p)
             prefetchRows<F>(early.rows, p.dim);
     }
     waitForPrecedingGrid();
+    allowOverlappedSuccessor();
 
     extern __shared__ __align__(16) float4 smemVec[]; // 16-byte loads of the staged input
     __half *sIn = reinterpret_cast<__half *>(smemVec);

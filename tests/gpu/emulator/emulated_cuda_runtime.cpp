@@ -32,12 +32,16 @@
 //                         either order, so code must not depend on it (default 0: issue order).
 //   EMU_REVERSE=1         resume the CUDA threads of a block in reverse order between barriers,
 //                         and run a grid's blocks last to first
-//                         (emulated_threads.cpp), to expose races between threads.
+//                         (emulated_threads.cpp), to expose races between threads; WMMA fragments
+//                         map to tile elements another way (emulated_wmma.h).
 //   EMU_POISON=0          do not fill new device and pinned allocations with garbage.
 //   EMU_DEVICE_BYTES=N    device memory size in bytes (default 80 GiB), for out-of-memory paths.
 //   EMU_SMEM_OPTIN=N      the shared memory a block may opt in to (default 232448, an H100's; an
 //                         RTX 30xx/40xx or L4 allows 101376).
 //   EMU_TRACE=1           log every API call and every piece of work as it is queued and run.
+//   EMU_REFUSE_OVERLAPPED_LAUNCHES=1  cudaLaunchKernelEx refuses overlapped launches with
+//                         cudaErrorNotSupported, as an older driver might (read at every launch, so
+//                         a test may set it for part of a run).
 // The strictest run is the default plus EMU_LEGACY_LAST=1 EMU_REVERSE=1;
 // run-emulated-gpu-tests.sh runs both tests with the defaults and with that.
 #include "emulated_device.h"
@@ -51,6 +55,7 @@
 #include <map>
 #include <memory>
 #include <set>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -181,6 +186,12 @@ bool runNextQueued(cudaStream_t s)
 cudaError_t recordError(cudaError_t e)
 {
     return fail(e);
+}
+
+bool refuseOverlappedLaunches()
+{
+    const char *value = std::getenv("EMU_REFUSE_OVERLAPPED_LAUNCHES");
+    return value != nullptr && std::string_view(value) == "1";
 }
 
 void flushAll()

@@ -43,6 +43,8 @@ bool isDevicePointer(const void *p);
 
 // Sets the error cudaGetLastError reports next, and returns it.
 cudaError_t recordError(cudaError_t e);
+// EMU_REFUSE_OVERLAPPED_LAUNCHES=1 now (see emulated_cuda_runtime.cpp).
+bool refuseOverlappedLaunches();
 
 // Stream capture (emulated_cuda_graphs.cpp). captureWork: when s is the stream being captured,
 // moves fn into the capture and returns true (false: queue it as usual); stops with EMU FATAL for

@@ -14,7 +14,7 @@
 // or within an ulp or two of the GPU's, never bit-identical by design.
 //
 // Not covered (a compile error, or EMU FATAL at run time): 2-D/3-D blocks, blocks that are not
-// a multiple of 32 threads, partial warp masks, atomics, __syncwarp, cooperative groups, textures,
+// a multiple of 32 threads, partial warp masks, atomics, cooperative groups, textures,
 // WMMA shapes other than 16x16x16 with fp16 inputs (emulated_wmma.h).
 #pragma once
 #include "emulated_device.h"
@@ -53,6 +53,8 @@ extern dim3 g_blockDim, g_gridDim;
 extern void *g_dynSmem;
 extern std::size_t g_dynSmemBytes;
 void syncthreads();
+// __syncwarp(): a barrier of the calling thread's warp.
+void syncwarp();
 // One warp-wide exchange: every lane of the calling thread's warp passes bits, gets lane src's.
 std::uint64_t shuffleBits(std::uint64_t bits, unsigned src);
 // Validates the launch configuration now (errors go to cudaGetLastError) and queues the grid on
@@ -76,6 +78,8 @@ cudaError_t launchKernelEx(const cudaLaunchConfig_t *config, void (*kernel)(Para
             fatal("cudaLaunchKernelEx: launch attribute %d is not emulated", static_cast<int>(config->attrs[i].id));
         overlapped = config->attrs[i].val.programmaticStreamSerializationAllowed != 0;
     }
+    if (overlapped && refuseOverlappedLaunches())
+        return recordError(cudaErrorNotSupported);
     launch(config->gridDim, config->blockDim, config->dynamicSmemBytes, config->stream,
            reinterpret_cast<const void *>(kernel), "cudaLaunchKernelEx", [=] { kernel(args...); }, overlapped);
     return cudaPeekAtLastError();
@@ -116,6 +120,12 @@ inline void cudaTriggerProgrammaticLaunchCompletion() {}
 inline void __syncthreads()
 {
     emu::syncthreads();
+}
+inline void __syncwarp(unsigned mask = 0xffffffffu)
+{
+    if (mask != 0xffffffffu)
+        emu::fatal("__syncwarp: partial warp mask %#x is not emulated", mask);
+    emu::syncwarp();
 }
 template <class T> T __shfl_xor_sync(unsigned mask, T v, int laneMask)
 {

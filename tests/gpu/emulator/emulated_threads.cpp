@@ -162,6 +162,11 @@ void syncthreads()
         toScheduler(false);
 }
 
+void syncwarp()
+{
+    warpBarrier();
+}
+
 void gridDependencyWait()
 {
     if (current < 0)

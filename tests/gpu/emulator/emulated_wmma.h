@@ -1,9 +1,11 @@
 // SPDX-License-Identifier: MIT
 // nvcuda::wmma (<mma.h>) for the CUDA emulator: the 16x16x16 shapes with fp16 inputs and fp32
 // accumulators that cuda_kernels.cu uses. A fragment holds 8 of the tile's 256 elements in each
-// lane (lane l: elements 8l..8l+7 in row-major order). That mapping is the emulator's own: CUDA
-// leaves it unspecified, so a kernel that depended on it would be wrong on a GPU, and here it
-// computes something else than it would there; only whole-fragment operations are portable.
+// lane: lane l's element i is the tile's element 8l + i in row-major order, or with EMU_REVERSE
+// (the adversarial pass) element 32i + l. Those mappings are the emulator's own: CUDA leaves the
+// mapping unspecified, so a kernel that depended on one would be wrong on a GPU; a kernel that
+// only uses whole-fragment operations, or learns the mapping from a loaded fragment, computes the
+// same in both passes.
 // mma_sync gathers the A and B tiles across the warp (one warp-wide exchange each, like a shuffle:
 // every lane must take part, or the warp deadlocks and that is reported) and each lane computes its
 // 8 outputs in fp32 (fp16 products are exact in fp32; the summation order is the emulator's, not
@@ -51,14 +53,28 @@ template <class T> void checkOperand(const T *p, unsigned ldm, const char *what)
     if ((ldm * sizeof(T)) % 16 != 0)
         emu::fatal("wmma::%s: ldm %u is not a multiple of 16 bytes", what, ldm);
 }
+// The tile element (row-major, 0..255) that lane's fragment element i holds.
+inline int elementOf(unsigned lane, int i)
+{
+    return emu::config().reverse ? i * 32 + static_cast<int>(lane) : static_cast<int>(lane) * 8 + i;
+}
 // Row and column of element i of this lane's part of a tile.
 inline int rowOf(int i)
 {
-    return static_cast<int>(emu::wmmaLane() * 8 + static_cast<unsigned>(i)) / 16;
+    return elementOf(emu::wmmaLane(), i) / 16;
 }
 inline int colOf(int i)
 {
-    return static_cast<int>(emu::wmmaLane() * 8 + static_cast<unsigned>(i)) % 16;
+    return elementOf(emu::wmmaLane(), i) % 16;
+}
+// Whole tiles, row-major, from every lane's fragment elements (one warp-wide exchange).
+inline void gatherTile(const __half (&mine)[8], __half (&tile)[256])
+{
+    __half lanes[256]; // lane after lane, 8 each
+    emu::warpAllGather(mine, sizeof mine, lanes);
+    for (unsigned l = 0; l < 32; ++l)
+        for (int i = 0; i < 8; ++i)
+            tile[elementOf(l, i)] = lanes[l * 8 + static_cast<unsigned>(i)];
 }
 } // namespace detail
 
@@ -104,10 +120,9 @@ void mma_sync(fragment<accumulator, 16, 16, 16, float> &d, const fragment<matrix
               const fragment<matrix_b, 16, 16, 16, __half, LayoutB> &b,
               const fragment<accumulator, 16, 16, 16, float> &c)
 {
-    // Whole tiles, row-major by the emulated mapping (element r * 16 + col).
     __half tileA[256], tileB[256];
-    emu::warpAllGather(a.x, sizeof a.x, tileA);
-    emu::warpAllGather(b.x, sizeof b.x, tileB);
+    detail::gatherTile(a.x, tileA);
+    detail::gatherTile(b.x, tileB);
     fragment<accumulator, 16, 16, 16, float> out;
     for (int i = 0; i < 8; ++i) {
         const int r = detail::rowOf(i), col = detail::colOf(i);
