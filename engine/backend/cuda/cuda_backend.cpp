@@ -268,6 +268,8 @@ bool CudaBackend::overlappedLaunches() const
 void CudaBackend::setOverlappedLaunches(bool enabled)
 {
     m_state->overlappedLaunches = enabled && overlappedLaunchesSupported();
+    if (enabled)
+        m_state->overlapRefused.clear();
 }
 
 std::int64_t CudaBackend::microBatchTokens() const
@@ -396,16 +398,28 @@ void CudaBackend::State::forwardMicroBatch(std::span<const TokenId> ids, std::in
     try {
         run();
     } catch (const CudaFailure &failure) {
-        // A driver that refuses overlapped launches (in a launch, or in a graph capture) costs
-        // them, not the turn: the step runs again with its kernels one after another, and so do
-        // all later ones (describe() says why). Running the step again is safe: it rewrites x from
-        // the embedding, the position's KV rows and the logits. Any other failure fails again.
-        if (n != 1 || !overlappedLaunches)
+        // A driver that refuses overlapped launches (in a launch, a graph capture or its
+        // instantiation) costs them, not the turn: the step runs again with its kernels one after
+        // another, and so do all later ones (describe() says why). Running the step again is safe:
+        // it rewrites x from the embedding, the position's KV rows and the logits.
+        if (!usesOverlappedLaunches(n, waitLayers) || !refusalError(failure.error()))
             throw;
         cudaGetLastError();
         overlappedLaunches = false;
+        try {
+            run();
+        } catch (const CudaFailure &) {
+            overlappedLaunches = true; // it was not the overlap: report the failure as it is
+            throw;
+        }
         overlapRefused = failure.what();
-        run();
+        // Graphs captured with overlap are not launched again (the refusal may have come at a
+        // graph launch).
+        std::erase_if(decodeGraphs, [](const DecodeGraph &g) {
+            if (g.shape.overlappedLaunches)
+                cudaGraphExecDestroy(g.exec);
+            return g.shape.overlappedLaunches;
+        });
     }
 
     if (nOut == 0)
@@ -451,9 +465,7 @@ void CudaBackend::State::enqueueLayers(std::int64_t n, std::int32_t startPos, co
     // write, SiLU and the residual adds fused in (cuda_gemv.cu): with attention, 5 launches a
     // layer instead of 7 GEMMs and 5 small kernels.
     const bool fused = n == 1 && decodeGemv;
-    // The fused kernels, and attention between them, start while the kernel before them finishes
-    // (not while a restore lands: its layers arrive through event waits between the kernels).
-    const bool overlap = fused && overlappedLaunches && !waitLayers;
+    const bool overlap = usesOverlappedLaunches(n, waitLayers);
     shape.overlapPrevious = overlap;
     const auto normed = [&](const float *residual, const float *weight) {
         return GemvInput{nullptr, residual, weight, c.rmsEps, c.nEmbd, overlap};
@@ -539,6 +551,19 @@ void CudaBackend::State::enqueueLayers(std::int64_t n, std::int32_t startPos, co
     selectCandidates(logits.as<float>(), c.nVocab, request->k, candidateWorkspace.as<std::uint64_t>(),
                      candidateKeys.as<std::uint64_t>(), st);
     KVCHAT_CUDA_CHECK_LAUNCH("selectCandidates");
+}
+
+bool CudaBackend::State::usesOverlappedLaunches(std::int64_t n, bool waitLayers) const
+{
+    // The fused kernels, and attention between them, start while the kernel before them finishes;
+    // not while a restore lands (its layers arrive through event waits between the kernels).
+    return n == 1 && decodeGemv && overlappedLaunches && !waitLayers;
+}
+
+bool CudaBackend::State::refusalError(cudaError_t error)
+{
+    return error == cudaErrorNotSupported || error == cudaErrorInvalidValue ||
+           error == cudaErrorStreamCaptureUnsupported || error == cudaErrorStreamCaptureInvalidated;
 }
 
 DecodeStepShape CudaBackend::State::decodeStepShape(std::int32_t startPos, const KvTarget &kv,

@@ -292,6 +292,10 @@ struct CudaBackend::State
     // the penalty count from there, so that a captured step replays at any position.
     void enqueueLayers(std::int64_t n, std::int32_t startPos, const KvTarget &kv, const MicroBatchInputs &in,
                        std::int64_t firstLogit, const CandidateRequest *request, bool waitLayers);
+    // Whether a micro-batch of n tokens launches its kernels overlapped.
+    bool usesOverlappedLaunches(std::int64_t n, bool waitLayers) const;
+    // The errors a driver that does not take overlapped launches (or not in a graph) gives.
+    static bool refusalError(cudaError_t error);
     // Everything a captured one-token step holds fixed: its kernels and their launch shapes,
     // the scalar arguments passed by value, and the buffers' addresses.
     DecodeStepShape decodeStepShape(std::int32_t startPos, const KvTarget &kv, const MicroBatchInputs &in,

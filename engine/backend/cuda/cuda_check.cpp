@@ -15,10 +15,11 @@ std::string describe(cublasStatus_t status)
     return std::string(cublasGetStatusName(status)) + " (" + cublasGetStatusString(status) + ")";
 }
 
-void throwFailure(const char *call, const std::string &what, const char *file, int line)
+void throwFailure(const char *call, const std::string &what, const char *file, int line, cudaError_t error)
 {
     throw CudaFailure(std::string(call) + " failed: " + what + " [" + std::filesystem::path(file).filename().string() +
-                      ":" + std::to_string(line) + "]");
+                          ":" + std::to_string(line) + "]",
+                      error);
 }
 
 } // namespace kvchat::engine::cuda

@@ -19,10 +19,19 @@ std::string describe(cublasStatus_t status);  // "CUBLAS_STATUS_NOT_SUPPORTED (.
 class CudaFailure : public std::runtime_error
 {
 public:
-    using std::runtime_error::runtime_error;
+    explicit CudaFailure(const std::string &message, cudaError_t error = cudaSuccess)
+        : std::runtime_error(message), m_error(error)
+    {
+    }
+    // The CUDA runtime's error, where a runtime call failed (cudaSuccess for cuBLAS and others).
+    cudaError_t error() const { return m_error; }
+
+private:
+    cudaError_t m_error;
 };
 
-[[noreturn]] void throwFailure(const char *call, const std::string &what, const char *file, int line);
+[[noreturn]] void throwFailure(const char *call, const std::string &what, const char *file, int line,
+                               cudaError_t error = cudaSuccess);
 
 } // namespace kvchat::engine::cuda
 
@@ -31,7 +40,7 @@ public:
         const cudaError_t kvchatError_ = (call);                                                                       \
         if (kvchatError_ != cudaSuccess)                                                                               \
             ::kvchat::engine::cuda::throwFailure(#call, ::kvchat::engine::cuda::describe(kvchatError_), __FILE__,      \
-                                                 __LINE__);                                                            \
+                                                 __LINE__, kvchatError_);                                              \
     } while (0)
 
 #define KVCHAT_CUBLAS_CHECK(call)                                                                                      \
@@ -49,5 +58,5 @@ public:
         const cudaError_t kvchatError_ = cudaGetLastError();                                                           \
         if (kvchatError_ != cudaSuccess)                                                                               \
             ::kvchat::engine::cuda::throwFailure("launching " what, ::kvchat::engine::cuda::describe(kvchatError_),    \
-                                                 __FILE__, __LINE__);                                                  \
+                                                 __FILE__, __LINE__, kvchatError_);                                    \
     } while (0)

@@ -495,7 +495,8 @@ bool overlappedLaunchesSupported()
     static const bool supported = [] {
         // The kernels' wait is compiled in for sm_90 and later (cuda_device_common.cuh): ptxVersion
         // is the architecture the running code was compiled for (also when the driver JIT-compiled
-        // it for a newer GPU). Every kernel file is built with the same architectures.
+        // it for a newer GPU). Every kernel file is built with the same architectures (one CMake
+        // target), so one kernel answers for all; the backend runs on device 0 only.
         int device = 0, major = 0;
         cudaFuncAttributes attributes{};
         if (cudaGetDevice(&device) != cudaSuccess ||
