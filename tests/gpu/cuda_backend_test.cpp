@@ -129,6 +129,23 @@ std::unique_ptr<Backend> cudaBackend(const LlamaModel &model)
     return std::move(backend).value();
 }
 
+// Prefills tokens[0, prefill) on a new sequence of pool, then decodes the rest a token at a time:
+// every decode step's logits, one after another.
+std::vector<float> decodeStepLogits(Backend &backend, KvBlockPool &pool, std::span<const std::int32_t> tokens,
+                                    std::size_t prefill)
+{
+    KvSequence seq(pool);
+    std::vector<float> logits, steps;
+    if (auto ok = backend.forward(tokens.first(prefill), seq, LogitsMode::Last, logits); !ok)
+        qFatal("prefill: %s", ok.error().message.c_str());
+    for (std::size_t i = prefill; i < tokens.size(); ++i) {
+        if (auto ok = backend.forward(tokens.subspan(i, 1), seq, LogitsMode::Last, logits); !ok)
+            qFatal("decode step %zu: %s", i, ok.error().message.c_str());
+        steps.insert(steps.end(), logits.begin(), logits.end());
+    }
+    return steps;
+}
+
 } // namespace
 
 class CudaBackendTest : public QObject
@@ -378,16 +395,7 @@ void CudaBackendTest::fusedDecodeMatchesCublas()
     const auto tokens = randomTokens(90, spec.nVocab, 9);
     auto decode = [&](cuda::CudaBackend &backend) {
         KvBlockPool pool(backend.kvLayout(), 64, backend.kvMemory());
-        KvSequence seq(pool);
-        std::vector<float> logits, steps;
-        if (!backend.forward(std::span(tokens).first(70), seq, LogitsMode::Last, logits).ok())
-            qFatal("prefill failed");
-        for (std::size_t i = 70; i < tokens.size(); ++i) {
-            if (!backend.forward(std::span(tokens).subspan(i, 1), seq, LogitsMode::Last, logits).ok())
-                qFatal("decode step %zu failed", i);
-            steps.insert(steps.end(), logits.begin(), logits.end());
-        }
-        return steps;
+        return decodeStepLogits(backend, pool, tokens, 70);
     };
     const Agreement a = compare(decode(viaCublas), decode(fused), spec.nVocab);
     qInfo("fused decode vs cuBLAS decode: worst top-logit error %.2e", a.worstTopError);
@@ -415,21 +423,8 @@ void CudaBackendTest::decodeGraphMatchesDirectLaunches()
     // position, block table and token from the uploaded inputs for the logits to match.
     KvBlockPool directPool(direct.kvLayout(), 64, direct.kvMemory());
     KvBlockPool graphPool(graph.kvLayout(), 64, graph.kvMemory());
-    auto decode = [&](cuda::CudaBackend &backend, KvBlockPool &pool) {
-        KvSequence seq(pool);
-        std::vector<float> logits, steps;
-        if (!backend.forward(std::span(tokens).first(240), seq, LogitsMode::Last, logits).ok())
-            qFatal("prefill failed");
-        for (std::size_t i = 240; i < tokens.size(); ++i) {
-            auto ok = backend.forward(std::span(tokens).subspan(i, 1), seq, LogitsMode::Last, logits);
-            if (!ok)
-                qFatal("decode step %zu: %s", i, ok.error().message.c_str());
-            steps.insert(steps.end(), logits.begin(), logits.end());
-        }
-        return steps;
-    };
-    const std::vector<float> fromDirect = decode(direct, directPool);
-    const std::vector<float> fromGraph = decode(graph, graphPool);
+    const std::vector<float> fromDirect = decodeStepLogits(direct, directPool, tokens, 240);
+    const std::vector<float> fromGraph = decodeStepLogits(graph, graphPool, tokens, 240);
     const auto stats = graph.decodeGraphStats();
     qInfo("decode graph: %lld launches, %lld instantiations", static_cast<long long>(stats.launches),
           static_cast<long long>(stats.instantiations));
@@ -471,7 +466,8 @@ void CudaBackendTest::overlappedLaunchesMatchSerialLaunches()
     auto &overlapped = dynamic_cast<cuda::CudaBackend &>(*overlappedBackend);
     auto &serial = dynamic_cast<cuda::CudaBackend &>(*serialBackend);
     const QByteArray overlapSetting = qgetenv("KVCHAT_CUDA_OVERLAP");
-    QCOMPARE(overlapped.overlappedLaunches(), cuda::overlappedLaunchesSupported() && overlapSetting != "0"); // the default
+    QCOMPARE(overlapped.overlappedLaunches(),
+             cuda::overlappedLaunchesSupported() && overlapSetting != "0"); // the default
     if (!overlapped.overlappedLaunches())
         qInfo("this GPU or build has no overlapped launches: both backends launch serially");
     else
@@ -489,19 +485,10 @@ void CudaBackendTest::overlappedLaunchesMatchSerialLaunches()
     for (const bool graphs : {true, false}) {
         overlapped.setDecodeGraphs(graphs);
         serial.setDecodeGraphs(graphs);
+        // Steps at contexts 101..150: 2 attention chunks, then 4 from 129.
         auto decode = [&](cuda::CudaBackend &backend) {
             KvBlockPool pool(backend.kvLayout(), 64, backend.kvMemory());
-            KvSequence seq(pool);
-            std::vector<float> logits, steps;
-            if (!backend.forward(std::span(tokens).first(100), seq, LogitsMode::Last, logits).ok())
-                qFatal("prefill failed");
-            for (std::size_t i = 100; i < tokens.size(); ++i) { // 2 attention chunks, then 4 from 129
-                auto ok = backend.forward(std::span(tokens).subspan(i, 1), seq, LogitsMode::Last, logits);
-                if (!ok)
-                    qFatal("decode step %zu: %s", i, ok.error().message.c_str());
-                steps.insert(steps.end(), logits.begin(), logits.end());
-            }
-            return steps;
+            return decodeStepLogits(backend, pool, tokens, 100);
         };
         QVERIFY2(decode(overlapped) == decode(serial), graphs ? "through graphs" : "without graphs");
     }

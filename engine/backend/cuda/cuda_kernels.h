@@ -89,10 +89,10 @@ void ropeAndStoreKv(float *q, const float *k, const float *v, std::int64_t qStri
 struct AttentionShape
 {
     std::int32_t nHeads = 0;
-    std::int32_t nKvHeads = 0; // divides nHeads; query head h reads KV head h / (nHeads / nKvHeads)
-    std::int32_t headDim = 0;  // <= 256, a multiple of 8
-    float scale = 1.0f;        // applied to each q·k
-    std::int32_t qStride = 0;  // floats from one token's q row to the next (0: nHeads * headDim)
+    std::int32_t nKvHeads = 0;    // divides nHeads; query head h reads KV head h / (nHeads / nKvHeads)
+    std::int32_t headDim = 0;     // <= 256, a multiple of 8
+    float scale = 1.0f;           // applied to each q·k
+    std::int32_t qStride = 0;     // floats from one token's q row to the next (0: nHeads * headDim)
     bool overlapPrevious = false; // an overlapped launch (see overlappedLaunchesSupported)
 };
 

@@ -55,8 +55,8 @@
 #include <map>
 #include <memory>
 #include <set>
-#include <string_view>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace emu {

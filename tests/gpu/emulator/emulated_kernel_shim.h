@@ -80,8 +80,9 @@ cudaError_t launchKernelEx(const cudaLaunchConfig_t *config, void (*kernel)(Para
     }
     if (overlapped && refuseOverlappedLaunches())
         return recordError(cudaErrorNotSupported);
-    launch(config->gridDim, config->blockDim, config->dynamicSmemBytes, config->stream,
-           reinterpret_cast<const void *>(kernel), "cudaLaunchKernelEx", [=] { kernel(args...); }, overlapped);
+    launch(
+        config->gridDim, config->blockDim, config->dynamicSmemBytes, config->stream,
+        reinterpret_cast<const void *>(kernel), "cudaLaunchKernelEx", [=] { kernel(args...); }, overlapped);
     return cudaPeekAtLastError();
 }
 template <class T> T *dynamicSmem()
