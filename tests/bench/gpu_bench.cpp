@@ -32,6 +32,7 @@
 #include "engine/model/llama_model.h"
 #include "engine/model/model_fingerprint.h"
 #include "engine/store/session_store.h"
+#include "tests/bench/gpu_bench_common.h"
 
 #include <cuda_runtime.h>
 
@@ -47,53 +48,14 @@
 #include <stdexcept>
 
 using namespace kvchat::engine;
+using namespace kvchat::bench;
 using json = nlohmann::json;
-using Clock = std::chrono::steady_clock;
 
 namespace {
 
 constexpr int kHistory = 2000;
 constexpr int kNewTokens = 30;
 constexpr int kDecodeSteps = 64;
-
-void check(bool ok, const std::string &what)
-{
-    if (!ok)
-        throw std::runtime_error(what);
-}
-
-void checkCuda(cudaError_t e, const char *what)
-{
-    if (e != cudaSuccess)
-        throw std::runtime_error(std::string(what) + ": " + cudaGetErrorName(e) + " (" + cudaGetErrorString(e) + ")");
-}
-
-double median(std::vector<double> v)
-{
-    std::sort(v.begin(), v.end());
-    return v.empty() ? 0.0 : v[v.size() / 2];
-}
-
-double secondsSince(Clock::time_point start)
-{
-    return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-// Dense fp16 tensor-core peak (no sparsity) by product name, from NVIDIA's data sheets; 0 when
-// this GPU is not in the table (the fraction is then not reported).
-double peakFp16Flops(const std::string &name)
-{
-    if (name.find("H200") != std::string::npos || name.find("H100 80GB HBM3") != std::string::npos ||
-        name.find("H100 SXM") != std::string::npos)
-        return 989.4e12;
-    if (name.find("H100 NVL") != std::string::npos)
-        return 835.0e12;
-    if (name.find("H100") != std::string::npos) // PCIe
-        return 756.0e12;
-    if (name.find("A100") != std::string::npos)
-        return 312.0e12;
-    return 0.0;
-}
 
 class GpuBench
 {
@@ -155,10 +117,9 @@ public:
     }
 
     // How a decode step runs: as generation does (the step as a CUDA graph, its projections in
-    // the fused matrix-vector kernels, the top 40 candidates selected on the device), or without
-    // one of those three, to show what each is worth.
-    // Generation: as the app decodes. The others change one thing: no CUDA graph, all logits
-    // copied back, cuBLAS projections, kernels launched one after another (not overlapped).
+    // the fused matrix-vector kernels, the top 40 candidates selected on the device, the kernels
+    // launched overlapped), or with one thing changed, to show what each is worth: no CUDA graph,
+    // all logits copied back, cuBLAS projections, kernels launched one after another.
     enum class DecodePath { Generation, NoGraph, FullLogits, Cublas, Serial };
 
     // Seconds per token of kDecodeSteps single-token steps after depth positions.
@@ -348,26 +309,6 @@ private:
     std::unique_ptr<KvBlockPool> m_pool;
     std::vector<float> m_logits;
 };
-
-// Device-to-device copy of 1 GiB: bytes read + written per second (what streaming kernels get).
-double deviceCopyBandwidth()
-{
-    const std::size_t bytes = std::size_t(1) << 30;
-    void *a = nullptr, *b = nullptr;
-    checkCuda(cudaMalloc(&a, bytes), "cudaMalloc");
-    checkCuda(cudaMalloc(&b, bytes), "cudaMalloc");
-    checkCuda(cudaMemcpy(b, a, bytes, cudaMemcpyDeviceToDevice), "warm-up copy");
-    std::vector<double> s;
-    for (int i = 0; i < 5; ++i) {
-        const auto start = Clock::now();
-        checkCuda(cudaMemcpy(b, a, bytes, cudaMemcpyDeviceToDevice), "cudaMemcpy");
-        checkCuda(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
-        s.push_back(secondsSince(start));
-    }
-    cudaFree(a);
-    cudaFree(b);
-    return 2.0 * static_cast<double>(bytes) / median(s);
-}
 
 } // namespace
 

@@ -7,7 +7,8 @@
 #   2. builds kvchat with CUDA (no GUI) for this GPU's architecture,
 #   3. runs the GPU tests (CUDA kernels against scalar references, the CUDA backend against the
 #      CPU backend),
-#   4. writes random-weight fp16 models at SmolLM2-135M and TinyLlama-1.1B shapes (the real
+#   4. runs kvchat-bench-gpu-kernels (the decode matrix-vector kernel and prefill attention alone),
+#   5. writes random-weight fp16 models at SmolLM2-135M and TinyLlama-1.1B shapes (the real
 #      SmolLM2 file cannot be fetched there), and a Q4_K one at TinyLlama's shape (its weights
 #      stay packed in 4 bits on the device), and runs kvchat-bench-gpu on each,
 # printing one table per model. Results (JSON, logs) go to $OUT when set, else gpu-check-out/.
@@ -62,7 +63,8 @@ cmake -S . -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release -DKVCHAT_CUDA=ON -DKVCH
     -DKVCHAT_BUILD_BENCHMARKS=ON -DCMAKE_CUDA_ARCHITECTURES="$arch" "${cmake_prefix[@]}" >"$out/configure.log" 2>&1 ||
     { tail -40 "$out/configure.log"; exit 1; }
 stamp "building"
-cmake --build $build -j"$jobs" --target cuda_kernels_test cuda_backend_test kvchat-bench-gpu kvchat-make-random-model \
+cmake --build $build -j"$jobs" --target cuda_kernels_test cuda_backend_test kvchat-bench-gpu kvchat-bench-gpu-kernels \
+    kvchat-make-random-model \
     >"$out/build.log" 2>&1 || { grep -E "error|Error" -A3 "$out/build.log" | head -60; exit 1; }
 
 # The benchmark models are written (on the CPU, one thread each) while the GPU tests run.
@@ -100,6 +102,13 @@ for t in cuda_kernels_test cuda_backend_test; do
         status=1
     fi
 done
+
+# Two kernels alone (a few seconds): the decode matrix-vector kernel's weight GB/s per format,
+# overlapped and serial, and prefill attention's TFLOP/s: where the model benchmarks' time goes.
+stamp "benchmarking kernels alone"
+timeout 60 $build/tests/bench/kvchat-bench-gpu-kernels --json "$out/gpu-bench-kernels.json" 2>&1 |
+    tee "$out/gpu-bench-kernels.log"
+[[ ${PIPESTATUS[0]} == 0 ]] || status=1
 
 for w in "${writers[@]}"; do
     wait "$w" || status=1
