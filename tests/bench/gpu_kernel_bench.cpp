@@ -7,8 +7,9 @@
 //     later) and serial. A Q/K/V-like launch of 3 x 8,192 rows of 2,048, the input normalized in
 //     the kernel, as in a decode step. Below the copy bandwidth by more for 4-bit than for fp16
 //     means the 4-bit path is bound by instructions, not memory.
-//   - prefill attention over 2,048 tokens (cuda_attention.cu, tensor cores) at TinyLlama's and
-//     SmolLM2's head shapes: TFLOP/s of the causal QK^T and PV against the fp16 tensor peak.
+//   - prefill attention over 2,048 tokens (cuda_attention.cu, tensor cores) at the head shapes of
+//     TinyLlama and SmolLM2 (head size 64) and Llama 3 8B (128): TFLOP/s of the causal QK^T and
+//     PV against the fp16 tensor peak.
 // Medians over repeats; prints a markdown table, --json writes the numbers.
 //
 //   kvchat-bench-gpu-kernels [--json OUT.json]
@@ -190,7 +191,8 @@ int main(int argc, char **argv)
             const char *name;
             int nHeads, nKvHeads, headDim;
         };
-        for (const HeadShape &h : {HeadShape{"tinyllama", 32, 4, 128}, HeadShape{"smollm2", 9, 3, 64}}) {
+        for (const HeadShape &h : {HeadShape{"tinyllama", 32, 4, 64}, HeadShape{"smollm2", 9, 3, 64},
+                                   HeadShape{"llama-3-8b", 32, 8, 128}}) {
             constexpr int n = 2048;
             const double s = attentionSeconds(h.nHeads, h.nKvHeads, h.headDim, n, stream);
             const double flops = 4.0 * h.nHeads * h.headDim * (static_cast<double>(n) * (n + 1) / 2.0);
