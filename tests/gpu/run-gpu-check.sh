@@ -11,7 +11,8 @@
 #   5. writes random-weight fp16 models at SmolLM2-135M and TinyLlama-1.1B shapes (the real
 #      SmolLM2 file cannot be fetched there), and a Q4_K one at TinyLlama's shape (its weights
 #      stay packed in 4 bits on the device), and runs kvchat-bench-gpu on each,
-# printing one table per model. Results (JSON, logs) go to $OUT when set, else gpu-check-out/.
+# printing one table per model, and at the end one table of everything (summarize-gpu-check.py).
+# Results (JSON, logs, summary.md) go to $OUT when set, else gpu-check-out/.
 #
 #   bash tests/gpu/run-gpu-check.sh            (about 5 minutes on an H100, estimated)
 set -uo pipefail
@@ -127,5 +128,8 @@ for name in "${names[@]}"; do
         --workdir /tmp/kvchat-gpu-bench --json "$out/gpu-bench-$name.json" 2>&1 | tee "$out/gpu-bench-$name.log"
     [[ ${PIPESTATUS[0]} == 0 ]] || status=1
 done
+# Everything in one table (also kept as summary.md).
+echo
+python3 tests/gpu/summarize-gpu-check.py "$out" | tee "$out/summary.md" || echo "gpu-check: no summary (python3?)"
 stamp "done (status $status)"
 exit $status
