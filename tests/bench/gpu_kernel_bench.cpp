@@ -71,32 +71,24 @@ template <class F> double medianMs(cudaStream_t stream, F &&enqueue)
     return median(ms);
 }
 
-// Weight bytes of one row of dim elements (as the backend holds them).
-std::size_t rowBytes(WeightFormat format, int dim)
-{
-    if (format == WeightFormat::F16)
-        return static_cast<std::size_t>(dim) * 2;
-    const int groups = dim / weightChunkElements(format);
-    return static_cast<std::size_t>(groups) * (16 + 4); // 16 bytes of codes and a (scale, min) pair a group
-}
-
 // Seconds per launch of a Q/K/V-like gemv, the launches captured as one graph.
 double gemvSecondsPerLaunch(WeightFormat format, bool overlap, cudaStream_t stream)
 {
     constexpr int kDim = 2048, kRowsPerMatrix = 8192, kLaunches = 50;
     const std::size_t rows = 3 * static_cast<std::size_t>(kRowsPerMatrix);
-    const std::size_t codes = format == WeightFormat::F16 ? rows * kDim * 2 : rows * (kDim / weightChunkElements(format)) * 16;
+    // The codes of every row, then every row's (scale, min) halves (cuda_kernels.h).
+    const std::size_t rowCodes = weightCodeBytes(format, kDim), rowScaleMin = weightRowBytes(format, kDim) - rowCodes;
     // 0x2c bytes: fp16 0x2c2c (0.065) as weights, scales and minima; any codes.
-    DeviceBytes weights(rows * rowBytes(format, kDim), 0x2c);
+    DeviceBytes weights(rows * weightRowBytes(format, kDim), 0x2c);
     DeviceBytes residual(kDim * sizeof(float), 0), norm(kDim * sizeof(float), 0), y(rows * sizeof(float), 0);
     GemvInput in{nullptr, residual.as<float>(), norm.as<float>(), 1e-5f, kDim, overlap};
     GemvMatrix matrices[3];
     for (int m = 0; m < 3; ++m) {
         const std::size_t firstRow = static_cast<std::size_t>(m) * kRowsPerMatrix;
         const auto *base = weights.as<std::uint8_t>();
-        DeviceWeights w{format, base + firstRow * (codes / rows), nullptr};
+        DeviceWeights w{format, base + firstRow * rowCodes, nullptr};
         if (format != WeightFormat::F16)
-            w.scaleMin = reinterpret_cast<const Half *>(base + codes + firstRow * (rowBytes(format, kDim) - codes / rows));
+            w.scaleMin = reinterpret_cast<const Half *>(base + rows * rowCodes + firstRow * rowScaleMin);
         matrices[m] = GemvMatrix{w, kRowsPerMatrix, y.as<float>() + firstRow};
     }
     cudaGraph_t graph = nullptr;
@@ -171,7 +163,7 @@ int main(int argc, char **argv)
         const std::pair<WeightFormat, const char *> formats[] = {
             {WeightFormat::F16, "fp16"}, {WeightFormat::Q4G32, "packed 4-bit"}, {WeightFormat::Q8G16, "packed 8-bit"}};
         for (const auto &[format, name] : formats) {
-            const double bytes = 3.0 * 8192 * static_cast<double>(rowBytes(format, 2048));
+            const double bytes = 3.0 * 8192 * static_cast<double>(weightRowBytes(format, 2048));
             json row;
             for (const bool overlap : {true, false}) {
                 if (overlap && !overlappedLaunchesSupported())
@@ -191,8 +183,8 @@ int main(int argc, char **argv)
             const char *name;
             int nHeads, nKvHeads, headDim;
         };
-        for (const HeadShape &h : {HeadShape{"tinyllama", 32, 4, 64}, HeadShape{"smollm2", 9, 3, 64},
-                                   HeadShape{"llama-3-8b", 32, 8, 128}}) {
+        for (const HeadShape &h :
+             {HeadShape{"tinyllama", 32, 4, 64}, HeadShape{"smollm2", 9, 3, 64}, HeadShape{"llama-3-8b", 32, 8, 128}}) {
             constexpr int n = 2048;
             const double s = attentionSeconds(h.nHeads, h.nKvHeads, h.headDim, n, stream);
             const double flops = 4.0 * h.nHeads * h.headDim * (static_cast<double>(n) * (n + 1) / 2.0);

@@ -190,7 +190,7 @@ std::string_view CudaBackend::kvFormat() const
 std::size_t CudaBackend::decodeWeightBytes() const
 {
     const State &s = *m_state;
-    const auto bytes = [](const DeviceMatrix &m) { return sz(m.nOut) * deviceRowBytes(m.weights.format, m.nIn); };
+    const auto bytes = [](const DeviceMatrix &m) { return sz(m.nOut) * weightRowBytes(m.weights.format, m.nIn); };
     std::size_t total = bytes(s.output) + sz(s.config.nEmbd) * sizeof(float);
     for (const DeviceLayer &l : s.layers)
         total +=

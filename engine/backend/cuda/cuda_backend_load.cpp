@@ -41,7 +41,7 @@ std::size_t deviceBytes(std::initializer_list<const WeightMatrix *> parts, bool 
     std::int64_t nOut = 0;
     for (const WeightMatrix *w : parts)
         nOut += w->nOut;
-    return sz(nOut) * deviceRowBytes(deviceFormat(parts, pack), (*parts.begin())->nIn);
+    return sz(nOut) * weightRowBytes(deviceFormat(parts, pack), (*parts.begin())->nIn);
 }
 
 // fp16 bytes of the largest slice (promptSliceRows) a prompt's GEMMs dequantize at once: of the
@@ -173,13 +173,13 @@ std::vector<DeviceMatrix> CudaBackend::State::uploadStackedAs(ThreadPool &pool,
     const std::size_t codeBytes = packed ? packedCodeBytes(asPacked(format), nIn) : sz(nIn) * sizeof(Half);
     const std::size_t scaleMinHalves = packed ? sz(packedGroups(asPacked(format), nIn)) * 2 : 0;
     auto buffer = std::make_unique<DeviceBuffer>();
-    buffer->reserve(sz(nOut) * deviceRowBytes(format, nIn));
+    buffer->reserve(sz(nOut) * weightRowBytes(format, nIn));
     auto *codesPart = buffer->as<std::uint8_t>();
     Half *scaleMinPart = packed ? reinterpret_cast<Half *>(codesPart + sz(nOut) * codeBytes) : nullptr;
     std::vector<DeviceMatrix> views{DeviceMatrix{DeviceWeights{format, codesPart, scaleMinPart}, nOut, nIn}};
     // Converted on the host (packRow, or dequantizeRow rounded to fp16: every GGUF type the engine
     // reads), copied up in slices of rows so the staging buffer stays ~64 MiB whatever the matrix.
-    const std::size_t rowBytes = deviceRowBytes(format, nIn);
+    const std::size_t rowBytes = weightRowBytes(format, nIn);
     const std::int64_t rowsPerSlice = std::max<std::int64_t>(1, static_cast<std::int64_t>(64 * kMiB / rowBytes));
     std::atomic<bool> refused{false};
     for (const WeightMatrix *part : parts) {

@@ -97,15 +97,6 @@ struct DeviceMatrix
     const Half *promptF16 = nullptr;
 };
 
-// Device bytes of one row of nIn elements in format.
-inline std::size_t deviceRowBytes(WeightFormat format, std::int64_t nIn)
-{
-    if (format == WeightFormat::F16)
-        return sz(nIn) * sizeof(Half);
-    const auto packed = static_cast<PackedFormat>(static_cast<int>(format));
-    return packedCodeBytes(packed, nIn) + sz(packedGroups(packed, nIn)) * 2 * sizeof(Half);
-}
-
 // Q, K and V are one matrix (wqkv: their rows stacked), as are gate and up (wGateUp): a prompt's
 // projections are then one GEMM each instead of three and two (fewer launches, and K and V's
 // narrow GEMMs no longer leave most SMs idle); wq, wk, wv, wGate, wUp are views into them, for the

@@ -47,6 +47,19 @@ constexpr std::int32_t weightChunkElements(WeightFormat format)
 {
     return format == WeightFormat::F16 ? 8 : format == WeightFormat::Q4G32 ? 32 : 16;
 }
+// Bytes of one row of dim elements: its codes (fp16: the elements themselves), and with them the
+// row's (scale, min) halves, one pair per 16-byte chunk of codes (packed dim: whole chunks).
+constexpr std::size_t weightCodeBytes(WeightFormat format, std::int64_t dim)
+{
+    return static_cast<std::size_t>(format == WeightFormat::F16 ? dim * 2 : dim / weightChunkElements(format) * 16);
+}
+constexpr std::size_t weightRowBytes(WeightFormat format, std::int64_t dim)
+{
+    return weightCodeBytes(format, dim) +
+           (format == WeightFormat::F16
+                ? 0
+                : static_cast<std::size_t>(dim / weightChunkElements(format)) * 2 * sizeof(Half));
+}
 // The matrix rows [rowBegin, rowBegin + rows) as fp16 into out ([rows][dim]), each element
 // fp16(scale * code + min): what a prompt's GEMMs read when the weights are packed.
 void dequantizeWeights(const DeviceWeights &w, std::int64_t rowBegin, std::int64_t rows, std::int32_t dim, Half *out,
