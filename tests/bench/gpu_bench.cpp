@@ -119,8 +119,9 @@ public:
     // How a decode step runs: as generation does (the step as a CUDA graph, its projections in
     // the fused matrix-vector kernels, the top 40 candidates selected on the device, the kernels
     // launched overlapped), or with one thing changed, to show what each is worth: no CUDA graph,
-    // all logits copied back, cuBLAS projections, kernels launched one after another.
-    enum class DecodePath { Generation, NoGraph, FullLogits, Cublas, Serial };
+    // all logits copied back, cuBLAS projections, kernels launched one after another, packed
+    // weights multiplied by int8 inputs (int8 dots, opt-in).
+    enum class DecodePath { Generation, NoGraph, FullLogits, Cublas, Serial, Int8Dots };
 
     // Seconds per token of kDecodeSteps single-token steps after depth positions.
     double decodeSecondsPerToken(int depth, DecodePath path)
@@ -130,6 +131,8 @@ public:
         m_backend->setDecodeGemv(fused && path != DecodePath::Cublas);
         const bool overlapped = m_backend->overlappedLaunches();
         m_backend->setOverlappedLaunches(overlapped && path != DecodePath::Serial);
+        const bool int8Dots = m_backend->int8Dots();
+        m_backend->setInt8Dots(path == DecodePath::Int8Dots);
         CandidateRequest request;
         request.k = 40; // the app's default top-k
         std::vector<TokenCandidate> candidates;
@@ -153,6 +156,7 @@ public:
         m_backend->setDecodeGraphs(true);
         m_backend->setDecodeGemv(fused);
         m_backend->setOverlappedLaunches(overlapped);
+        m_backend->setInt8Dots(int8Dots);
         return s;
     }
 
@@ -387,6 +391,7 @@ int main(int argc, char **argv)
             const double fullLogits = bench.decodeSecondsPerToken(depth, GpuBench::DecodePath::FullLogits);
             const double viaCublas = bench.decodeSecondsPerToken(depth, GpuBench::DecodePath::Cublas);
             const double serial = bench.decodeSecondsPerToken(depth, GpuBench::DecodePath::Serial);
+
             const double ctx = depth + kDecodeSteps / 2.0;
             result["decode"][std::to_string(depth)] = {{"tokens_per_s", 1.0 / s},
                                                        {"bytes_per_token", decodeBytes(ctx)},
@@ -395,6 +400,10 @@ int main(int argc, char **argv)
                                                        {"tokens_per_s_copying_all_logits", 1.0 / fullLogits},
                                                        {"tokens_per_s_with_cublas_projections", 1.0 / viaCublas},
                                                        {"tokens_per_s_serial_launches", 1.0 / serial}};
+            // Only packed weights take int8 inputs (the fp16 models' steps would be the same).
+            if (bench.backend().weightsDescription().find("packed") != std::string::npos)
+                result["decode"][std::to_string(depth)]["tokens_per_s_int8_dots"] =
+                    1.0 / bench.decodeSecondsPerToken(depth, GpuBench::DecodePath::Int8Dots);
         }
         result["decode_overlapped_launches"] = bench.backend().overlappedLaunches();
         result["decode_graph"] = {{"launches", bench.backend().decodeGraphStats().launches},
@@ -465,6 +474,9 @@ int main(int argc, char **argv)
                         result["decode"][d]["tokens_per_s_copying_all_logits"].get<double>(),
                         result["decode"][d]["tokens_per_s_with_cublas_projections"].get<double>(),
                         result["decode"][d]["tokens_per_s_serial_launches"].get<double>());
+            if (result["decode"][d].contains("tokens_per_s_int8_dots"))
+                std::printf("| decode at context %s, packed weights times int8 inputs (int8 dots): tokens/s | %.1f |\n",
+                            d, result["decode"][d]["tokens_per_s_int8_dots"].get<double>());
         }
         const std::pair<const char *, const char *> ttftRows[] = {
             {"ttft_alone_ms", "TTFT ms: the 30 new tokens alone"},

@@ -2,11 +2,13 @@
 // kvchat-bench-gpu-kernels: two of the CUDA backend's kernels alone, against the GPU's own limits,
 // to show where a model's prefill and decode time goes (kvchat-bench-gpu measures whole steps):
 //   - the decode matrix-vector kernel (cuda_gemv.cu) on fp16, packed 4-bit and packed 8-bit
-//     weights: weight GB/s against the device-to-device copy bandwidth, one launch after another
-//     as a CUDA graph, with the launches overlapped (programmatic dependent launch, sm_90 and
-//     later) and serial. A Q/K/V-like launch of 3 x 8,192 rows of 2,048, the input normalized in
-//     the kernel, as in a decode step. Below the copy bandwidth by more for 4-bit than for fp16
-//     means the 4-bit path is bound by instructions, not memory.
+//     weights (these with fp16 inputs, the backend's default, and with int8 dots): weight GB/s
+//     against the device-to-device copy bandwidth, one launch after another as a CUDA graph, with
+//     the launches overlapped (programmatic dependent launch, sm_90 and later) and serial. A
+//     Q/K/V-like launch of 3 x 8,192 rows of 2,048, the input normalized in the kernel, as in a
+//     decode step. Packed weights with fp16 inputs below the copy bandwidth by more than fp16
+//     weights means that path is bound by instructions, not memory; int8 dots (opt-in, less
+//     accurate) are the alternative.
 //   - prefill attention over 2,048 tokens (cuda_attention.cu, tensor cores) at the head shapes of
 //     TinyLlama and SmolLM2 (head size 64) and Llama 3 8B (128): TFLOP/s of the causal QK^T and
 //     PV against the fp16 tensor peak.
@@ -72,7 +74,7 @@ template <class F> double medianMs(cudaStream_t stream, F &&enqueue)
 }
 
 // Seconds per launch of a Q/K/V-like gemv, the launches captured as one graph.
-double gemvSecondsPerLaunch(WeightFormat format, bool overlap, cudaStream_t stream)
+double gemvSecondsPerLaunch(WeightFormat format, bool int8Dots, bool overlap, cudaStream_t stream)
 {
     constexpr int kDim = 2048, kRowsPerMatrix = 8192, kLaunches = 50;
     const std::size_t rows = 3 * static_cast<std::size_t>(kRowsPerMatrix);
@@ -80,8 +82,9 @@ double gemvSecondsPerLaunch(WeightFormat format, bool overlap, cudaStream_t stre
     const std::size_t rowCodes = weightCodeBytes(format, kDim), rowScaleMin = weightRowBytes(format, kDim) - rowCodes;
     // 0x2c bytes: fp16 0x2c2c (0.065) as weights, scales and minima; any codes.
     DeviceBytes weights(rows * weightRowBytes(format, kDim), 0x2c);
-    DeviceBytes residual(kDim * sizeof(float), 0), norm(kDim * sizeof(float), 0), y(rows * sizeof(float), 0);
-    GemvInput in{nullptr, residual.as<float>(), norm.as<float>(), 1e-5f, kDim, overlap};
+    // 0x3c bytes: 0.0115 as fp32, a residual and norm weights the input quantization has work on.
+    DeviceBytes residual(kDim * sizeof(float), 0x3c), norm(kDim * sizeof(float), 0x3c), y(rows * sizeof(float), 0);
+    GemvInput in{nullptr, residual.as<float>(), norm.as<float>(), 1e-5f, kDim, overlap, int8Dots};
     GemvMatrix matrices[3];
     for (int m = 0; m < 3; ++m) {
         const std::size_t firstRow = static_cast<std::size_t>(m) * kRowsPerMatrix;
@@ -160,15 +163,23 @@ int main(int argc, char **argv)
                          {"peak_fp16_tflops", peak / 1e12},
                          {"overlapped_launches", overlappedLaunchesSupported()}};
         std::printf("| kernel on %s | value |\n|---|---:|\n", prop.name);
-        const std::pair<WeightFormat, const char *> formats[] = {
-            {WeightFormat::F16, "fp16"}, {WeightFormat::Q4G32, "packed 4-bit"}, {WeightFormat::Q8G16, "packed 8-bit"}};
-        for (const auto &[format, name] : formats) {
+        struct Variant
+        {
+            WeightFormat format;
+            bool int8Dots;
+            const char *name;
+        };
+        for (const auto &[format, int8Dots, name] : {Variant{WeightFormat::F16, false, "fp16"},
+                                                     Variant{WeightFormat::Q4G32, false, "packed 4-bit, fp16 inputs"},
+                                                     Variant{WeightFormat::Q4G32, true, "packed 4-bit, int8 dots"},
+                                                     Variant{WeightFormat::Q8G16, false, "packed 8-bit, fp16 inputs"},
+                                                     Variant{WeightFormat::Q8G16, true, "packed 8-bit, int8 dots"}}) {
             const double bytes = 3.0 * 8192 * static_cast<double>(weightRowBytes(format, 2048));
             json row;
             for (const bool overlap : {true, false}) {
                 if (overlap && !overlappedLaunchesSupported())
                     continue;
-                const double s = gemvSecondsPerLaunch(format, overlap, stream);
+                const double s = gemvSecondsPerLaunch(format, int8Dots, overlap, stream);
                 row[overlap ? "overlapped" : "serial"] = {{"us_per_launch", s * 1e6},
                                                           {"gb_per_s", bytes / s / 1e9},
                                                           {"copy_bandwidth_fraction", bytes / s / bandwidth}};

@@ -254,6 +254,9 @@ struct TestWeights
 {
     WeightFormat format = WeightFormat::F16;
     std::vector<double> value, magnitude;
+    // With int8 dots the kernels sum (code - 128) * q for 8-bit codes and add 128 * scale into
+    // the min term: |scale * (code - 128)| + |min + 128 * scale| + ... bounds those terms.
+    std::vector<double> int8Magnitude;
     std::vector<std::uint8_t> bytes; // as on the device
     DeviceBuffer<std::uint8_t> device;
     std::size_t scaleMinOffset = 0;
@@ -273,6 +276,7 @@ void makeTestWeights(TestWeights &t, WeightFormat format, std::size_t rows, std:
     t.format = format;
     t.value.assign(rows * dim, 0.0);
     t.magnitude.assign(rows * dim, 0.0);
+    t.int8Magnitude.assign(rows * dim, 0.0);
     if (format == WeightFormat::F16) {
         const std::vector<float> w = randomFloats(rows * dim, seed, sigma);
         t.bytes.resize(w.size() * sizeof(Half));
@@ -282,6 +286,7 @@ void makeTestWeights(TestWeights &t, WeightFormat format, std::size_t rows, std:
             t.value[i] = t.magnitude[i] = halfToFloat(h);
             t.magnitude[i] = std::abs(t.magnitude[i]);
         }
+        t.int8Magnitude = t.magnitude; // int8 dots take packed weights only
         return;
     }
     const std::size_t bits = format == WeightFormat::Q4G32 ? 4 : 8;
@@ -311,7 +316,36 @@ void makeTestWeights(TestWeights &t, WeightFormat format, std::size_t rows, std:
             const std::size_t g = (r * dim + i) / group;
             t.value[r * dim + i] = static_cast<double>(scale[g]) * code + min[g];
             t.magnitude[r * dim + i] = std::abs(static_cast<double>(scale[g]) * code) + std::abs(min[g]);
+            t.int8Magnitude[r * dim + i] = t.magnitude[r * dim + i] + (bits == 8 ? 256.0 * std::abs(scale[g]) : 0.0);
         }
+}
+
+// The input the int8 dots multiply (GemvInput::int8Dots), from the fp16 input: per group of
+// `group` elements d = amax / 127 and q = rint(x * (1 / d)), in fp32 as the kernel computes them
+// (so the codes are the kernel's exactly), returned as d * q in double.
+std::vector<double> int8DotsInput(const std::vector<Half> &input, std::size_t group)
+{
+    std::vector<double> out(input.size());
+    for (std::size_t g0 = 0; g0 < input.size(); g0 += group) {
+        float amax = 0.0f;
+        for (std::size_t i = g0; i < g0 + group; ++i)
+            amax = std::max(amax, std::abs(halfToFloat(input[i])));
+        const float d = amax / 127.0f;
+        const float inverse = d > 0.0f ? 1.0f / d : 0.0f;
+        for (std::size_t i = g0; i < g0 + group; ++i)
+            out[i] = static_cast<double>(d) * std::nearbyint(halfToFloat(input[i]) * inverse);
+    }
+    return out;
+}
+
+// The input values a gemv multiplies: the fp16 input, or with int8 dots its quantized values.
+std::vector<double> gemvInputValues(const std::vector<Half> &input, WeightFormat format, bool int8Dots)
+{
+    if (int8Dots && format != WeightFormat::F16)
+        return int8DotsInput(input, static_cast<std::size_t>(weightChunkElements(format)));
+    std::vector<double> out(input.size());
+    std::transform(input.begin(), input.end(), out.begin(), [](Half h) { return double(halfToFloat(h)); });
+    return out;
 }
 
 } // namespace
@@ -693,7 +727,8 @@ private slots:
     {
         QTest::addColumn<int>("dim");
         QTest::addColumn<QList<int>>("rows"); // one entry per matrix; for SwiGLU: nFf
-        QTest::addColumn<QString>("form");    // "normed" (RMSNorm fused in), "vector", "accumulate", "swiglu"
+        QTest::addColumn<QString>("form");    // "normed" (RMSNorm fused in), "vector", "accumulate", "swiglu";
+                                              // " int8": with int8 dots
         QTest::addColumn<WeightFormat>("format");
         QTest::newRow("QKV at SmolLM2 widths, normed")
             << 576 << QList<int>{576, 192, 192} << "normed" << WeightFormat::F16;
@@ -715,17 +750,45 @@ private slots:
         QTest::newRow("8-bit dim 48") << 48 << QList<int>{9, 3} << "vector" << q8;
         QTest::newRow("4-bit classifier: 16,390 rows") << 64 << QList<int>{16390} << "normed" << q4;
         QTest::newRow("8-bit classifier: 16,390 rows, added") << 32 << QList<int>{16390} << "accumulate" << q8;
+        // The same with int8 dots (GemvInput::int8Dots): the input quantized per group, dp4a.
+        QTest::newRow("int8 dots: 4-bit QKV at SmolLM2 widths, normed")
+            << 576 << QList<int>{576, 192, 192} << "normed int8" << q4;
+        QTest::newRow("int8 dots: 8-bit Wo, added into y") << 1024 << QList<int>{1000} << "accumulate int8" << q8;
+        QTest::newRow("int8 dots: 4-bit, two matrices, fp16 input") << 256 << QList<int>{13, 40} << "vector int8" << q4;
+        QTest::newRow("int8 dots: 8-bit SwiGLU, normed") << 256 << QList<int>{700} << "swiglu int8" << q8;
+        QTest::newRow("int8 dots: 4-bit SwiGLU, normed") << 512 << QList<int>{300} << "swiglu int8" << q4;
+        // 48 = 3 groups of 16: the last warp's second half is past the input.
+        QTest::newRow("int8 dots: 8-bit dim 48") << 48 << QList<int>{9, 3} << "vector int8" << q8;
+        QTest::newRow("int8 dots: 4-bit classifier: 16,390 rows") << 64 << QList<int>{16390} << "normed int8" << q4;
+        QTest::newRow("int8 dots: 8-bit classifier, added") << 32 << QList<int>{16390} << "accumulate int8" << q8;
+        QTest::newRow("int8 dots: 4-bit, width 2,048 (a warp per group, 8 rounds)")
+            << 2048 << QList<int>{64} << "vector int8" << q4;
+        // Matrices of different formats in one call (a launch per run of one format): the first
+        // in `format`, then 8-bit, then fp16.
+        QTest::newRow("4-bit, 8-bit and fp16 matrices, normed") << 256 << QList<int>{40, 24, 8} << "mixed" << q4;
+        QTest::newRow("int8 dots: 4-bit, 8-bit and fp16 matrices, added")
+            << 512 << QList<int>{16, 33, 8} << "mixed accumulate int8" << q4;
     }
 
     // The decode step's fused projections against a double-precision reference fed the fp16 input
     // the unfused path feeds cuBLAS: rmsNorm's output (this kernel's own, tested above) or the
-    // vector itself.
+    // vector itself; with int8 dots, that input quantized as the kernel documents.
     void gemvMatchesReference()
     {
         QFETCH(int, dim);
         QFETCH(QList<int>, rows);
         QFETCH(QString, form);
         QFETCH(WeightFormat, format);
+        const bool int8Dots = form.endsWith(" int8");
+        if (int8Dots)
+            form.chop(5);
+        const bool mixed = form.startsWith("mixed");
+        if (mixed)
+            form = form == "mixed" ? "normed" : form.mid(6);
+        const auto formatOf = [&](int m) {
+            const WeightFormat cycle[3] = {format, WeightFormat::Q8G16, WeightFormat::F16};
+            return mixed ? cycle[m] : format;
+        };
         const bool normed = form == "normed" || form == "swiglu";
         const bool swiglu = form == "swiglu";
         const float eps = 1e-5f;
@@ -749,6 +812,7 @@ private slots:
         GemvInput in = normedInput(dResidual.get(), dNormWeight.get(), eps, dim);
         if (!normed)
             in = GemvInput{dVector.get(), nullptr, nullptr, 0.0f, dim};
+        in.int8Dots = int8Dots;
 
         const int nMatrices = swiglu ? 2 : static_cast<int>(rows.size());
         const auto nOut = [&](int m) { return static_cast<std::size_t>(swiglu ? rows[0] : rows[m]); };
@@ -758,7 +822,7 @@ private slots:
         std::vector<GemvMatrix> matrices;
         for (int m = 0; m < nMatrices; ++m) {
             const auto mi = static_cast<std::size_t>(m);
-            makeTestWeights(weights[mi], format, nOut(m), d, 40 + mi, 0.05f);
+            makeTestWeights(weights[mi], formatOf(m), nOut(m), d, 40 + mi, 0.05f);
             CUDA_CHECK(weights[mi].device.upload(weights[mi].bytes));
             yStart[mi] = randomFloats(nOut(m), 50 + mi); // what "accumulate" adds to
             CUDA_CHECK(dY[mi].upload(yStart[mi]));
@@ -775,13 +839,17 @@ private slots:
         // Row o of matrix m: the dot product in double, and the sum of |terms| that bounds the
         // kernel's fp32 accumulation error (a few ulp of it: 1e-6 relative; for packed weights the
         // terms are |scale * code * x| and |min * x|, which the kernel sums separately).
+        std::vector<std::vector<double>> xs; // each matrix's input values
+        for (const TestWeights &w : weights)
+            xs.push_back(gemvInputValues(input, w.format, int8Dots));
         const auto dot = [&](std::size_t m, std::size_t o, double &magnitude) {
+            const std::vector<double> &x = xs[m];
+            const std::vector<double> &termMagnitude = int8Dots ? weights[m].int8Magnitude : weights[m].magnitude;
             double sum = 0.0;
             magnitude = 0.0;
             for (std::size_t i = 0; i < d; ++i) {
-                const double x = halfToFloat(input[i]);
-                sum += weights[m].value[o * d + i] * x;
-                magnitude += weights[m].magnitude[o * d + i] * std::abs(x);
+                sum += weights[m].value[o * d + i] * x[i];
+                magnitude += termMagnitude[o * d + i] * std::abs(x[i]);
             }
             return sum;
         };
@@ -826,11 +894,18 @@ private slots:
     {
         QTest::addColumn<int>("nRot");
         QTest::addColumn<int>("pos");
-        QTest::addColumn<WeightFormat>("format");
-        QTest::newRow("full rotation, position 37") << 32 << 37 << WeightFormat::F16;
-        QTest::newRow("partial rotation (nRot 16 of 32), position 5") << 16 << 5 << WeightFormat::F16;
-        QTest::newRow("4-bit weights, position 37") << 32 << 37 << WeightFormat::Q4G32;
-        QTest::newRow("8-bit weights, partial rotation, position 5") << 16 << 5 << WeightFormat::Q8G16;
+        QTest::addColumn<WeightFormat>("format");  // Q's and K's
+        QTest::addColumn<WeightFormat>("vFormat"); // V's
+        const WeightFormat f16 = WeightFormat::F16, q4 = WeightFormat::Q4G32, q8 = WeightFormat::Q8G16;
+        QTest::newRow("full rotation, position 37") << 32 << 37 << f16 << f16;
+        QTest::newRow("partial rotation (nRot 16 of 32), position 5") << 16 << 5 << f16 << f16;
+        QTest::newRow("4-bit weights, position 37") << 32 << 37 << q4 << q4;
+        QTest::newRow("8-bit weights, partial rotation, position 5") << 16 << 5 << q8 << q8;
+        QTest::newRow("int8 dots, 4-bit weights, position 37") << 32 << 37 << q4 << q4;
+        QTest::newRow("int8 dots, 8-bit weights, partial rotation, position 5") << 16 << 5 << q8 << q8;
+        // As Q4_K_M: Q and K 4-bit, V 8-bit (two launches).
+        QTest::newRow("4-bit Q/K, 8-bit V, position 37") << 32 << 37 << q4 << q8;
+        QTest::newRow("int8 dots, 4-bit Q/K, 8-bit V, position 21") << 32 << 21 << q4 << q8;
     }
 
     // The decode step's Q/K/V products with RoPE and the KV write fused in, against a double
@@ -841,6 +916,8 @@ private slots:
         QFETCH(int, nRot);
         QFETCH(int, pos);
         QFETCH(WeightFormat, format);
+        QFETCH(WeightFormat, vFormat);
+        const bool int8Dots = QByteArray(QTest::currentDataTag()).startsWith("int8 dots");
         const int dim = 128, headDim = 32, nHeads = 4, nKvHeads = 2;
         const int qDim = nHeads * headDim, kvDim = nKvHeads * headDim;
         const auto d = static_cast<std::size_t>(dim);
@@ -860,7 +937,8 @@ private slots:
         const int widths[3] = {qDim, kvDim, kvDim};
         std::vector<TestWeights> weights(3);
         for (std::size_t m = 0; m < 3; ++m) {
-            makeTestWeights(weights[m], format, static_cast<std::size_t>(widths[m]), d, 80 + m, 0.1f);
+            makeTestWeights(weights[m], m == 2 ? vFormat : format, static_cast<std::size_t>(widths[m]), d, 80 + m,
+                            0.1f);
             CUDA_CHECK(weights[m].device.upload(weights[m].bytes));
         }
         const Half sentinel = 0xdeadu;
@@ -877,7 +955,8 @@ private slots:
         CUDA_CHECK(dQ.allocate(static_cast<std::size_t>(qDim)));
         CUDA_CHECK(dNormed.allocate(d));
         rmsNorm(dResidual.get(), dNormWeight.get(), 1, dim, 1e-5f, dNormed.get(), m_stream);
-        const GemvInput in = normedInput(dResidual.get(), dNormWeight.get(), 1e-5f, dim);
+        GemvInput in = normedInput(dResidual.get(), dNormWeight.get(), 1e-5f, dim);
+        in.int8Dots = int8Dots;
         const GemvMatrix qkv[3] = {{weights[0].view(), qDim, dQ.get()},
                                    {weights[1].view(), kvDim, nullptr},
                                    {weights[2].view(), kvDim, nullptr}};
@@ -895,11 +974,12 @@ private slots:
         const auto expected = [&](std::size_t m, std::vector<double> &value, std::vector<double> &bound) {
             const auto n = static_cast<std::size_t>(widths[m]);
             std::vector<double> dot(n), magnitude(n);
+            const std::vector<double> x = gemvInputValues(input, weights[m].format, int8Dots);
+            const std::vector<double> &termMagnitude = int8Dots ? weights[m].int8Magnitude : weights[m].magnitude;
             for (std::size_t o = 0; o < n; ++o)
                 for (std::size_t i = 0; i < d; ++i) {
-                    const double x = halfToFloat(input[i]);
-                    dot[o] += weights[m].value[o * d + i] * x;
-                    magnitude[o] += weights[m].magnitude[o * d + i] * std::abs(x);
+                    dot[o] += weights[m].value[o * d + i] * x[i];
+                    magnitude[o] += termMagnitude[o * d + i] * std::abs(x[i]);
                 }
             value = dot;
             bound.assign(n, 0.0);

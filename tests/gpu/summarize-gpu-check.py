@@ -65,6 +65,8 @@ rows = [
      lambda d: pair(get(d, 'decode', '1024', 'tokens_per_s'), get(d, 'decode', '1024', 'roofline_fraction'), 1)),
     ('decode at 0, kernels launched serially: tokens/s',
      lambda d: number(get(d, 'decode', '0', 'tokens_per_s_serial_launches'), 1)),
+    ('decode at 0, packed weights times int8 inputs (int8 dots): tokens/s',
+     lambda d: number(get(d, 'decode', '0', 'tokens_per_s_int8_dots'), 1)),
     ('decode at 0 without the CUDA graph: tokens/s',
      lambda d: number(get(d, 'decode', '0', 'tokens_per_s_without_graph'), 1)),
     ('TTFT ms: the 30 new tokens alone', lambda d: number(get(d, 'ttft', 'ttft_alone_ms'), 2)),

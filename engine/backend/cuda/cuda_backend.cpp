@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <span>
 
 namespace kvchat::engine {
 
@@ -104,17 +105,60 @@ MicroBatchInputs CudaBackend::State::uploadInputs(std::span<const TokenId> ids, 
     return in;
 }
 
+std::size_t deviceMatrixBytes(const DeviceMatrix &m)
+{
+    if (m.mixedParts.empty())
+        return sz(m.nOut) * weightRowBytes(m.weights.format, m.nIn);
+    std::size_t bytes = 0;
+    for (const DeviceMatrix &part : m.mixedParts)
+        bytes += deviceMatrixBytes(part);
+    return bytes;
+}
+
+void CudaBackend::State::dequantizeRows(const DeviceMatrix &w, std::int64_t rowBegin, std::int64_t rows, Half *out)
+{
+    const auto nIn = static_cast<std::int32_t>(w.nIn);
+    if (w.mixedParts.empty()) {
+        dequantizeWeights(w.weights, rowBegin, rows, nIn, out, stream);
+        KVCHAT_CUDA_CHECK_LAUNCH("dequantizeWeights");
+        return;
+    }
+    std::int64_t partBegin = 0; // the part's first row in the whole
+    for (const DeviceMatrix &part : w.mixedParts) {
+        const std::int64_t begin = std::max(rowBegin, partBegin);
+        const std::int64_t end = std::min(rowBegin + rows, partBegin + part.nOut);
+        if (begin < end && part.weights.format == WeightFormat::F16) {
+            KVCHAT_CUDA_CHECK(
+                cudaMemcpyAsync(out + (begin - rowBegin) * w.nIn,
+                                static_cast<const Half *>(part.weights.data) + (begin - partBegin) * w.nIn,
+                                sz((end - begin) * w.nIn) * sizeof(Half), cudaMemcpyDeviceToDevice, stream));
+        } else if (begin < end) {
+            dequantizeWeights(part.weights, begin - partBegin, end - begin, nIn, out + (begin - rowBegin) * w.nIn,
+                              stream);
+            KVCHAT_CUDA_CHECK_LAUNCH("dequantizeWeights");
+        }
+        partBegin += part.nOut;
+    }
+}
+
 void CudaBackend::State::gemm(const DeviceMatrix &w, const Half *xIn, std::int64_t nTokens, float *y, float beta)
 {
-    if (w.weights.format == WeightFormat::F16) {
+    if (!holdsPackedWeights(w)) {
         gemmF16(static_cast<const Half *>(w.weights.data), w.nOut, w.nIn, w.nOut, xIn, nTokens, y, beta);
         return;
     }
     if (nTokens == 1 && decodeGemvSupported) {
         // One token: read the packed weights as they are (the decode step with cuBLAS chosen, or a
-        // prompt's last-row classifier).
-        const GemvMatrix m{w.weights, static_cast<std::int32_t>(w.nOut), y};
-        gemv(GemvInput{xIn, nullptr, nullptr, 0.0f, static_cast<std::int32_t>(w.nIn)}, &m, 1, beta != 0.0f, stream);
+        // prompt's last-row classifier); mixed parts each into its rows of y.
+        GemvMatrix m[kMaxGemvMatrices]; // mixed parts: Q, K and V at most
+        int nMatrices = 0;
+        float *partY = y;
+        for (const DeviceMatrix &part : w.mixedParts.empty() ? std::span(&w, 1) : std::span(w.mixedParts)) {
+            m[nMatrices++] = GemvMatrix{part.weights, static_cast<std::int32_t>(part.nOut), partY};
+            partY += part.nOut;
+        }
+        gemv(GemvInput{xIn, nullptr, nullptr, 0.0f, static_cast<std::int32_t>(w.nIn)}, m, nMatrices, beta != 0.0f,
+             stream);
         KVCHAT_CUDA_CHECK_LAUNCH("gemv (packed)");
         return;
     }
@@ -130,8 +174,7 @@ void CudaBackend::State::gemm(const DeviceMatrix &w, const Half *xIn, std::int64
         if (slice == nullptr) {
             if (dequantized.bytes() < sz(rows * w.nIn) * sizeof(Half))
                 throwFailure("gemm", "no dequantization buffer for a packed matrix", __FILE__, __LINE__);
-            dequantizeWeights(w.weights, r0, rows, static_cast<std::int32_t>(w.nIn), dequantized.as<Half>(), stream);
-            KVCHAT_CUDA_CHECK_LAUNCH("dequantizeWeights");
+            dequantizeRows(w, r0, rows, dequantized.as<Half>());
             slice = dequantized.as<Half>();
         }
         gemmF16(slice, rows, w.nIn, w.nOut, xIn, nTokens, y + r0, beta);
@@ -190,7 +233,7 @@ std::string_view CudaBackend::kvFormat() const
 std::size_t CudaBackend::decodeWeightBytes() const
 {
     const State &s = *m_state;
-    const auto bytes = [](const DeviceMatrix &m) { return sz(m.nOut) * weightRowBytes(m.weights.format, m.nIn); };
+    const auto bytes = deviceMatrixBytes;
     std::size_t total = bytes(s.output) + sz(s.config.nEmbd) * sizeof(float);
     for (const DeviceLayer &l : s.layers)
         total +=
@@ -204,6 +247,9 @@ std::string CudaBackend::describe() const
     return d.name + " (compute capability " + std::to_string(d.computeCapability / 10) + "." +
            std::to_string(d.computeCapability % 10) + "); weights on the GPU: " + std::to_string(weightBytes() >> 20) +
            " MiB, " + weightsDescription() +
+           (m_state->int8Dots && m_state->decodeGemv && m_state->kvFromPackedWeights()
+                ? "; decode multiplies packed weights by int8 inputs (dp4a)"
+                : "") +
            (m_state->overlappedLaunches       ? "; a decode step's kernels launched overlapped"
             : m_state->overlapRefused.empty() ? ""
                                               : "; overlapped launches refused (" + m_state->overlapRefused + ")");
@@ -214,9 +260,14 @@ std::string CudaBackend::weightsDescription() const
     const State &s = *m_state;
     int counts[3] = {0, 0, 0}; // packed 4-bit, packed 8-bit, fp16
     int copies = 0;
+    bool mixed = false;
     const auto count = [&](const DeviceMatrix &m) {
-        ++counts[m.weights.format == WeightFormat::Q4G32 ? 0 : m.weights.format == WeightFormat::Q8G16 ? 1 : 2];
         copies += m.promptF16 != nullptr ? 1 : 0;
+        mixed = mixed || !m.mixedParts.empty();
+        for (const DeviceMatrix &part : m.mixedParts.empty() ? std::span(&m, 1) : std::span(m.mixedParts))
+            ++counts[part.weights.format == WeightFormat::Q4G32   ? 0
+                     : part.weights.format == WeightFormat::Q8G16 ? 1
+                                                                  : 2];
     };
     count(s.embedding);
     if (s.output.weights.data != s.embedding.weights.data)
@@ -229,7 +280,8 @@ std::string CudaBackend::weightsDescription() const
     for (int i = 0; i < 3; ++i)
         if (counts[i] > 0)
             out += (out.empty() ? "" : ", ") + std::to_string(counts[i]) + names[i];
-    out += " (matrices; Q/K/V and gate/up stacked)";
+    out += mixed ? " (matrices; Q/K/V and gate/up stacked; Q/K/V of different types each in its own format)"
+                 : " (matrices; Q/K/V and gate/up stacked)";
     if (copies > 0)
         out += "; fp16 copies of the packed layer matrices for prompts";
     return out;
@@ -258,6 +310,16 @@ bool CudaBackend::decodeGemv() const
 void CudaBackend::setDecodeGemv(bool enabled)
 {
     m_state->decodeGemv = enabled && m_state->decodeGemvSupported;
+}
+
+bool CudaBackend::int8Dots() const
+{
+    return m_state->int8Dots;
+}
+
+void CudaBackend::setInt8Dots(bool enabled)
+{
+    m_state->int8Dots = enabled;
 }
 
 bool CudaBackend::overlappedLaunches() const
@@ -468,7 +530,7 @@ void CudaBackend::State::enqueueLayers(std::int64_t n, std::int32_t startPos, co
     const bool overlap = usesOverlappedLaunches(n, waitLayers);
     shape.overlapPrevious = overlap;
     const auto normed = [&](const float *residual, const float *weight) {
-        return GemvInput{nullptr, residual, weight, c.rmsEps, c.nEmbd, overlap};
+        return GemvInput{nullptr, residual, weight, c.rmsEps, c.nEmbd, overlap, int8Dots};
     };
     for (std::int32_t l = 0; l < c.nLayers; ++l) {
         const DeviceLayer &w = layers[sz(l)];
@@ -508,13 +570,14 @@ void CudaBackend::State::enqueueLayers(std::int64_t n, std::int32_t startPos, co
         KVCHAT_CUDA_CHECK_LAUNCH("attention");
         if (fused) {
             const GemvMatrix wo{w.wo.weights, static_cast<std::int32_t>(w.wo.nOut), x.as<float>()};
-            gemv(GemvInput{attnOut.as<Half>(), nullptr, nullptr, 0.0f, static_cast<std::int32_t>(w.wo.nIn), overlap},
+            gemv(GemvInput{attnOut.as<Half>(), nullptr, nullptr, 0.0f, static_cast<std::int32_t>(w.wo.nIn), overlap,
+                           int8Dots},
                  &wo, 1, true, st);
             KVCHAT_CUDA_CHECK_LAUNCH("gemv (Wo)");
             gemvSwiGlu(normed(x.as<float>(), w.ffnNorm), w.wGate.weights, w.wUp.weights, c.nFf, act.as<Half>(), st);
             KVCHAT_CUDA_CHECK_LAUNCH("gemvSwiGlu");
             const GemvMatrix down{w.wDown.weights, static_cast<std::int32_t>(w.wDown.nOut), x.as<float>()};
-            gemv(GemvInput{act.as<Half>(), nullptr, nullptr, 0.0f, c.nFf, overlap}, &down, 1, true, st);
+            gemv(GemvInput{act.as<Half>(), nullptr, nullptr, 0.0f, c.nFf, overlap, int8Dots}, &down, 1, true, st);
             KVCHAT_CUDA_CHECK_LAUNCH("gemv (down)");
             continue;
         }
@@ -583,6 +646,7 @@ DecodeStepShape CudaBackend::State::decodeStepShape(std::int32_t startPos, const
     }
     shape.decodeGemv = decodeGemv;
     shape.overlappedLaunches = overlappedLaunches;
+    shape.int8Dots = int8Dots;
     shape.ropeFromTable = in.ropeFromTable;
     shape.kvArena = kv.arena;
     shape.scratchGeneration = scratchGeneration;

@@ -109,6 +109,17 @@ public:
     bool overlappedLaunches() const;
     void setOverlappedLaunches(bool enabled);
 
+    // A decode step's fused products with packed (quantized) weights quantize their input to int8
+    // per weight group and sum code x input in integers, four products an instruction (dp4a; the
+    // CPU backend's integer path and llama.cpp's MMVQ do the same), instead of converting every
+    // code to fp16 and multiplying in fp32 (cuda_kernels.h: GemvInput::int8Dots). Off by default:
+    // on SmolLM2 (Q4_1) its decode logits differ from the CPU's by 1.6e-2 of the top logit, over
+    // the 1e-2 the backend is held to (measured on the CUDA emulator; the integer sums are exact,
+    // so a GPU gives the same). KVCHAT_CUDA_INT8_DOTS=1 or setInt8Dots(true) turns it on, to
+    // measure what it is worth. No effect on fp16 weights or on prompts (their GEMMs read fp16).
+    bool int8Dots() const;
+    void setInt8Dots(bool enabled);
+
     // Longer inputs are split into micro-batches of this many tokens (up to 2,048, fewer on a GPU
     // with little memory to spare; see chooseMicroBatch). Smaller values, e.g. for tests of the
     // split, are allowed down to 1; larger ones are capped at what the scratch was reserved for.

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <functional>
 #include <string_view>
 
 namespace kvchat::engine::cuda {
@@ -22,26 +23,33 @@ PackedFormat asPacked(WeightFormat format)
     return static_cast<PackedFormat>(static_cast<int>(format));
 }
 
-// How matrices stacked into one are kept on the device: packed when every part is of a quantized
-// type (in the wider format if they differ), fp16 when any is a float type or packing is off.
-WeightFormat deviceFormat(std::initializer_list<const WeightMatrix *> parts, bool pack)
+// How matrices stacked into one are kept on the device, part by part: packed when every part is
+// of a quantized type (each in its own format with mixedFormats, else all in the widest), fp16
+// when any is a float type or packing is off.
+std::vector<WeightFormat> deviceFormats(std::initializer_list<const WeightMatrix *> parts, bool pack, bool mixedFormats)
 {
-    std::optional<PackedFormat> format;
+    std::vector<WeightFormat> formats;
+    std::optional<PackedFormat> widest;
     for (const WeightMatrix *w : parts) {
         const std::optional<PackedFormat> own = packedFormatFor(w->type);
         if (!pack || !own)
-            return WeightFormat::F16;
-        format = format ? widerPackedFormat(*format, *own) : *own;
+            return std::vector<WeightFormat>(parts.size(), WeightFormat::F16);
+        widest = widest ? widerPackedFormat(*widest, *own) : *own;
+        formats.push_back(static_cast<WeightFormat>(static_cast<int>(*own)));
     }
-    return static_cast<WeightFormat>(static_cast<int>(*format));
+    if (!mixedFormats)
+        std::fill(formats.begin(), formats.end(), static_cast<WeightFormat>(static_cast<int>(*widest)));
+    return formats;
 }
 
-std::size_t deviceBytes(std::initializer_list<const WeightMatrix *> parts, bool pack)
+std::size_t deviceBytes(std::initializer_list<const WeightMatrix *> parts, bool pack, bool mixedFormats = false)
 {
-    std::int64_t nOut = 0;
+    const std::vector<WeightFormat> formats = deviceFormats(parts, pack, mixedFormats);
+    std::size_t bytes = 0;
+    auto format = formats.begin();
     for (const WeightMatrix *w : parts)
-        nOut += w->nOut;
-    return sz(nOut) * weightRowBytes(deviceFormat(parts, pack), (*parts.begin())->nIn);
+        bytes += sz(w->nOut) * weightRowBytes(*format++, w->nIn);
+    return bytes;
 }
 
 // fp16 bytes of the largest slice (promptSliceRows) a prompt's GEMMs dequantize at once: of the
@@ -50,7 +58,7 @@ std::size_t dequantizedScratchBytes(const CudaBackend::State &s)
 {
     std::size_t bytes = 0;
     const auto add = [&](const DeviceMatrix &m) {
-        if (m.weights.format != WeightFormat::F16 && m.promptF16 == nullptr)
+        if (holdsPackedWeights(m) && m.promptF16 == nullptr)
             bytes = std::max(bytes, sz(CudaBackend::State::promptSliceRows(m) * m.nIn) * sizeof(Half));
     };
     for (const DeviceLayer &l : s.layers)
@@ -106,9 +114,27 @@ DeviceMatrix CudaBackend::State::uploadMatrix(ThreadPool &pool, const WeightMatr
 
 std::vector<DeviceMatrix> CudaBackend::State::uploadStacked(ThreadPool &pool,
                                                             std::initializer_list<const WeightMatrix *> parts,
-                                                            std::vector<std::uint8_t> &staging)
+                                                            std::vector<std::uint8_t> &staging, bool mixedFormats)
 {
-    const WeightFormat format = deviceFormat(parts, packWeights);
+    const std::vector<WeightFormat> formats = deviceFormats(parts, packWeights, mixedFormats);
+    if (std::adjacent_find(formats.begin(), formats.end(), std::not_equal_to<>()) != formats.end()) {
+        // Each part in its own allocation and format; a part packRow refuses goes up in fp16.
+        DeviceMatrix whole;
+        auto format = formats.begin();
+        for (const WeightMatrix *part : parts) {
+            std::vector<DeviceMatrix> own = uploadStackedAs(pool, {part}, *format++, staging);
+            if (own.empty())
+                own = uploadStackedAs(pool, {part}, WeightFormat::F16, staging);
+            whole.mixedParts.push_back(own.front());
+            whole.nOut += part->nOut;
+            whole.nIn = part->nIn;
+        }
+        whole.weights = whole.mixedParts.front().weights;
+        std::vector<DeviceMatrix> views{whole};
+        views.insert(views.end(), whole.mixedParts.begin(), whole.mixedParts.end());
+        return views;
+    }
+    const WeightFormat format = formats.front();
     if (format != WeightFormat::F16)
         if (auto packed = uploadStackedAs(pool, parts, format, staging); !packed.empty())
             return packed;
@@ -118,11 +144,11 @@ std::vector<DeviceMatrix> CudaBackend::State::uploadStacked(ThreadPool &pool,
 
 std::vector<DeviceMatrix> CudaBackend::State::uploadLayerMatrix(ThreadPool &pool,
                                                                 std::initializer_list<const WeightMatrix *> parts,
-                                                                std::vector<std::uint8_t> &staging)
+                                                                std::vector<std::uint8_t> &staging, bool mixedFormats)
 {
-    std::vector<DeviceMatrix> views = uploadStacked(pool, parts, staging);
-    const DeviceMatrix &whole = views.front();
-    if (!promptCopies || whole.weights.format == WeightFormat::F16)
+    std::vector<DeviceMatrix> views = uploadStacked(pool, parts, staging, mixedFormats);
+    DeviceMatrix &whole = views.front();
+    if (!promptCopies || !holdsPackedWeights(whole))
         return views;
     // Dequantized on the device from the codes, by the kernel a prompt without copies runs, and
     // multiplied in the same slices of rows (promptSliceRows): the same GEMMs either way, so KV
@@ -132,8 +158,7 @@ std::vector<DeviceMatrix> CudaBackend::State::uploadLayerMatrix(ThreadPool &pool
     KVCHAT_CUDA_CHECK(cudaDeviceSynchronize());
     auto buffer = std::make_unique<DeviceBuffer>();
     buffer->reserve(sz(whole.nOut * whole.nIn) * sizeof(Half));
-    dequantizeWeights(whole.weights, 0, whole.nOut, static_cast<std::int32_t>(whole.nIn), buffer->as<Half>(), stream);
-    KVCHAT_CUDA_CHECK_LAUNCH("dequantizeWeights (fp16 copy for prompts)");
+    dequantizeRows(whole, 0, whole.nOut, buffer->as<Half>());
     const Half *row = buffer->as<Half>();
     views[0].promptF16 = row;
     for (std::size_t i = 1; i < views.size(); ++i) {
@@ -150,7 +175,7 @@ bool CudaBackend::State::kvFromPackedWeights() const
     bool packed = embedding.weights.format != WeightFormat::F16;
     for (const DeviceLayer &l : layers)
         for (const DeviceMatrix *m : {&l.wqkv, &l.wo, &l.wGateUp, &l.wDown})
-            packed = packed || m->weights.format != WeightFormat::F16;
+            packed = packed || holdsPackedWeights(*m);
     return packed;
 }
 
@@ -176,7 +201,8 @@ std::vector<DeviceMatrix> CudaBackend::State::uploadStackedAs(ThreadPool &pool,
     buffer->reserve(sz(nOut) * weightRowBytes(format, nIn));
     auto *codesPart = buffer->as<std::uint8_t>();
     Half *scaleMinPart = packed ? reinterpret_cast<Half *>(codesPart + sz(nOut) * codeBytes) : nullptr;
-    std::vector<DeviceMatrix> views{DeviceMatrix{DeviceWeights{format, codesPart, scaleMinPart}, nOut, nIn}};
+    std::vector<DeviceMatrix> views{
+        DeviceMatrix{DeviceWeights{format, codesPart, scaleMinPart}, nOut, nIn, nullptr, {}}};
     // Converted on the host (packRow, or dequantizeRow rounded to fp16: every GGUF type the engine
     // reads), copied up in slices of rows so the staging buffer stays ~64 MiB whatever the matrix.
     const std::size_t rowBytes = weightRowBytes(format, nIn);
@@ -213,7 +239,7 @@ std::vector<DeviceMatrix> CudaBackend::State::uploadStackedAs(ThreadPool &pool,
                 KVCHAT_CUDA_CHECK(cudaMemcpy(scaleMinPart + sz(r0) * scaleMinHalves, scaleMin,
                                              sz(rows) * scaleMinHalves * sizeof(Half), cudaMemcpyHostToDevice));
         }
-        views.push_back(DeviceMatrix{DeviceWeights{format, codesPart, scaleMinPart}, w.nOut, nIn});
+        views.push_back(DeviceMatrix{DeviceWeights{format, codesPart, scaleMinPart}, w.nOut, nIn, nullptr, {}});
         codesPart += sz(w.nOut) * codeBytes;
         if (packed)
             scaleMinPart += sz(w.nOut) * scaleMinHalves;
@@ -305,15 +331,18 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const LlamaModel &model
     if (!model.tiedEmbeddings())
         neededBytes += deviceBytes({&model.output()}, pack);
     std::size_t copyBytes = 0;
-    for (const LlamaLayerWeights &l : model.layers())
+    for (const LlamaLayerWeights &l : model.layers()) {
+        bool qkv = true; // Q/K/V keep each part's format (see uploadStacked)
         for (const auto parts : {std::initializer_list<const WeightMatrix *>{&l.wq, &l.wk, &l.wv},
                                  {&l.wo},
                                  {&l.wGate, &l.wUp},
                                  {&l.wDown}}) {
-            neededBytes += deviceBytes(parts, pack);
-            if (deviceFormat(parts, pack) != WeightFormat::F16)
+            neededBytes += deviceBytes(parts, pack, qkv);
+            if (deviceFormats(parts, pack, qkv).front() != WeightFormat::F16)
                 copyBytes += deviceBytes(parts, false);
+            qkv = false;
         }
+    }
     if (neededBytes > device->freeBytes)
         return makeError("not enough GPU memory for this model on " + device->name + ": its weights need " +
                          std::to_string(neededBytes / kMiB) + " MiB on the device, " +
@@ -352,6 +381,8 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const LlamaModel &model
         const char *gemvSetting = std::getenv("KVCHAT_CUDA_DECODE_GEMV");
         state->decodeGemv =
             state->decodeGemvSupported && (gemvSetting == nullptr || std::string_view(gemvSetting) != "0");
+        const char *int8Setting = std::getenv("KVCHAT_CUDA_INT8_DOTS");
+        state->int8Dots = int8Setting != nullptr && std::string_view(int8Setting) == "1";
         const char *overlapSetting = std::getenv("KVCHAT_CUDA_OVERLAP");
         state->overlappedLaunches =
             overlappedLaunchesSupported() && (overlapSetting == nullptr || std::string_view(overlapSetting) != "0");
@@ -365,7 +396,10 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const LlamaModel &model
             DeviceLayer d;
             d.attnNorm = state->uploadFloats(l.attnNorm);
             d.ffnNorm = state->uploadFloats(l.ffnNorm);
-            const auto qkv = state->uploadLayerMatrix(pool, {&l.wq, &l.wk, &l.wv}, staging);
+            // Q, K and V each in its own format (Q4_K_M: 4-bit Q and K, 8-bit V): the decode
+            // kernels take them in a launch per format. Gate and up, which one warp reads
+            // together, share the widest.
+            const auto qkv = state->uploadLayerMatrix(pool, {&l.wq, &l.wk, &l.wv}, staging, true);
             d.wqkv = qkv[0], d.wq = qkv[1], d.wk = qkv[2], d.wv = qkv[3];
             d.wo = state->uploadLayerMatrix(pool, {&l.wo}, staging).front();
             const auto gateUp = state->uploadLayerMatrix(pool, {&l.wGate, &l.wUp}, staging);

@@ -95,7 +95,19 @@ struct DeviceMatrix
     // so the same values), which a prompt's GEMMs read instead of dequantizing the codes each time
     // (see CudaBackend::State::promptCopies).
     const Half *promptF16 = nullptr;
+    // Stacked parts of different formats (a Q4_K_M layer's 4-bit Q and K with its 8-bit V), each
+    // in its own allocation: their views, in order; `weights` is then the first part's. Empty
+    // when the whole has one format (one allocation, rows stacked).
+    std::vector<DeviceMatrix> mixedParts;
 };
+
+// Bytes of a matrix on the device (its codes and (scale, min) pairs; fp16: its elements).
+std::size_t deviceMatrixBytes(const DeviceMatrix &m);
+// Whether any of its rows are packed (a prompt then dequantizes them, or reads an fp16 copy).
+inline bool holdsPackedWeights(const DeviceMatrix &m)
+{
+    return m.weights.format != WeightFormat::F16 || !m.mixedParts.empty();
+}
 
 // Q, K and V are one matrix (wqkv: their rows stacked), as are gate and up (wGateUp): a prompt's
 // projections are then one GEMM each instead of three and two (fewer launches, and K and V's
@@ -135,6 +147,7 @@ struct DecodeStepShape
     std::uint32_t penaltyBits = 0;  // the penalty, passed by value
     bool decodeGemv = false;
     bool overlappedLaunches = false;
+    bool int8Dots = false;
     bool ropeFromTable = false;
     const void *kvArena = nullptr;
     std::uint64_t scratchGeneration = 0;
@@ -214,6 +227,8 @@ struct CudaBackend::State
     bool decodeGemvSupported = false;
     // The fused kernels of a decode step are launched overlapped (CudaBackend::overlappedLaunches).
     bool overlappedLaunches = false;
+    // Their products with packed weights take int8 inputs (CudaBackend::int8Dots).
+    bool int8Dots = false;
     std::string overlapRefused; // why they were turned off after a failed step, if they were
     // The decode step's graphs (see CudaBackend::DecodeGraphStats), one per shape of step
     // (DecodeStepShape), each captured once and replayed from then on.
@@ -239,15 +254,19 @@ struct CudaBackend::State
 
     const float *uploadFloats(const std::vector<float> &values);
     DeviceMatrix uploadMatrix(ThreadPool &pool, const WeightMatrix &w, std::vector<std::uint8_t> &staging);
-    // The matrices (of one width) with their rows stacked in one allocation: the whole, then a
-    // view of each part. Packed when every part's type packs, else fp16.
+    // The matrices (of one width) stacked: the whole, then a view of each part. Packed when every
+    // part's type packs, else fp16; with mixedFormats each part in its own packed format
+    // (DeviceMatrix::mixedParts), else all in the widest, rows stacked in one allocation.
     std::vector<DeviceMatrix> uploadStacked(ThreadPool &pool, std::initializer_list<const WeightMatrix *> parts,
-                                            std::vector<std::uint8_t> &staging);
+                                            std::vector<std::uint8_t> &staging, bool mixedFormats = false);
     std::vector<DeviceMatrix> uploadStackedAs(ThreadPool &pool, std::initializer_list<const WeightMatrix *> parts,
                                               WeightFormat format, std::vector<std::uint8_t> &staging);
     // A layer's stacked matrix: uploadStacked, plus the fp16 copies of promptCopies.
     std::vector<DeviceMatrix> uploadLayerMatrix(ThreadPool &pool, std::initializer_list<const WeightMatrix *> parts,
-                                                std::vector<std::uint8_t> &staging);
+                                                std::vector<std::uint8_t> &staging, bool mixedFormats = false);
+    // Rows [rowBegin, rowBegin + rows) of a packed (or mixed) matrix as fp16 into out, on the
+    // compute stream: dequantizeWeights part by part.
+    void dequantizeRows(const DeviceMatrix &w, std::int64_t rowBegin, std::int64_t rows, Half *out);
     // Whether the KV a forward pass writes comes from packed weights: the embedding or a layer
     // matrix packed (the classifier alone does not touch the KV).
     bool kvFromPackedWeights() const;

@@ -24,16 +24,22 @@
 //                dim must be a multiple of 8 (gemvSupports); above 48 KiB of input (dim > 24,576)
 //                the opt-in shared memory attribute must have been set (gemvReserveSharedMemory).
 //                One matrix of >= 16,384 rows (the classifier) takes 4 rows a warp; Q/K/V with
-//                RoPE take a pair of rows a warp.
+//                RoPE take a pair of rows a warp. Matrices of different formats in one call (a
+//                Q4_K_M layer's 4-bit Q and K and 8-bit V) take a launch per run of one format.
 //                Packed weights (cuda_packed_weights.cuh): a 16-byte load is one group of 32
 //                four-bit or 16 eight-bit codes with its (scale, min); the block also stages each
 //                group's sum of inputs (fp32, dim / 32 or dim / 16 floats after the input), so a
-//                group's product is scale * sum(code * x) + min * sum(x). Per weight that is an
-//                AND/OR pair, an exact fp16 subtract and an FMA for every two codes' conversion
-//                and products: a 4-bit matrix is 3.2x fewer bytes than fp16 for about 2 extra
-//                instructions a weight, which H100's FP32 rate covers at full bandwidth only
-//                roughly (an int8-activation dp4a kernel, as llama.cpp's MMVQ, is the next step
-//                if a measurement shows the 4-bit path compute-bound).
+//                group's product is scale * sum(code * x) + min * sum(x). Per weight that is
+//                about 4.5 instructions (an AND/OR pair, an exact fp16 subtract, conversions to
+//                fp32 and an FMA for every two codes): at H100's bandwidth a 4-bit matrix arrives
+//                at about 6e12 weights/s, and 132 SMs issue about 3.3e13 thread-instructions/s, so
+//                this path is at the edge of being instruction-bound.
+//                With int8 dots (GemvInput::int8Dots; the backend's opt-in, CudaBackend::int8Dots)
+//                the block instead quantizes its input to int8 per group (stageInputInt8) and a
+//                group's sum(code * q) is exact integer arithmetic, four products a dp4a (8-bit
+//                codes offset by -128 to fit its signed bytes): about 1 instruction a weight, as
+//                llama.cpp's MMVQ. The price is the input's rounding to 8 bits per group (what the
+//                CPU backend's integer path also does). kvchat-bench-gpu-kernels times both.
 #include "engine/backend/cuda/cuda_kernels.h"
 
 #include <cuda_runtime.h>
@@ -71,12 +77,15 @@ struct GemvParams
     float eps;
     int dim;
     int nMatrices;
-    DeviceWeights w[kMaxGemvMatrices]; // one format
+    DeviceWeights w[kMaxGemvMatrices]; // one format (QkvRope: the launch's pairs of rows read one)
     int rowEnd[kMaxGemvMatrices]; // cumulative output rows
     float *y[kMaxGemvMatrices];
     __half *act; // SwiGlu: [rowEnd[0]]; w[0] gate, w[1] up
-    // QkvRope: w[0..2] = Wq, Wk, Wv, y[0] = q; the position's cos/sin row of the table, and
-    // its K and V rows, as ropeAndStoreKv finds them.
+    // QkvRope: w[0..2] = Wq, Wk, Wv, y[0] = q; the pairs of stacked Q|K|V rows this launch
+    // computes, [firstPair, endPair) (a launch per run of matrices of one format); the position's
+    // cos/sin row of the table, and its K and V rows, as ropeAndStoreKv finds them.
+    int firstPair;
+    int endPair;
     const float *cosSin;
     const std::int32_t *devicePos;
     int nRot;
@@ -157,6 +166,50 @@ template <WeightFormat F> __device__ __forceinline__ void stageInput(const GemvP
     }
 }
 
+// Int8 staging (packed weights, GemvInput::int8Dots): the fp16 input values of stageInput (the
+// same fp16 RMSNorm output), quantized per weight group as the CPU backend quantizes activations
+// (cpu_int8_matmul.h): d = amax / 127, q = rint(x * (1 / d)). A warp takes 32 elements at a time
+// (one 4-bit group, or two 8-bit groups as half-warps), loaded coalesced and reduced with
+// shuffles; sQ gets the codes in their codes' byte order (int8StagedByte), sScale each group's d,
+// sSum each group's d * sum(q) (the min term's sum of inputs).
+template <WeightFormat F>
+__device__ __forceinline__ void stageInputInt8(const GemvParams &p, std::int8_t *sQ, float *sScale, float *sSum)
+{
+    constexpr int kGroup = kChunkElements<F>;
+    const int tid = static_cast<int>(threadIdx.x);
+    const int lane = tid & 31;
+    const int chunks = p.dim / kGroup;
+    const float normScale = p.vector != nullptr ? 0.0f : blockRmsScale(p.residual, p.dim, p.eps);
+    // Whole warps loop (the shuffles need every lane); a lane past dim (dim 16 mod 32, 8-bit
+    // groups) is a half-warp's worth of zeros that writes nothing.
+    for (int base = (tid >> 5) * 32; base < p.dim; base += kGemvThreads) {
+        const int i = base + lane;
+        const bool inside = i < p.dim;
+        float x = 0.0f;
+        if (inside)
+            x = __half2float(p.vector != nullptr ? p.vector[i]
+                                                 : __float2half_rn(p.residual[i] * normScale * p.normWeight[i]));
+        float amax = fabsf(x);
+#pragma unroll
+        for (int offset = kGroup / 2; offset > 0; offset >>= 1)
+            amax = fmaxf(amax, __shfl_xor_sync(kFullMask, amax, offset));
+        const float d = amax / 127.0f;
+        const float q = rintf(x * (d > 0.0f ? 1.0f / d : 0.0f));
+        float sum = q; // |sum| <= 32 * 127: exact in fp32
+#pragma unroll
+        for (int offset = kGroup / 2; offset > 0; offset >>= 1)
+            sum += __shfl_xor_sync(kFullMask, sum, offset);
+        if (!inside)
+            continue; // after the shuffles
+        const int chunk = i / kGroup, element = i % kGroup;
+        sQ[int8StagedByte<F>(chunk, element, chunks)] = static_cast<std::int8_t>(q);
+        if (element == 0) {
+            sScale[chunk] = d;
+            sSum[chunk] = d * sum;
+        }
+    }
+}
+
 // Row r of a matrix, as the warp loops read it.
 struct RowRef
 {
@@ -172,30 +225,44 @@ template <WeightFormat F> __device__ __forceinline__ RowRef rowRef(const DeviceW
         return RowRef{rowChunks<F>(w, r, dim), rowScaleMin<F>(w, r, dim)};
 }
 
+// The block's staged input, in shared memory, as the products read it.
+struct StagedInput
+{
+    const uint4 *values; // fp16 (stagedIndex), or int8 (int8StagedByte) with int8 dots
+    const float *sums;   // packed: each group's sum of inputs (int8 dots: d * sum(q))
+    const float *scales; // int8 dots: each group's d
+};
+
 // One 16-byte chunk c (of `chunks` a row) times the staged input, added to acc.
-template <WeightFormat F>
-__device__ __forceinline__ float chunkDot(const uint4 &w, __half2 scaleMin, const uint4 *in, const float *sSum, int c,
-                                          int chunks, float acc)
+template <WeightFormat F, bool Int8>
+__device__ __forceinline__ float chunkDot(const uint4 &w, __half2 scaleMin, const StagedInput &in, int c, int chunks,
+                                          float acc)
 {
     if constexpr (F == WeightFormat::F16) {
-        return dot8(w, in[c], acc);
-    } else {
+        return dot8(w, in.values[c], acc);
+    } else if constexpr (!Int8) {
         const float2 sm = __half22float2(scaleMin);
-        const float codeDot = chunkCodeDot<kCodeBits<F>>(w, in + c, chunks);
-        return fmaf(sm.x, codeDot, fmaf(sm.y, sSum[c], acc));
+        const float codeDot = chunkCodeDot<kCodeBits<F>>(w, in.values + c, chunks);
+        return fmaf(sm.x, codeDot, fmaf(sm.y, in.sums[c], acc));
+    } else {
+        // scale * d * sum(code * q) + min * d * sum(q); 8-bit codes come back offset by -128,
+        // whose 128 * sum(q) joins the min term.
+        const float2 sm = __half22float2(scaleMin);
+        const int codeDot = chunkCodeDotInt8<F>(w, in.values + c, chunks);
+        const float minTerm = F == WeightFormat::Q8G16 ? fmaf(128.0f, sm.x, sm.y) : sm.y;
+        return fmaf(sm.x * in.scales[c], static_cast<float>(codeDot), fmaf(minTerm, in.sums[c], acc));
     }
 }
 
 // The warp's dot products of `rows` weight rows with the staged input; every lane returns the
 // full sums.
-template <WeightFormat F, int Rows>
-__device__ __forceinline__ void warpDots(const RowRef (&rows)[Rows], const __half *sIn, const float *sSum, int dim,
+template <WeightFormat F, bool Int8, int Rows>
+__device__ __forceinline__ void warpDots(const RowRef (&rows)[Rows], const StagedInput &in, int dim,
                                          float (&out)[Rows])
 {
     constexpr bool kPacked = F != WeightFormat::F16;
     const int lane = static_cast<int>(threadIdx.x) & 31;
     const int chunks = dim / kChunkElements<F>;
-    const uint4 *in = reinterpret_cast<const uint4 *>(sIn);
     float acc[Rows];
 #pragma unroll
     for (int r = 0; r < Rows; ++r)
@@ -217,13 +284,13 @@ __device__ __forceinline__ void warpDots(const RowRef (&rows)[Rows], const __hal
         for (int u = 0; u < kGemvUnroll; ++u)
 #pragma unroll
             for (int r = 0; r < Rows; ++r)
-                acc[r] = chunkDot<F>(w[r][u], sm[r][u], in, sSum, c + 32 * u, chunks, acc[r]);
+                acc[r] = chunkDot<F, Int8>(w[r][u], sm[r][u], in, c + 32 * u, chunks, acc[r]);
     }
     for (; c < chunks; c += 32) {
 #pragma unroll
         for (int r = 0; r < Rows; ++r) {
             const __half2 sm = kPacked ? __ldg(rows[r].scaleMin + c) : __half2();
-            acc[r] = chunkDot<F>(__ldg(rows[r].chunks + c), sm, in, sSum, c, chunks, acc[r]);
+            acc[r] = chunkDot<F, Int8>(__ldg(rows[r].chunks + c), sm, in, c, chunks, acc[r]);
         }
     }
 #pragma unroll
@@ -266,8 +333,9 @@ __device__ __forceinline__ WarpRows<kWarpRows<Out, Rows>> warpRows(const GemvPar
     } else if constexpr (Out == GemvOut::QkvRope) {
         // A pair of rows (2i, 2i + 1): Q, K and V have even widths, so a pair never straddles two
         // matrices.
-        out.valid = 2 * row < p.rowEnd[2];
-        const int first = min(2 * row, p.rowEnd[2] - 2);
+        const int pair = p.firstPair + row;
+        out.valid = pair < p.endPair;
+        const int first = 2 * min(pair, p.endPair - 1);
         out.m = first < p.rowEnd[0] ? 0 : first < p.rowEnd[1] ? 1 : 2;
         // By value, chosen by comparisons: indexing the parameter arrays with a run-time index
         // (or a pointer into them) would copy them to local memory.
@@ -320,11 +388,12 @@ template <WeightFormat F, int N> __device__ __forceinline__ void prefetchRows(co
     }
 }
 
-// Rows: output rows per warp (1, or for one large matrix kManyRowsPerWarp; see gemv()).
+// Rows: output rows per warp (1, or for one large matrix kManyRowsPerWarp; see gemv()). Int8:
+// packed weights' products in integers (stageInputInt8, chunkCodeDotInt8).
 // Before it waits for the kernel before it (an overlapped launch, see cuda_device_common.cuh), a
 // block only finds its rows and prefetches their weights into L2; so even without overlap the
 // weights are on their way while the block stages (and normalizes) its input.
-template <GemvOut Out, int Rows, WeightFormat F>
+template <GemvOut Out, int Rows, WeightFormat F, bool Int8>
 __global__ void __launch_bounds__(kGemvThreads) gemvKernel(const GemvParams p)
 {
     {
@@ -337,9 +406,20 @@ __global__ void __launch_bounds__(kGemvThreads) gemvKernel(const GemvParams p)
     allowOverlappedSuccessor();
 
     extern __shared__ __align__(16) float4 smemVec[]; // 16-byte loads of the staged input
-    __half *sIn = reinterpret_cast<__half *>(smemVec);
-    float *sSum = reinterpret_cast<float *>(sIn + p.dim); // packed: the groups' input sums
-    stageInput<F>(p, sIn, sSum);
+    StagedInput in{};
+    if constexpr (Int8) {
+        static_assert(F != WeightFormat::F16);
+        auto *sQ = reinterpret_cast<std::int8_t *>(smemVec);
+        float *sScale = reinterpret_cast<float *>(sQ + p.dim); // dim: whole 16-byte chunks
+        float *sSum = sScale + p.dim / kChunkElements<F>;
+        stageInputInt8<F>(p, sQ, sScale, sSum);
+        in = StagedInput{reinterpret_cast<const uint4 *>(sQ), sSum, sScale};
+    } else {
+        __half *sIn = reinterpret_cast<__half *>(smemVec);
+        float *sSum = reinterpret_cast<float *>(sIn + p.dim); // packed: the groups' input sums
+        stageInput<F>(p, sIn, sSum);
+        in = StagedInput{reinterpret_cast<const uint4 *>(sIn), sSum, nullptr};
+    }
     __syncthreads();
     const WarpRows<kWarpRows<Out, Rows>> mine = warpRows<Out, Rows, F>(p);
     if (!mine.valid)
@@ -347,7 +427,7 @@ __global__ void __launch_bounds__(kGemvThreads) gemvKernel(const GemvParams p)
 
     const int lane = static_cast<int>(threadIdx.x) & 31;
     float dots[kWarpRows<Out, Rows>];
-    warpDots<F, kWarpRows<Out, Rows>>(mine.rows, sIn, sSum, p.dim, dots);
+    warpDots<F, Int8, kWarpRows<Out, Rows>>(mine.rows, in, p.dim, dots);
     if (lane != 0)
         return;
     if constexpr (Rows > 1) {
@@ -392,19 +472,22 @@ __global__ void __launch_bounds__(kGemvThreads) gemvKernel(const GemvParams p)
     }
 }
 
-// Dynamic shared memory of a launch: the fp16 input, and for packed weights each group's sum.
-std::size_t smemBytes(WeightFormat format, std::int32_t dim)
+// Dynamic shared memory of a launch: the fp16 input, and for packed weights each group's sum; with
+// int8 dots, the int8 input and each group's scale and sum.
+std::size_t smemBytes(WeightFormat format, bool int8, std::int32_t dim)
 {
-    const std::size_t input = static_cast<std::size_t>(dim) * sizeof(__half);
+    const auto elements = static_cast<std::size_t>(dim);
     if (format == WeightFormat::F16)
-        return input;
-    return input + static_cast<std::size_t>(dim / weightChunkElements(format)) * sizeof(float);
+        return elements * sizeof(__half);
+    const auto groups = static_cast<std::size_t>(dim / weightChunkElements(format));
+    return int8 ? elements + 2 * groups * sizeof(float) : elements * sizeof(__half) + groups * sizeof(float);
 }
 
-// The largest a launch of width dim may take (16-byte packed groups are the smallest: 8-bit).
+// The largest a launch of width dim may take (16-byte packed groups are the smallest: 8-bit; int8
+// staging takes less than fp16).
 std::size_t largestSmemBytes(std::int32_t dim)
 {
-    return std::max(smemBytes(WeightFormat::F16, dim), smemBytes(WeightFormat::Q8G16, dim));
+    return std::max(smemBytes(WeightFormat::F16, false, dim), smemBytes(WeightFormat::Q8G16, false, dim));
 }
 
 // The fused RMSNorm's static shared memory (warpSums, rowScale: 36 bytes), rounded up.
@@ -421,14 +504,26 @@ bool inputSupported(const GemvInput &in)
     return widthFits(in.dim) && (in.vector != nullptr || (in.residual != nullptr && in.normWeight != nullptr));
 }
 
-// The matrices of one launch share one format, whose chunks divide the input width.
+// Each matrix's chunks divide the input width (matrices of different formats go in separate
+// launches, see formatRuns; SwiGLU's two, read by one warp, must share one).
 bool weightsSupported(const DeviceWeights *w, int n, std::int32_t dim)
 {
     for (int m = 0; m < n; ++m)
-        if (w[m].format != w[0].format || dim % weightChunkElements(w[m].format) != 0 ||
-            (w[m].format != WeightFormat::F16 && w[m].scaleMin == nullptr))
+        if (dim % weightChunkElements(w[m].format) != 0 || (w[m].format != WeightFormat::F16 && w[m].scaleMin == nullptr))
             return false;
     return true;
+}
+
+// Calls launch(begin, end) for each run [begin, end) of consecutive matrices of one format: a
+// launch reads one format (its kernel is compiled for it). A Q4_K_M layer's Q and K are 4-bit and
+// its V 8-bit: two launches rather than Q and K held in 8 bits (twice their bytes) for V's sake.
+template <class Launch> void forEachFormatRun(const DeviceWeights *w, int n, Launch &&launch)
+{
+    for (int begin = 0, end = 1; begin < n; begin = end++) {
+        while (end < n && w[end].format == w[begin].format)
+            ++end;
+        launch(begin, end);
+    }
 }
 
 // Dynamic shared memory the kernels may take: what 48 KiB leaves next to the static shared memory
@@ -436,45 +531,52 @@ bool weightsSupported(const DeviceWeights *w, int n, std::int32_t dim)
 // no attribute is set while a decode step is being captured as a graph).
 std::size_t g_reservedSmem = 48 * 1024 - kStaticSmem;
 
-template <GemvOut Out, int Rows, WeightFormat F>
-void launchGemvAs(const GemvParams &p, int rows, bool overlap, cudaStream_t stream)
+template <GemvOut Out, int Rows, WeightFormat F, bool Int8>
+void launchGemvAs(const GemvParams &p, int rows, const GemvInput &in, cudaStream_t stream)
 {
-    const std::size_t bytes = smemBytes(F, p.dim);
+    const std::size_t bytes = smemBytes(F, Int8, p.dim);
     if (bytes > g_reservedSmem) {
         unsupportedShapeKernel<<<0, 1, 0, stream>>>(); // gemvReserveSharedMemory was not called for it
         return;
     }
     const auto blocks = static_cast<unsigned>(ceilDiv(rows, kGemvWarps * Rows));
-    launchKernel<gemvKernel<Out, Rows, F>>(overlap, blocks, kGemvThreads, bytes, stream, p);
+    launchKernel<gemvKernel<Out, Rows, F, Int8>>(in.overlapPrevious, blocks, kGemvThreads, bytes, stream, p);
 }
 
-template <GemvOut Out, int Rows> void launchGemv(const GemvParams &p, int rows, bool overlap, cudaStream_t stream)
+template <GemvOut Out, int Rows>
+void launchGemv(const GemvParams &p, WeightFormat format, int rows, const GemvInput &in, cudaStream_t stream)
 {
-    switch (p.w[0].format) {
+    switch (format) {
     case WeightFormat::F16:
-        launchGemvAs<Out, Rows, WeightFormat::F16>(p, rows, overlap, stream);
+        launchGemvAs<Out, Rows, WeightFormat::F16, false>(p, rows, in, stream);
         return;
     case WeightFormat::Q4G32:
-        launchGemvAs<Out, Rows, WeightFormat::Q4G32>(p, rows, overlap, stream);
+        if (in.int8Dots)
+            launchGemvAs<Out, Rows, WeightFormat::Q4G32, true>(p, rows, in, stream);
+        else
+            launchGemvAs<Out, Rows, WeightFormat::Q4G32, false>(p, rows, in, stream);
         return;
     case WeightFormat::Q8G16:
-        launchGemvAs<Out, Rows, WeightFormat::Q8G16>(p, rows, overlap, stream);
+        if (in.int8Dots)
+            launchGemvAs<Out, Rows, WeightFormat::Q8G16, true>(p, rows, in, stream);
+        else
+            launchGemvAs<Out, Rows, WeightFormat::Q8G16, false>(p, rows, in, stream);
         return;
     }
 }
 
-template <GemvOut Out, int Rows, WeightFormat F> bool reserveFor(int bytes)
+template <GemvOut Out, int Rows, WeightFormat F, bool Int8> bool reserveFor(int bytes)
 {
-    return cudaFuncSetAttribute(gemvKernel<Out, Rows, F>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes) ==
+    return cudaFuncSetAttribute(gemvKernel<Out, Rows, F, Int8>, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes) ==
            cudaSuccess;
 }
 
-template <WeightFormat F> bool reserveAll(int bytes)
+template <WeightFormat F, bool Int8> bool reserveAll(int bytes)
 {
-    return reserveFor<GemvOut::Store, 1, F>(bytes) && reserveFor<GemvOut::Accumulate, 1, F>(bytes) &&
-           reserveFor<GemvOut::Store, kManyRowsPerWarp, F>(bytes) &&
-           reserveFor<GemvOut::Accumulate, kManyRowsPerWarp, F>(bytes) && reserveFor<GemvOut::SwiGlu, 1, F>(bytes) &&
-           reserveFor<GemvOut::QkvRope, 1, F>(bytes);
+    return reserveFor<GemvOut::Store, 1, F, Int8>(bytes) && reserveFor<GemvOut::Accumulate, 1, F, Int8>(bytes) &&
+           reserveFor<GemvOut::Store, kManyRowsPerWarp, F, Int8>(bytes) &&
+           reserveFor<GemvOut::Accumulate, kManyRowsPerWarp, F, Int8>(bytes) &&
+           reserveFor<GemvOut::SwiGlu, 1, F, Int8>(bytes) && reserveFor<GemvOut::QkvRope, 1, F, Int8>(bytes);
 }
 
 GemvParams paramsFor(const GemvInput &in)
@@ -502,7 +604,7 @@ bool overlappedLaunchesSupported()
         if (cudaGetDevice(&device) != cudaSuccess ||
             cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device) != cudaSuccess ||
             cudaFuncGetAttributes(&attributes,
-                                  reinterpret_cast<const void *>(&gemvKernel<GemvOut::Store, 1, WeightFormat::F16>)) !=
+                                  reinterpret_cast<const void *>(&gemvKernel<GemvOut::Store, 1, WeightFormat::F16, false>)) !=
                 cudaSuccess) {
             cudaGetLastError();
             return false;
@@ -525,8 +627,9 @@ bool gemvReserveSharedMemory(std::int32_t maxDim)
     if (bytes <= g_reservedSmem)
         return true;
     const int value = static_cast<int>(bytes);
-    if (!reserveAll<WeightFormat::F16>(value) || !reserveAll<WeightFormat::Q4G32>(value) ||
-        !reserveAll<WeightFormat::Q8G16>(value)) {
+    if (!reserveAll<WeightFormat::F16, false>(value) || !reserveAll<WeightFormat::Q4G32, false>(value) ||
+        !reserveAll<WeightFormat::Q8G16, false>(value) || !reserveAll<WeightFormat::Q4G32, true>(value) ||
+        !reserveAll<WeightFormat::Q8G16, true>(value)) {
         cudaGetLastError();
         return false;
     }
@@ -550,27 +653,33 @@ void gemv(const GemvInput &in, const GemvMatrix *matrices, int nMatrices, bool a
     }
     if (rows == 0)
         return;
-    GemvParams p = paramsFor(in);
-    p.nMatrices = nMatrices;
-    int end = 0;
-    for (int m = 0; m < nMatrices; ++m) {
-        end += matrices[m].nOut;
-        p.w[m] = matrices[m].w;
-        p.rowEnd[m] = end;
-        p.y[m] = matrices[m].y;
-    }
-    // One large matrix (the classifier: 32k to 152k rows) takes kManyRowsPerWarp rows a warp: with
-    // one, its 4,000 to 19,000 blocks would each stage (and normalize) the input again, reading
-    // about half as many bytes from L2 as the weights from memory; it still has >= 512 blocks.
-    const bool manyRows = nMatrices == 1 && end >= kManyRows;
-    if (accumulate && manyRows)
-        launchGemv<GemvOut::Accumulate, kManyRowsPerWarp>(p, end, in.overlapPrevious, s);
-    else if (accumulate)
-        launchGemv<GemvOut::Accumulate, 1>(p, end, in.overlapPrevious, s);
-    else if (manyRows)
-        launchGemv<GemvOut::Store, kManyRowsPerWarp>(p, end, in.overlapPrevious, s);
-    else
-        launchGemv<GemvOut::Store, 1>(p, end, in.overlapPrevious, s);
+    forEachFormatRun(weights, nMatrices, [&](int begin, int endMatrix) {
+        GemvParams p = paramsFor(in);
+        p.nMatrices = endMatrix - begin;
+        int end = 0;
+        for (int m = begin; m < endMatrix; ++m) {
+            end += matrices[m].nOut;
+            p.w[m - begin] = matrices[m].w;
+            p.rowEnd[m - begin] = end;
+            p.y[m - begin] = matrices[m].y;
+        }
+        if (end == 0)
+            return;
+        const WeightFormat format = weights[begin].format;
+        // One large matrix (the classifier: 32k to 152k rows) takes kManyRowsPerWarp rows a warp:
+        // with one, its 4,000 to 19,000 blocks would each stage (and normalize) the input again,
+        // reading about half as many bytes from L2 as the weights from memory; it still has >= 512
+        // blocks.
+        const bool manyRows = p.nMatrices == 1 && end >= kManyRows;
+        if (accumulate && manyRows)
+            launchGemv<GemvOut::Accumulate, kManyRowsPerWarp>(p, format, end, in, s);
+        else if (accumulate)
+            launchGemv<GemvOut::Accumulate, 1>(p, format, end, in, s);
+        else if (manyRows)
+            launchGemv<GemvOut::Store, kManyRowsPerWarp>(p, format, end, in, s);
+        else
+            launchGemv<GemvOut::Store, 1>(p, format, end, in, s);
+    });
 }
 
 void gemvQkvRope(const GemvInput &in, const GemvMatrix *qkv, const float *cosSinByPosition, std::int32_t nRot,
@@ -597,7 +706,13 @@ void gemvQkvRope(const GemvInput &in, const GemvMatrix *qkv, const float *cosSin
     p.nRot = nRot;
     p.headDim = headDim;
     p.kv = kv;
-    launchGemv<GemvOut::QkvRope, 1>(p, end / 2, in.overlapPrevious, s); // a warp per pair of rows
+    // A warp per pair of rows; a launch per run of matrices of one format.
+    forEachFormatRun(weights, 3, [&](int begin, int endMatrix) {
+        p.firstPair = (begin == 0 ? 0 : p.rowEnd[begin - 1]) / 2;
+        p.endPair = p.rowEnd[endMatrix - 1] / 2;
+        if (p.endPair > p.firstPair)
+            launchGemv<GemvOut::QkvRope, 1>(p, weights[begin].format, p.endPair - p.firstPair, in, s);
+    });
 }
 
 void gemvSwiGlu(const GemvInput &in, const DeviceWeights &wGate, const DeviceWeights &wUp, std::int32_t nFf, Half *act,
@@ -605,7 +720,7 @@ void gemvSwiGlu(const GemvInput &in, const DeviceWeights &wGate, const DeviceWei
 {
     const cudaStream_t s = asStream(stream);
     const DeviceWeights weights[2] = {wGate, wUp};
-    if (!inputSupported(in) || !weightsSupported(weights, 2, in.dim) || nFf < 0) {
+    if (!inputSupported(in) || !weightsSupported(weights, 2, in.dim) || wGate.format != wUp.format || nFf < 0) {
         unsupportedShapeKernel<<<0, 1, 0, s>>>();
         return;
     }
@@ -617,7 +732,7 @@ void gemvSwiGlu(const GemvInput &in, const DeviceWeights &wGate, const DeviceWei
     p.w[1] = wUp;
     p.rowEnd[0] = nFf;
     p.act = reinterpret_cast<__half *>(act);
-    launchGemv<GemvOut::SwiGlu, 1>(p, nFf, in.overlapPrevious, s);
+    launchGemv<GemvOut::SwiGlu, 1>(p, wGate.format, nFf, in, s);
 }
 
 } // namespace kvchat::engine::cuda

@@ -85,3 +85,52 @@ template <WeightFormat F> __device__ __forceinline__ float rowElement(const Devi
         return fmaf(sm.x, code, sm.y);
     }
 }
+
+// Integer products (the decode gemv's int8 path): the input quantized to int8 per group, so that a
+// group's sum of code * x is exact integer arithmetic, four products a dp4a (llama.cpp's MMVQ does
+// the same), instead of two instructions a weight to convert codes to fp16 and multiply in fp32.
+// A group's int8 inputs are staged in the byte order of its codes, so that a masked (4-bit: and
+// shifted) word of codes lines up with one word of inputs:
+//   4-bit: word j holds elements 8j..8j+7; word & 0x0F0F0F0F is elements (0, 4, 1, 5) of it, and
+//          (word >> 4) & 0x0F0F0F0F elements (2, 6, 3, 7); the inputs of word j are those 8 bytes.
+//   8-bit: word j holds elements 4j..4j+3 in byte order (0, 2, 1, 3).
+// The chunk's 16-byte pieces are interleaved across chunks (piece k of chunk c at 16 * (k * chunks
+// + c)), as the fp16 staging is, so that the lanes of a warp read consecutive addresses.
+template <WeightFormat F> __device__ __forceinline__ int int8StagedByte(int chunk, int element, int chunks)
+{
+    if constexpr (F == WeightFormat::Q4G32) {
+        const int word = element / 8, r = element % 8;
+        return ((word / 2) * chunks + chunk) * 16 + (word % 2) * 8 + 2 * (r % 4) + r / 4;
+    } else {
+        const int word = element / 4, r = element % 4;
+        return chunk * 16 + word * 4 + 2 * (r % 2) + r / 2;
+    }
+}
+
+// A packed chunk's sum of code * q over its elements, exactly, with q its int8 inputs (staged by
+// int8StagedByte; `stride` uint4s between a chunk's pieces). 8-bit codes are offset by -128 to
+// fit dp4a's signed bytes: the sum returned is of (code - 128) * q (the caller adds 128 * sum(q)).
+template <WeightFormat F> __device__ __forceinline__ int chunkCodeDotInt8(const uint4 &chunk, const uint4 *q, int stride)
+{
+    int sum = 0;
+    if constexpr (F == WeightFormat::Q4G32) {
+        constexpr unsigned kLow = 0x0F0F0F0Fu;
+        const uint4 q0 = q[0], q1 = q[stride];
+        sum = __dp4a(static_cast<int>(chunk.x & kLow), static_cast<int>(q0.x), sum);
+        sum = __dp4a(static_cast<int>((chunk.x >> 4) & kLow), static_cast<int>(q0.y), sum);
+        sum = __dp4a(static_cast<int>(chunk.y & kLow), static_cast<int>(q0.z), sum);
+        sum = __dp4a(static_cast<int>((chunk.y >> 4) & kLow), static_cast<int>(q0.w), sum);
+        sum = __dp4a(static_cast<int>(chunk.z & kLow), static_cast<int>(q1.x), sum);
+        sum = __dp4a(static_cast<int>((chunk.z >> 4) & kLow), static_cast<int>(q1.y), sum);
+        sum = __dp4a(static_cast<int>(chunk.w & kLow), static_cast<int>(q1.z), sum);
+        sum = __dp4a(static_cast<int>((chunk.w >> 4) & kLow), static_cast<int>(q1.w), sum);
+    } else {
+        constexpr unsigned kFlip = 0x80808080u; // code - 128 as a signed byte
+        const uint4 q0 = q[0];
+        sum = __dp4a(static_cast<int>(chunk.x ^ kFlip), static_cast<int>(q0.x), sum);
+        sum = __dp4a(static_cast<int>(chunk.y ^ kFlip), static_cast<int>(q0.y), sum);
+        sum = __dp4a(static_cast<int>(chunk.z ^ kFlip), static_cast<int>(q0.z), sum);
+        sum = __dp4a(static_cast<int>(chunk.w ^ kFlip), static_cast<int>(q0.w), sum);
+    }
+    return sum;
+}

@@ -147,6 +147,14 @@ template <class T> T __ldg(const T *p)
         emu::fatal("__ldg(%p): address not %zu-byte aligned", static_cast<const void *>(p), alignof(T));
     return *p;
 }
+// dp4a (signed): the four byte products of a and b, as signed 8-bit integers, added to c.
+inline int __dp4a(int a, int b, int c)
+{
+    for (int byte = 0; byte < 4; ++byte)
+        c += static_cast<int>(static_cast<std::int8_t>(static_cast<unsigned>(a) >> (8 * byte))) *
+             static_cast<int>(static_cast<std::int8_t>(static_cast<unsigned>(b) >> (8 * byte)));
+    return c;
+}
 // Device-side overloads that CUDA provides and the host's <cmath> does not (for int).
 using std::isnan;
 inline unsigned int __float_as_uint(float f)
