@@ -7,6 +7,7 @@ set -euo pipefail
 packages=(
     build-essential cmake ninja-build pkg-config git
     qt6-base-dev qt6-charts-dev qt6-svg-dev fonts-dejavu-core
+    libqt6opengl6-dev # Qt6Charts' CMake config needs Qt6OpenGL; qt6-base-dev only recommends it
     libsentencepiece-dev libpcre2-dev nlohmann-json3-dev libsqlite3-dev libxxhash-dev
     python3 python3-pip
     clang libclang-rt-14-dev
