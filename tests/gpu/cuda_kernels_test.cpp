@@ -1,4 +1,4 @@
-// One file on purpose (~1,350 lines): every kernel of cuda_kernels.h against its reference, with shared fp16 helpers.
+// One file on purpose (~1,450 lines): every kernel of cuda_kernels.h against its reference, with shared fp16 helpers.
 // SPDX-License-Identifier: MIT
 // The CUDA backend's own kernels (engine/backend/cuda/cuda_kernels.h) against straightforward scalar
 // references written here (double accumulation) on random inputs with fixed seeds: the embedding

@@ -9,7 +9,6 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
-#include <span>
 
 namespace kvchat::engine {
 
@@ -107,24 +106,17 @@ MicroBatchInputs CudaBackend::State::uploadInputs(std::span<const TokenId> ids, 
 
 std::size_t deviceMatrixBytes(const DeviceMatrix &m)
 {
-    if (m.mixedParts.empty())
-        return sz(m.nOut) * weightRowBytes(m.weights.format, m.nIn);
     std::size_t bytes = 0;
-    for (const DeviceMatrix &part : m.mixedParts)
-        bytes += deviceMatrixBytes(part);
+    for (const DeviceMatrix &part : formatParts(m))
+        bytes += sz(part.nOut) * weightRowBytes(part.weights.format, part.nIn);
     return bytes;
 }
 
 void CudaBackend::State::dequantizeRows(const DeviceMatrix &w, std::int64_t rowBegin, std::int64_t rows, Half *out)
 {
     const auto nIn = static_cast<std::int32_t>(w.nIn);
-    if (w.mixedParts.empty()) {
-        dequantizeWeights(w.weights, rowBegin, rows, nIn, out, stream);
-        KVCHAT_CUDA_CHECK_LAUNCH("dequantizeWeights");
-        return;
-    }
     std::int64_t partBegin = 0; // the part's first row in the whole
-    for (const DeviceMatrix &part : w.mixedParts) {
+    for (const DeviceMatrix &part : formatParts(w)) {
         const std::int64_t begin = std::max(rowBegin, partBegin);
         const std::int64_t end = std::min(rowBegin + rows, partBegin + part.nOut);
         if (begin < end && part.weights.format == WeightFormat::F16) {
@@ -153,7 +145,7 @@ void CudaBackend::State::gemm(const DeviceMatrix &w, const Half *xIn, std::int64
         GemvMatrix m[kMaxGemvMatrices]; // mixed parts: Q, K and V at most
         int nMatrices = 0;
         float *partY = y;
-        for (const DeviceMatrix &part : w.mixedParts.empty() ? std::span(&w, 1) : std::span(w.mixedParts)) {
+        for (const DeviceMatrix &part : formatParts(w)) {
             m[nMatrices++] = GemvMatrix{part.weights, static_cast<std::int32_t>(part.nOut), partY};
             partY += part.nOut;
         }
@@ -264,7 +256,7 @@ std::string CudaBackend::weightsDescription() const
     const auto count = [&](const DeviceMatrix &m) {
         copies += m.promptF16 != nullptr ? 1 : 0;
         mixed = mixed || !m.mixedParts.empty();
-        for (const DeviceMatrix &part : m.mixedParts.empty() ? std::span(&m, 1) : std::span(m.mixedParts))
+        for (const DeviceMatrix &part : formatParts(m))
             ++counts[part.weights.format == WeightFormat::Q4G32   ? 0
                      : part.weights.format == WeightFormat::Q8G16 ? 1
                                                                   : 2];

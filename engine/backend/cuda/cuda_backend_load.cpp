@@ -331,17 +331,16 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const LlamaModel &model
     if (!model.tiedEmbeddings())
         neededBytes += deviceBytes({&model.output()}, pack);
     std::size_t copyBytes = 0;
+    const auto addLayerMatrix = [&](std::initializer_list<const WeightMatrix *> parts, bool mixedFormats) {
+        neededBytes += deviceBytes(parts, pack, mixedFormats);
+        if (deviceFormats(parts, pack, mixedFormats).front() != WeightFormat::F16)
+            copyBytes += deviceBytes(parts, false);
+    };
     for (const LlamaLayerWeights &l : model.layers()) {
-        bool qkv = true; // Q/K/V keep each part's format (see uploadStacked)
-        for (const auto parts : {std::initializer_list<const WeightMatrix *>{&l.wq, &l.wk, &l.wv},
-                                 {&l.wo},
-                                 {&l.wGate, &l.wUp},
-                                 {&l.wDown}}) {
-            neededBytes += deviceBytes(parts, pack, qkv);
-            if (deviceFormats(parts, pack, qkv).front() != WeightFormat::F16)
-                copyBytes += deviceBytes(parts, false);
-            qkv = false;
-        }
+        addLayerMatrix({&l.wq, &l.wk, &l.wv}, true); // each part in its own format, as uploaded
+        addLayerMatrix({&l.wo}, false);
+        addLayerMatrix({&l.wGate, &l.wUp}, false);
+        addLayerMatrix({&l.wDown}, false);
     }
     if (neededBytes > device->freeBytes)
         return makeError("not enough GPU memory for this model on " + device->name + ": its weights need " +

@@ -101,6 +101,11 @@ struct DeviceMatrix
     std::vector<DeviceMatrix> mixedParts;
 };
 
+// The matrix as parts of one format each, in row order: its mixed parts, or itself.
+inline std::span<const DeviceMatrix> formatParts(const DeviceMatrix &m)
+{
+    return m.mixedParts.empty() ? std::span(&m, 1) : std::span(m.mixedParts);
+}
 // Bytes of a matrix on the device (its codes and (scale, min) pairs; fp16: its elements).
 std::size_t deviceMatrixBytes(const DeviceMatrix &m);
 // Whether any of its rows are packed (a prompt then dequantizes them, or reads an fp16 copy).

@@ -505,7 +505,7 @@ bool inputSupported(const GemvInput &in)
 }
 
 // Each matrix's chunks divide the input width (matrices of different formats go in separate
-// launches, see formatRuns; SwiGLU's two, read by one warp, must share one).
+// launches, see forEachFormatRun; SwiGLU's two, read by one warp, must share one).
 bool weightsSupported(const DeviceWeights *w, int n, std::int32_t dim)
 {
     for (int m = 0; m < n; ++m)
