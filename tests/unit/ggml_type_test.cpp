@@ -8,6 +8,7 @@
 // values; and quantize -> dequantize round trips within per-type error bounds.
 #include "engine/model/ggml_type.h"
 #include "tests/support/quantize.h"
+#include "tests/support/worst_error.h"
 
 #include <QObject>
 #include <QString>
@@ -792,7 +793,7 @@ void GgmlTypeTest::roundTripError()
             for (std::int64_t i = b * block; i < (b + 1) * block; ++i) {
                 const auto k = static_cast<std::size_t>(i);
                 maxAbs = std::max(maxAbs, std::fabs(static_cast<double>(values[k])));
-                maxErr = std::max(maxErr, std::fabs(static_cast<double>(decoded[k]) - values[k]));
+                maxErr = kvchat::testing::worseError(maxErr, std::fabs(static_cast<double>(decoded[k]) - values[k]));
             }
             worst = std::max(worst, maxErr / maxAbs);
         }

@@ -9,6 +9,7 @@
 #include "tests/support/gguf_writer.h"
 #include "tests/support/quantize.h"
 #include "tests/support/test_paths.h"
+#include "tests/support/worst_error.h"
 
 #include <QFile>
 #include <QRegularExpression>
@@ -607,7 +608,7 @@ void GgufFileTest::quantizedTensorRoundTrip()
     QCOMPARE(decoded.size(), values.size());
     double maxErr = 0;
     for (std::size_t k = 0; k < values.size(); ++k)
-        maxErr = std::max(maxErr, static_cast<double>(std::abs(decoded[k] - values[k])));
+        maxErr = kvchat::testing::worseError(maxErr, std::abs(decoded[k] - values[k]));
     QVERIFY2(maxErr <= tolerance * 7.0, qPrintable(QString("max error %1").arg(maxErr)));
 }
 

@@ -7,6 +7,7 @@
 #include "engine/core/thread_pool.h"
 #include "engine/model/ggml_type.h"
 #include "tests/support/quantize.h"
+#include "tests/support/worst_error.h"
 
 #include <QTest>
 
@@ -156,7 +157,8 @@ private slots:
                     exact += static_cast<double>(m.decoded[static_cast<std::size_t>(r * nIn + k)]) *
                              x[static_cast<std::size_t>(t * nIn + k)];
                 maxAbs = std::max(maxAbs, std::abs(exact));
-                maxDiff = std::max(maxDiff, std::abs(exact - y[static_cast<std::size_t>(t * nOut + r)]));
+                maxDiff =
+                    kvchat::testing::worseError(maxDiff, std::abs(exact - y[static_cast<std::size_t>(t * nOut + r)]));
             }
             worst = std::max(worst, maxDiff / maxAbs);
         }

@@ -7,6 +7,7 @@
 #include "engine/backend/packed_weights.h"
 #include "engine/model/ggml_type.h"
 #include "tests/support/quantize.h"
+#include "tests/support/worst_error.h"
 
 #include <QObject>
 #include <QTest>
@@ -124,7 +125,7 @@ void PackedWeightsTest::roundTripsEveryType()
             }
             // Both: within fp16 rounding of the group's scale and min (2^-11 relative each),
             // bounded by the block's largest magnitude.
-            worst = std::max(worst, static_cast<double>(std::fabs(unpacked[i] - expected[i])));
+            worst = kvchat::testing::worseError(worst, std::fabs(unpacked[i] - expected[i]));
         }
         double largest = 0.0;
         for (float v : expected)
