@@ -47,7 +47,8 @@ public:
     std::string describe() const override;
     KvLayout kvLayout() const override;
     // The KV a forward pass writes depends on how the weights are kept (fp16, or packed codes with
-    // fp16 group scales, whose products round differently): part of the stored blocks' identity.
+    // fp16 group scales, whose products round differently) and, for packed weights, on int8 dots:
+    // part of the stored blocks' identity.
     std::string_view kvFormat() const override;
     std::shared_ptr<KvMemory> kvMemory() const override;
     std::size_t defaultDeviceKvBytes() const override;
@@ -112,11 +113,13 @@ public:
     // A decode step's fused products with packed (quantized) weights quantize their input to int8
     // per weight group and sum code x input in integers, four products an instruction (dp4a; the
     // CPU backend's integer path and llama.cpp's MMVQ do the same), instead of converting every
-    // code to fp16 and multiplying in fp32 (cuda_kernels.h: GemvInput::int8Dots). Off by default:
-    // on SmolLM2 (Q4_1) its decode logits differ from the CPU's by 1.6e-2 of the top logit, over
-    // the 1e-2 the backend is held to (measured on the CUDA emulator; the integer sums are exact,
-    // so a GPU gives the same). KVCHAT_CUDA_INT8_DOTS=1 or setInt8Dots(true) turns it on, to
-    // measure what it is worth. No effect on fp16 weights or on prompts (their GEMMs read fp16).
+    // code to fp16 and multiplying in fp32 (cuda_kernels.h: GemvInput::int8Dots); the classifier
+    // keeps fp16 inputs, as the CPU's does. Off by default: on SmolLM2 (Q4_1) its decode logits
+    // differ from the CPU's by 1.3e-2 of the top logit, over the 1e-2 the backend is held to
+    // (measured on the CUDA emulator; the integer sums are exact, so a GPU gives the same).
+    // KVCHAT_CUDA_INT8_DOTS=1 or setInt8Dots(true) turns it on, to measure what it is worth. No
+    // effect on fp16 weights or on prompts (their GEMMs read fp16). It changes kvFormat(), which a
+    // ChatEngine reads once for its fingerprint: set it before one is built on this backend.
     bool int8Dots() const;
     void setInt8Dots(bool enabled);
 

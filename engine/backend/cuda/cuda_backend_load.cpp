@@ -407,7 +407,6 @@ Result<std::unique_ptr<CudaBackend>> CudaBackend::create(const LlamaModel &model
             state->layers.push_back(d);
         }
         state->dequantized.reserve(dequantizedScratchBytes(*state));
-        state->kvFormat = state->kvFromPackedWeights() ? "cuda-packedw-f16kv" : "cuda-f16w-f16kv";
         std::size_t freeAfterWeights = 0, total = 0;
         KVCHAT_CUDA_CHECK(cudaMemGetInfo(&freeAfterWeights, &total));
         state->microBatch = state->chooseMicroBatch(freeAfterWeights);

@@ -188,7 +188,6 @@ struct CudaBackend::State
     // speed, while a GPU the copies would crowd (whose KV tier they would shrink) keeps only the
     // codes; never with KVCHAT_CUDA_WEIGHTS=packed.
     bool promptCopies = false;
-    std::string kvFormat; // see CudaBackend::kvFormat
     DeviceBuffer dequantized;
     DeviceMatrix embedding, output;
     const float *outputNorm = nullptr;
