@@ -25,7 +25,6 @@
 #include <QTest>
 
 #include <algorithm>
-#include <array>
 #include <cmath>
 #include <cstring>
 #include <numeric>
@@ -181,9 +180,9 @@ std::vector<float> promptAndStepLogits(Backend &backend, std::span<const std::in
     return stepped;
 }
 
-// Rewrites the first block of a Q6_K tensor of the GGUF file at path so that its scale d * sc
-// (1000 * 127) is beyond fp16 while every weight in it is 0 (each code q = 32, x = (d*sc)(q - 32)):
-// a valid file whose block the packed formats' fp16 (scale, min) cannot hold.
+// Rewrites the first block of a Q6_K or Q4_K tensor of the GGUF file at path so that a scale d * sc
+// (Q6_K: 1000 * 127, Q4_K: 2000 * 63) is beyond fp16 while every weight in the block is 0: a valid
+// file whose block the packed formats' fp16 (scale, min) cannot hold.
 void giveFirstBlockAScaleBeyondFp16(const std::string &path, std::string_view tensorName)
 {
     QFile file(QString::fromStdString(path));
@@ -195,15 +194,24 @@ void giveFirstBlockAScaleBeyondFp16(const std::string &path, std::string_view te
     if (!gguf)
         qFatal("%s", gguf.error().message.c_str());
     const GgufTensorInfo *tensor = gguf.value()->tensor(tensorName);
-    if (tensor == nullptr || tensor->type != GgmlType::Q6_K)
-        qFatal("no Q6_K tensor %s", std::string(tensorName).c_str());
-    std::array<std::uint8_t, 210> block{};                    // ql[128] = 0, qh[64], scales[16], d
-    std::fill_n(block.begin() + 128, 64, std::uint8_t{0xAA}); // every 2-bit high part 2: q = 32
-    std::fill_n(block.begin() + 192, 16, std::uint8_t{127});
-    const std::uint16_t d = floatToHalf(1000.0f);
-    std::memcpy(block.data() + 208, &d, sizeof d);
+    std::vector<std::uint8_t> block;
+    if (tensor != nullptr && tensor->type == GgmlType::Q6_K) {
+        block.assign(210, 0);                                     // ql[128] = 0, qh[64], scales[16], d
+        std::fill_n(block.begin() + 128, 64, std::uint8_t{0xAA}); // every 2-bit high part 2: q = 32
+        std::fill_n(block.begin() + 192, 16, std::uint8_t{127});
+        const std::uint16_t d = floatToHalf(1000.0f);
+        std::memcpy(block.data() + 208, &d, sizeof d);
+    } else if (tensor != nullptr && tensor->type == GgmlType::Q4_K) {
+        block.assign(144, 0); // d, dmin = 0, scales[12] (sub-block 0: sc 63, m 0), qs[128] = 0
+        const std::uint16_t d = floatToHalf(2000.0f);
+        std::memcpy(block.data(), &d, sizeof d);
+        block[4] = 63;
+    } else {
+        qFatal("no Q6_K or Q4_K tensor %s", std::string(tensorName).c_str());
+    }
     file.seek(reinterpret_cast<const char *>(tensor->data) - bytes.constData());
-    if (file.write(reinterpret_cast<const char *>(block.data()), block.size()) != static_cast<qint64>(block.size()))
+    const auto blockBytes = static_cast<qint64>(block.size());
+    if (file.write(reinterpret_cast<const char *>(block.data()), blockBytes) != blockBytes)
         qFatal("cannot write %s", path.c_str());
 }
 #endif
@@ -222,7 +230,8 @@ private slots:
     void tokenByTokenMatchesBatched();
     void packedWeightsMatchCpu_data();
     void packedWeightsMatchCpu();
-    void aPartBeyondFp16GoesUpInFp16();
+    void partsBeyondFp16GoUpInFp16_data();
+    void partsBeyondFp16GoUpInFp16();
     void fusedDecodeMatchesCublas();
     void decodeGraphMatchesDirectLaunches();
     void overlappedLaunchesMatchSerialLaunches();
@@ -449,17 +458,28 @@ void CudaBackendTest::packedWeightsMatchCpu()
 
 // A Q/K/V part that the packed formats cannot hold (a block's scale beyond fp16) goes up in fp16
 // next to its packed neighbours: decode launches a run per format, a prompt copies that part's
-// rows into the fp16 copies; logits still match the CPU, and prompts through the copies and
+// rows into the fp16 copies. Where all three are refused, the layer's Q/K/V is one stacked fp16
+// matrix, as for a float type. Logits still match the CPU, and prompts through the copies and
 // through the codes are still bit-identical.
-void CudaBackendTest::aPartBeyondFp16GoesUpInFp16()
+void CudaBackendTest::partsBeyondFp16GoUpInFp16_data()
+{
+    QTest::addColumn<QStringList>("refused");
+    QTest::newRow("V (Q6_K) next to 4-bit Q/K") << QStringList{"blk.0.attn_v.weight"};
+    QTest::newRow("Q, K (Q4_K) and V (Q6_K)")
+        << QStringList{"blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.0.attn_v.weight"};
+}
+
+void CudaBackendTest::partsBeyondFp16GoUpInFp16()
 {
     SKIP_WITHOUT_GPU();
 #ifdef KVCHAT_HAS_CUDA
+    QFETCH(QStringList, refused);
     RandomModelSpec spec = smallGqaSpec(GgmlType::Q4_K, 25);
     spec.moreBitsType = GgmlType::Q6_K; // V in Q6_K: Q/K/V keep their formats, part by part
-    const std::string path = m_dir.filePath("refused-part.gguf").toStdString();
+    const std::string path = m_dir.filePath(QString("refused-%1.gguf").arg(refused.size())).toStdString();
     writeRandomModel(path, spec);
-    giveFirstBlockAScaleBeyondFp16(path, "blk.0.attn_v.weight");
+    for (const QString &tensor : refused)
+        giveFirstBlockAScaleBeyondFp16(path, tensor.toStdString());
     auto loaded = LlamaModel::load(path);
     QVERIFY2(loaded.ok(), loaded ? "" : loaded.error().message.c_str());
     const LlamaModel &model = *loaded.value();
@@ -468,7 +488,8 @@ void CudaBackendTest::aPartBeyondFp16GoesUpInFp16()
 
     const auto packed = cudaBackendWithWeights(model, "packed");
     qInfo("%s", packed->describe().c_str());
-    // Layer 0's V alone is fp16; its Q/K stay 4-bit, layer 1's V 8-bit.
+    // One fp16 matrix: layer 0's V alone, or its whole Q/K/V (not three fp16 parts). Layer 1's
+    // Q/K stay 4-bit next to its 8-bit V.
     QVERIFY(packed->weightsDescription().find(", 1 fp16") != std::string::npos);
     QVERIFY(packed->weightsDescription().find("each in its own format") != std::string::npos);
     const std::vector<float> codesOnly = promptAndStepLogits(*packed, tokens, 120);
@@ -484,7 +505,7 @@ void CudaBackendTest::aPartBeyondFp16GoesUpInFp16()
     QVERIFY2(std::memcmp(codesOnly.data(), withCopies.data(), codesOnly.size() * sizeof(float)) == 0,
              "prompts through the fp16 copies and through the codes must give the same logits");
 
-    // Int8 dots skip the fp16 part (its run multiplies fp16 inputs) and still match.
+    // Int8 dots skip the fp16 parts (their runs multiply fp16 inputs) and still match.
     copies->setInt8Dots(true);
     const Agreement b = compare(expected, promptAndStepLogits(*copies, tokens, 120), spec.nVocab);
     qInfo("with int8 dots: worst top-logit error %.2e", b.worstTopError);

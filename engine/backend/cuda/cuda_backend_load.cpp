@@ -129,6 +129,16 @@ std::vector<DeviceMatrix> CudaBackend::State::uploadStacked(ThreadPool &pool,
             whole.nOut += part->nOut;
             whole.nIn = part->nIn;
         }
+        if (std::ranges::all_of(whole.mixedParts,
+                                [](const DeviceMatrix &m) { return m.weights.format == WeightFormat::F16; })) {
+            // Every part refused: one stacked fp16 matrix, as for float types (a prompt's GEMM
+            // reads it as it is, with no fp16 copy of it). Each part went up in one buffer.
+            for (std::size_t i = 0; i < parts.size(); ++i) {
+                weightBytes -= weightBuffers.back()->bytes();
+                weightBuffers.pop_back();
+            }
+            return uploadStackedAs(pool, parts, WeightFormat::F16, staging);
+        }
         whole.weights = whole.mixedParts.front().weights;
         std::vector<DeviceMatrix> views{whole};
         views.insert(views.end(), whole.mixedParts.begin(), whole.mixedParts.end());
