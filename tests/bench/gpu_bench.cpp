@@ -391,7 +391,6 @@ int main(int argc, char **argv)
             const double fullLogits = bench.decodeSecondsPerToken(depth, GpuBench::DecodePath::FullLogits);
             const double viaCublas = bench.decodeSecondsPerToken(depth, GpuBench::DecodePath::Cublas);
             const double serial = bench.decodeSecondsPerToken(depth, GpuBench::DecodePath::Serial);
-
             const double ctx = depth + kDecodeSteps / 2.0;
             result["decode"][std::to_string(depth)] = {{"tokens_per_s", 1.0 / s},
                                                        {"bytes_per_token", decodeBytes(ctx)},

@@ -1,4 +1,6 @@
 // SPDX-License-Identifier: MIT
+// Over 800 lines on purpose: one test file per class under test (STYLE.md §8); this one covers
+// CudaBackend, and the emulator script builds and runs it as one binary in each of its passes.
 // The CUDA backend against its oracle, the CPU backend (STYLE.md §8), on random-weight models of
 // several shapes (GQA and not, tied embeddings, F16/Q8_0/Q4_K weights; weights packed on the device
 // for every quantized family, mixed types too) and on SmolLM2: logits agree within the stated
@@ -136,14 +138,17 @@ std::unique_ptr<Backend> cudaBackend(const LlamaModel &model)
 }
 
 // Prefills tokens[0, prefill) on a new sequence of pool, then decodes the rest a token at a time:
-// every decode step's logits, one after another.
+// every decode step's logits, one after another; with prefillLogits = All, every prefill
+// position's logits before them.
 std::vector<float> decodeStepLogits(Backend &backend, KvBlockPool &pool, std::span<const std::int32_t> tokens,
-                                    std::size_t prefill)
+                                    std::size_t prefill, LogitsMode prefillLogits = LogitsMode::Last)
 {
     KvSequence seq(pool);
     std::vector<float> logits, steps;
-    if (auto ok = backend.forward(tokens.first(prefill), seq, LogitsMode::Last, logits); !ok)
+    if (auto ok = backend.forward(tokens.first(prefill), seq, prefillLogits, logits); !ok)
         qFatal("prefill: %s", ok.error().message.c_str());
+    if (prefillLogits == LogitsMode::All)
+        steps = logits;
     for (std::size_t i = prefill; i < tokens.size(); ++i) {
         if (auto ok = backend.forward(tokens.subspan(i, 1), seq, LogitsMode::Last, logits); !ok)
             qFatal("decode step %zu: %s", i, ok.error().message.c_str());
@@ -153,6 +158,13 @@ std::vector<float> decodeStepLogits(Backend &backend, KvBlockPool &pool, std::sp
 }
 
 #ifdef KVCHAT_HAS_CUDA
+// decodeStepLogits with the prompt's logits too, on a pool of its own.
+std::vector<float> promptAndStepLogits(Backend &backend, std::span<const std::int32_t> tokens, std::size_t prompt)
+{
+    KvBlockPool pool(backend.kvLayout(), 64, backend.kvMemory());
+    return decodeStepLogits(backend, pool, tokens, prompt, LogitsMode::All);
+}
+
 // A CUDA backend loaded with KVCHAT_CUDA_WEIGHTS=setting (auto, packed or f16).
 std::unique_ptr<cuda::CudaBackend> cudaBackendWithWeights(const LlamaModel &model, const char *setting)
 {
@@ -160,24 +172,6 @@ std::unique_ptr<cuda::CudaBackend> cudaBackendWithWeights(const LlamaModel &mode
     auto backend = cudaBackend(model);
     qunsetenv("KVCHAT_CUDA_WEIGHTS");
     return std::unique_ptr<cuda::CudaBackend>(dynamic_cast<cuda::CudaBackend *>(backend.release()));
-}
-
-// Every logit of a prompt of tokens[0, prompt) on a new sequence, then each decode step's over the
-// rest of tokens, one after another.
-std::vector<float> promptAndStepLogits(Backend &backend, std::span<const std::int32_t> tokens, std::size_t prompt)
-{
-    KvBlockPool pool(backend.kvLayout(), 64, backend.kvMemory());
-    KvSequence seq(pool);
-    std::vector<float> logits, stepped;
-    if (auto ok = backend.forward(tokens.first(prompt), seq, LogitsMode::All, logits); !ok)
-        qFatal("prompt: %s", ok.error().message.c_str());
-    stepped = logits;
-    for (std::size_t i = prompt; i < tokens.size(); ++i) {
-        if (auto ok = backend.forward(tokens.subspan(i, 1), seq, LogitsMode::Last, logits); !ok)
-            qFatal("decode step %zu: %s", i, ok.error().message.c_str());
-        stepped.insert(stepped.end(), logits.begin(), logits.end());
-    }
-    return stepped;
 }
 
 // Rewrites the first block of a Q6_K or Q4_K tensor of the GGUF file at path so that a scale d * sc

@@ -257,6 +257,7 @@ struct TestWeights
     // With int8 dots the kernels sum (code - 128) * q for 8-bit codes and add 128 * scale into
     // the min term: |scale * (code - 128)| + |min + 128 * scale| + ... bounds those terms.
     std::vector<double> int8Magnitude;
+    const std::vector<double> &termMagnitude(bool int8Dots) const { return int8Dots ? int8Magnitude : magnitude; }
     std::vector<std::uint8_t> bytes; // as on the device
     DeviceBuffer<std::uint8_t> device;
     std::size_t scaleMinOffset = 0;
@@ -844,7 +845,7 @@ private slots:
             xs.push_back(gemvInputValues(input, w.format, int8Dots));
         const auto dot = [&](std::size_t m, std::size_t o, double &magnitude) {
             const std::vector<double> &x = xs[m];
-            const std::vector<double> &termMagnitude = int8Dots ? weights[m].int8Magnitude : weights[m].magnitude;
+            const std::vector<double> &termMagnitude = weights[m].termMagnitude(int8Dots);
             double sum = 0.0;
             magnitude = 0.0;
             for (std::size_t i = 0; i < d; ++i) {
@@ -975,7 +976,7 @@ private slots:
             const auto n = static_cast<std::size_t>(widths[m]);
             std::vector<double> dot(n), magnitude(n);
             const std::vector<double> x = gemvInputValues(input, weights[m].format, int8Dots);
-            const std::vector<double> &termMagnitude = int8Dots ? weights[m].int8Magnitude : weights[m].magnitude;
+            const std::vector<double> &termMagnitude = weights[m].termMagnitude(int8Dots);
             for (std::size_t o = 0; o < n; ++o)
                 for (std::size_t i = 0; i < d; ++i) {
                     dot[o] += weights[m].value[o * d + i] * x[i];

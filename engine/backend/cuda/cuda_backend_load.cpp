@@ -119,6 +119,7 @@ std::vector<DeviceMatrix> CudaBackend::State::uploadStacked(ThreadPool &pool,
     const std::vector<WeightFormat> formats = deviceFormats(parts, packWeights, mixedFormats);
     if (std::adjacent_find(formats.begin(), formats.end(), std::not_equal_to<>()) != formats.end()) {
         // Each part in its own allocation and format; a part packRow refuses goes up in fp16.
+        const std::size_t buffersBefore = weightBuffers.size(), bytesBefore = weightBytes;
         DeviceMatrix whole;
         auto format = formats.begin();
         for (const WeightMatrix *part : parts) {
@@ -131,12 +132,10 @@ std::vector<DeviceMatrix> CudaBackend::State::uploadStacked(ThreadPool &pool,
         }
         if (std::ranges::all_of(whole.mixedParts,
                                 [](const DeviceMatrix &m) { return m.weights.format == WeightFormat::F16; })) {
-            // Every part refused: one stacked fp16 matrix, as for float types (a prompt's GEMM
-            // reads it as it is, with no fp16 copy of it). Each part went up in one buffer.
-            for (std::size_t i = 0; i < parts.size(); ++i) {
-                weightBytes -= weightBuffers.back()->bytes();
-                weightBuffers.pop_back();
-            }
+            // Every part refused: the parts' buffers go, and the whole goes up as one stacked fp16
+            // matrix, as for float types (a prompt's GEMM reads it as it is, with no fp16 copy).
+            weightBuffers.resize(buffersBefore);
+            weightBytes = bytesBefore;
             return uploadStackedAs(pool, parts, WeightFormat::F16, staging);
         }
         whole.weights = whole.mixedParts.front().weights;
