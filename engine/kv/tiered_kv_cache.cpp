@@ -44,6 +44,23 @@ std::size_t availableRamBytes()
     return std::size_t(4) << 30;
 }
 
+// Free bytes on the file system of the folder a database lives in (or the current one); nullopt
+// when that cannot be read. Never throws on odd paths.
+std::optional<std::size_t> freeBytesBeside(const std::string &databasePath)
+{
+    std::error_code error;
+    std::filesystem::path dir =
+        std::filesystem::absolute(databasePath.empty() ? "." : databasePath, error).parent_path();
+    if (error || dir.empty())
+        dir = ".";
+    struct statvfs fs
+    {
+    };
+    if (statvfs(dir.c_str(), &fs) != 0)
+        return std::nullopt;
+    return static_cast<std::size_t>(fs.f_bavail) * fs.f_frsize;
+}
+
 } // namespace
 
 KvBudgets KvBudgets::machineDefaults(const std::string &databasePath)
@@ -52,16 +69,7 @@ KvBudgets KvBudgets::machineDefaults(const std::string &databasePath)
     const std::size_t ram = availableRamBytes();
     b.deviceBytes = std::min(ram / 4, std::size_t(2) << 30);
     b.hostBytes = std::min(ram / 4, std::size_t(4) << 30);
-    struct statvfs fs{};
-    // The folder the database lives in (or the current one); never throws on odd paths.
-    std::error_code error;
-    std::filesystem::path dir = std::filesystem::absolute(databasePath.empty() ? "." : databasePath, error).parent_path();
-    if (error || dir.empty())
-        dir = ".";
-    std::size_t freeBytes = std::size_t(10) << 30;
-    if (statvfs(dir.c_str(), &fs) == 0)
-        freeBytes = static_cast<std::size_t>(fs.f_bavail) * fs.f_frsize;
-    b.diskBytes = std::min(freeBytes / 4, std::size_t(10) << 30);
+    b.diskBytes = std::min(freeBytesBeside(databasePath).value_or(std::size_t(10) << 30) / 4, std::size_t(10) << 30);
     return b;
 }
 
@@ -199,17 +207,16 @@ void TieredKvCache::recordPrefill(std::int32_t nTokens, std::chrono::duration<do
 bool TieredKvCache::makeHostRoom()
 {
     while (m_hostBlocks >= m_maxHostBlocks) {
-        if (m_hostLru.empty())
+        // The least recently used unpinned copy goes. A pinned block keeps its host copy: a restore
+        // may be uploading from it (the upload completes only at finishCopies), or about to.
+        const auto unpinned = std::find_if(m_hostLru.rbegin(), m_hostLru.rend(),
+                                           [&](const KvBlockKey &key) { return m_entries.at(key)->pinCount == 0; });
+        if (unpinned == m_hostLru.rend())
             return false;
-        const KvBlockKey victim = m_hostLru.back();
+        const KvBlockKey victim = *unpinned;
         Entry &e = *m_entries.at(victim);
-        if (!e.onDisk && m_diskEnabled) {
-            auto written = m_store->putKvBlock(e.key, m_fingerprint, e.nTokens, {e.host.data(), blockBytes()});
-            if (written.ok())
-                e.onDisk = true;
-            else
-                disableDisk(written.error().message);
-        }
+        if (!e.onDisk && m_diskEnabled)
+            writeToDisk(e, {e.host.data(), blockBytes()});
         m_hostLru.erase(e.hostLruPos);
         e.host.reset();
         --m_hostBlocks;
@@ -240,11 +247,7 @@ bool TieredKvCache::reclaimDeviceBlock()
             e.hostLruPos = m_hostLru.begin();
             ++m_hostBlocks;
         } else if (!e.host && !safeElsewhere && m_diskEnabled) {
-            auto written = m_store->putKvBlock(e.key, m_fingerprint, e.nTokens, deviceBytesOnHost(e));
-            if (written.ok())
-                e.onDisk = true;
-            else
-                disableDisk(written.error().message);
+            writeToDisk(e, deviceBytesOnHost(e));
         }
         const KvBlockKey key = e.key;
         m_devicePool.release(*e.device);
@@ -254,6 +257,24 @@ bool TieredKvCache::reclaimDeviceBlock()
         return true;
     }
     return false;
+}
+
+bool TieredKvCache::writeToDisk(Entry &e, std::span<const std::byte> payload)
+{
+    // Conversations come first: a block is written only while the disk keeps the reserve free.
+    if (const std::optional<std::size_t> free = freeBytesBeside(m_store->path());
+        free && *free < m_budgets.diskReserveBytes + blockBytes()) {
+        disableDisk("less than " + std::to_string(m_budgets.diskReserveBytes >> 20) +
+                    " MiB are free beside the database, and those are kept for conversations");
+        return false;
+    }
+    auto written = m_store->putKvBlock(e.key, m_fingerprint, e.nTokens, payload);
+    if (!written.ok()) {
+        disableDisk(written.error().message);
+        return false;
+    }
+    e.onDisk = true;
+    return true;
 }
 
 std::span<const std::byte> TieredKvCache::deviceBytesOnHost(const Entry &e)
@@ -278,6 +299,10 @@ Result<bool> TieredKvCache::bringToDevice(Entry &e, Tier from, RestoreReport &re
 {
     const auto start = SteadyClock::now();
     if (from == Tier::Disk) {
+        // Planned from another tier, the block may have lost that copy since, to make room for
+        // an earlier block of the same restore; without a disk tier it is gone.
+        if (!m_store || !m_diskEnabled)
+            return false;
         auto id = m_devicePool.allocate();
         if (!id)
             return false;
@@ -462,28 +487,34 @@ Result<void> TieredKvCache::persist()
             continue;
         const std::span<const std::byte> payload =
             e->device ? deviceBytesOnHost(*e) : std::span<const std::byte>(e->host.data(), blockBytes());
-        auto written = m_store->putKvBlock(key, m_fingerprint, e->nTokens, payload);
-        if (!written.ok()) {
-            disableDisk(written.error().message);
-            return written.error();
-        }
-        e->onDisk = true;
+        if (!writeToDisk(*e, payload))
+            return makeError(m_diskDisabledReason);
     }
-    // The disk budget: the least recently used rows go.
+    // The disk budget: the least recently used rows go, one at a time until the rest fits.
     auto bytes = m_store->kvBytes();
-    while (bytes.ok() && *bytes > m_budgets.diskBytes) {
+    if (!bytes.ok()) {
+        disableDisk(bytes.error().message);
+        return bytes.error();
+    }
+    std::uint64_t used = *bytes;
+    while (used > m_budgets.diskBytes) {
         auto victims = m_store->leastRecentlyUsedKvBlocks(16);
         if (!victims.ok() || victims->empty())
             break;
         for (const KvBlockKey &key : *victims) {
-            if (!m_store->deleteKvBlock(key).ok())
+            if (used <= m_budgets.diskBytes)
                 break;
+            if (auto deleted = m_store->deleteKvBlock(key); !deleted.ok()) {
+                // Even a delete needs room in the log: a full disk ends the disk tier here.
+                disableDisk(deleted.error().message);
+                return deleted.error();
+            }
+            used -= std::min<std::uint64_t>(used, blockBytes());
             if (auto it = m_entries.find(key); it != m_entries.end()) {
                 it->second->onDisk = false;
                 dropEntryIfEmpty(key);
             }
         }
-        bytes = m_store->kvBytes();
     }
     return {};
 }

@@ -10,8 +10,9 @@
 //   (making room there by moving host blocks to disk), or is simply dropped from the device when a
 //   lower tier already has it. A block leaves the last tier only when the disk budget forces it.
 // - persist() writes blocks that have no disk copy yet (write-back), so a conversation resumes
-//   from disk after a restart. A failed disk write (full, read-only, locked) disables the disk
-//   tier; the cache keeps working in RAM and stats() says why.
+//   from disk after a restart. A failed disk write (full, read-only, locked), or a disk with less
+//   free space than KvBudgets::diskReserveBytes, disables the disk tier; the cache keeps working
+//   in RAM and stats() says why.
 // - Whether to restore a disk block or recompute it is decided from measured disk read bandwidth
 //   and measured prefill speed (see shouldRestoreFromDisk).
 //
@@ -45,6 +46,10 @@ struct KvBudgets
     std::size_t deviceBytes = 0;
     std::size_t hostBytes = 0;
     std::size_t diskBytes = 0;
+    // Free space the disk tier leaves on the database's file system: messages need room to be
+    // saved, and SQLite's log room to grow up to its size limit (journal_size_limit) between
+    // checkpoints. Below it the disk tier switches off.
+    std::size_t diskReserveBytes = std::size_t(64) << 20;
 
     // Defaults from this machine: a quarter of available RAM for each memory tier (capped at 2 and
     // 4 GiB) and a quarter of the free space beside the database (capped at 10 GiB).
@@ -155,6 +160,9 @@ private:
     bool reclaimDeviceBlock();
     bool makeHostRoom();
     void dropEntryIfEmpty(const KvBlockKey &key);
+    // Writes e's payload to the store and marks it on disk; false (and the disk tier off) when
+    // the write fails or the disk has less free space than the reserve.
+    bool writeToDisk(Entry &e, std::span<const std::byte> payload);
     void disableDisk(const std::string &reason);
     std::size_t blockBytes() const { return m_layout.blockBytes(); }
     // The bytes of e's device block as host memory: the block itself when the pool is host

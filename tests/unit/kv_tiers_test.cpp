@@ -14,6 +14,7 @@
 #include <functional>
 #include <map>
 #include <numeric>
+#include <tuple>
 
 using namespace kvchat::engine;
 
@@ -130,6 +131,8 @@ class KvTiersTest : public QObject
 
 private slots:
     void blocksRoundTripThroughEveryTier();
+    void aBlockBeingRestoredKeepsItsHostCopy();
+    void theDiskBudgetEvictsOnlyWhatItMust();
 };
 
 void KvTiersTest::blocksRoundTripThroughEveryTier()
@@ -176,6 +179,61 @@ void KvTiersTest::blocksRoundTripThroughEveryTier()
     const RestoreReport fromDisk = restoreAndCheck(restarted, *memory, first);
     QCOMPARE(fromDisk.nDisk, 12);
     QCOMPARE(restarted.checkInvariants(), std::string());
+}
+
+void KvTiersTest::aBlockBeingRestoredKeepsItsHostCopy()
+{
+    // Restoring a block from host RAM takes a pool block; the pool is full, so its oldest block
+    // spills to host RAM, which is full too and must drop its oldest block: the one being restored.
+    // It is pinned, so another goes instead (with no disk tier, that one is simply lost).
+    auto memory = std::make_shared<FakeDeviceMemory>();
+    KvBudgets budgets;
+    budgets.deviceBytes = 3 * kLayout.blockBytes();
+    budgets.hostBytes = 3 * kLayout.blockBytes();
+    ModelFingerprint fingerprint{};
+    fingerprint.bytes[0] = 9;
+    TieredKvCache cache(kLayout, fingerprint, budgets, nullptr, memory);
+    std::vector<std::int32_t> first(12), second(12);
+    std::iota(first.begin(), first.end(), 100);
+    std::iota(second.begin(), second.end(), 500);
+    for (const auto &[id, tokens, seed] : {std::tuple{1, &first, 0.25f}, std::tuple{2, &second, 0.5f}}) {
+        KvSequence seq(cache.devicePool());
+        fill(seq, 12, seed);
+        cache.commitSequence(id, *tokens, seq);
+    }
+    QCOMPARE(cache.stats().host.blocks, 3u); // the first conversation, oldest block last
+
+    const RestoreReport report = restoreAndCheck(cache, *memory, first);
+    QCOMPARE(report.nHost, 4); // its first block; the second was dropped to make room
+    QCOMPARE(cache.checkInvariants(), std::string());
+}
+
+void KvTiersTest::theDiskBudgetEvictsOnlyWhatItMust()
+{
+    QTemporaryDir dir;
+    auto store = SessionStore::open(dir.filePath("kv.db").toStdString());
+    QVERIFY(store);
+    auto memory = std::make_shared<FakeDeviceMemory>();
+    KvBudgets budgets;
+    budgets.deviceBytes = 8 * kLayout.blockBytes();
+    budgets.hostBytes = 8 * kLayout.blockBytes();
+    budgets.diskBytes = 5 * kLayout.blockBytes();
+    budgets.diskReserveBytes = 0;
+    ModelFingerprint fingerprint{};
+    fingerprint.bytes[0] = 11;
+    TieredKvCache cache(kLayout, fingerprint, budgets, store->get(), memory);
+    std::vector<std::int32_t> first(12), second(12);
+    std::iota(first.begin(), first.end(), 100);
+    std::iota(second.begin(), second.end(), 500);
+    for (const auto &[id, tokens] : {std::pair{1, &first}, std::pair{2, &second}}) {
+        KvSequence seq(cache.devicePool());
+        fill(seq, 12, 0.25f);
+        cache.commitSequence(id, *tokens, seq);
+        QVERIFY(cache.persist().ok());
+    }
+    // Six blocks written, five fit: the least recently used one goes, not a batch of them.
+    QCOMPARE(cache.stats().disk.blocks, 5u);
+    QVERIFY(cache.stats().diskEnabled);
 }
 
 QTEST_GUILESS_MAIN(KvTiersTest)
