@@ -145,13 +145,14 @@ void ChatController::onFailed(const engine::TurnFailed &failed)
     const LiveTurn live = m_turns.take(failed.turn);
     const QString message = QString::fromStdString(failed.message);
     if (m) {
-        m->failTurn(failed.turn, message);
+        m->failTurn(failed.turn, message, failed.replyKept);
         // The engine may have changed the stored conversation before failing (an edit truncates
         // first): show what it holds now.
         if (m->isStored())
             m_bridge.loadConversation(live.conversation);
     }
-    emit turnFailed(live.conversation, failed.turn, live.text, message);
+    // The text goes back to the user only where the engine did not keep it.
+    emit turnFailed(live.conversation, failed.turn, failed.replyKept ? std::nullopt : live.text, message);
     emit busyChanged(live.conversation, false);
 }
 

@@ -54,7 +54,8 @@ signals:
     void turnStarted(const QString &conversation, kvchat::engine::TurnId turn);
     void firstTokenShown(const QString &conversation, const kvchat::engine::TurnRecord &record);
     void turnFinished(const QString &conversation, const kvchat::engine::TurnRecord &record);
-    // text: what the user had typed for this turn (nullopt for a regenerate).
+    // text: what the user had typed for this turn, for the composer (nullopt for a regenerate, and
+    // where the engine kept it with a partial reply).
     void turnFailed(const QString &conversation, kvchat::engine::TurnId turn, const std::optional<QString> &text,
                     const QString &message);
     void busyChanged(const QString &conversation, bool busy);

@@ -387,6 +387,12 @@ void MainWindow::showLoadedModel()
                           .arg(info.fileBytes / (1024 * 1024));
     if (!info.backendDetail.empty())
         tooltip += QStringLiteral("\n") + QString::fromStdString(info.backendDetail);
+    if (!info.contextNotice.empty()) {
+        // A small device KV budget shortens every conversation's context: say so where it is shown.
+        tooltip += QStringLiteral("\n") +
+                   tr("Context: %1 (Settings → KV cache)").arg(QString::fromStdString(info.contextNotice));
+        statusBar()->showMessage(tr("Context limited: %1").arg(QString::fromStdString(info.contextNotice)), 15000);
+    }
     if (!info.backendNotice.empty()) {
         // The GPU was asked for and is not used: say so where the backend is named, and why.
         m_modelLabel->setText(m_modelLabel->text() + tr("  ·  GPU not used"));

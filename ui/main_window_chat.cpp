@@ -251,8 +251,15 @@ void MainWindow::onTurnFailed(const QString &conversation, engine::TurnId, const
                 draft.text = draft.text.isEmpty() ? *text : *text + QStringLiteral("\n\n") + draft.text;
         }
     }
-    showError(tr("The message could not be answered"),
-              text ? tr("%1\n\nYour text is back in the message box.").arg(message) : message);
+    QString detail = message;
+    if (conversation != m_current) {
+        const MessageListModel *model = m_controller->findModel(conversation);
+        detail = tr("In “%1”: %2").arg(model && !model->title().isEmpty() ? model->title() : conversation, message);
+    }
+    if (text)
+        detail += conversation == m_current ? tr("\n\nYour text is back in the message box.")
+                                            : tr("\n\nYour text is back in that conversation's message box.");
+    showError(tr("The message could not be answered"), detail);
     updateActions();
 }
 

@@ -344,25 +344,25 @@ void MessageListModel::finishTurn(const engine::TurnFinished &finished)
     setLiveTurn(0);
 }
 
-void MessageListModel::failTurn(engine::TurnId turn, const QString &message)
+void MessageListModel::failTurn(engine::TurnId turn, const QString &message, bool replyKept)
 {
     if (m_liveTurn != turn)
         return;
-    // Rows the engine never saved go; a reply that was saved (the turn failed mid-way) stays,
-    // marked with the error.
     for (int row = rowCount() - 1; row >= 0; --row) {
         MessageItem &item = m_items[static_cast<std::size_t>(row)];
         if (item.turn != turn)
             continue;
-        if (item.messageId == 0 || (item.role == QLatin1String("assistant") && item.content.isEmpty())) {
+        if (!replyKept || item.messageId == 0) {
             beginRemoveRows({}, row, row);
             m_items.erase(m_items.begin() + row);
             endRemoveRows();
         } else {
             item.turn = 0;
             item.state = MessageItem::State::Done;
-            item.complete = true;
-            item.note = message;
+            if (item.role == QLatin1String("assistant")) {
+                item.complete = false; // stored so: the next turn sees the text as it was shown
+                item.note = tr("This reply was cut off: %1").arg(message);
+            }
             changed(row, {StateRole, CompleteRole, NoteRole, TtftTextRole});
         }
     }

@@ -106,9 +106,10 @@ public:
     void firstToken(engine::TurnId turn, const engine::TurnRecord &record);
     void appendText(engine::TurnId turn, const QString &text, SteadyTime arrived);
     void finishTurn(const engine::TurnFinished &finished);
-    // Removes the turn's unsaved rows (restoring what beginTurn removed) or, once saved, marks the
-    // reply with the error.
-    void failTurn(engine::TurnId turn, const QString &message);
+    // With replyKept (the engine kept the user's message and a partial reply), marks the reply as
+    // cut off by the error; otherwise removes the turn's rows, as the engine removed its messages
+    // (and puts back what beginTurn removed until the stored conversation is reloaded).
+    void failTurn(engine::TurnId turn, const QString &message, bool replyKept);
     // Refreshes the live TTFT count of rows still waiting for their first token.
     void tick(SteadyTime now);
     bool isWaitingForFirstToken() const;

@@ -48,6 +48,8 @@ std::unique_ptr<ChatEngine> openEngine(const Args &args, bool useCache)
         throw CommandError{engine.error().message};
     if (!(*engine)->backendNotice().empty())
         std::cerr << "kvchat-cli: " << (*engine)->backendNotice() << "\n";
+    if (!(*engine)->contextNotice().empty())
+        std::cerr << "kvchat-cli: " << (*engine)->contextNotice() << "\n";
     return std::move(engine).value();
 }
 

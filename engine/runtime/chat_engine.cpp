@@ -45,6 +45,7 @@ Result<void> ChatEngine::setUpKv(const std::string &databasePath)
     m_fingerprint = computeModelFingerprint(*m_model, layout, m_backend->kvFormat());
     m_contextLimit = options.contextLimit > 0 ? std::min(options.contextLimit, m_model->config().nCtxTrain)
                                               : m_model->config().nCtxTrain;
+    m_contextNotice.clear();
     const std::uint32_t contextBlocks =
         static_cast<std::uint32_t>((m_contextLimit + layout.blockTokens - 1) / layout.blockTokens) + 1;
     std::size_t poolBytes = 0;
@@ -57,6 +58,20 @@ Result<void> ChatEngine::setUpKv(const std::string &databasePath)
                              " MiB) is smaller than two KV blocks of this model (" +
                              std::to_string(layout.blockBytes() >> 10) + " KiB each)");
         poolBytes = budgets.deviceBytes;
+        // A turn's whole sequence lives in the device pool, one block more than its tokens fill
+        // (a restored partial tail block is copied while the cached one stays pinned). A context
+        // longer than that would fail mid-reply, so the context is what the pool holds; older
+        // messages then leave the window as they do at the model's own limit.
+        const std::int64_t poolTokens =
+            (static_cast<std::int64_t>(budgets.deviceBytes / layout.blockBytes()) - 1) * layout.blockTokens;
+        if (poolTokens < m_contextLimit) {
+            m_contextNotice = "the context is " + std::to_string(poolTokens) + " of the model's " +
+                              std::to_string(m_contextLimit) + " tokens: the device KV budget (" +
+                              std::to_string(budgets.deviceBytes >> 20) + " MiB) holds no more; " +
+                              std::to_string((contextBlocks * layout.blockBytes() + (1u << 20) - 1) >> 20) +
+                              " MiB hold the whole context";
+            m_contextLimit = static_cast<std::int32_t>(poolTokens);
+        }
         m_cache = std::make_unique<TieredKvCache>(layout, m_fingerprint, budgets, m_store.get(), m_backend->kvMemory());
     } else {
         poolBytes = contextBlocks * layout.blockBytes();
@@ -98,6 +113,8 @@ Result<std::unique_ptr<ChatEngine>> ChatEngine::create(const std::string &modelP
     BackendChoice choice = chooseBackend(options.backend, *engine->m_model, options.threads, options.kvBlockTokens);
     engine->m_backend = std::move(choice.backend);
     engine->m_backendNotice = std::move(choice.notice);
+    if (options.wrapBackend)
+        engine->m_backend = options.wrapBackend(std::move(engine->m_backend));
     auto kvReady = engine->setUpKv(databasePath);
     if (!kvReady && engine->m_backend->name() != "cpu") {
         // The GPU took the weights but cannot hold the KV cache as well: run on the CPU, whose KV
@@ -189,6 +206,32 @@ std::vector<TokenId> ChatEngine::sequenceOf(const ConversationRecord &conversati
     return sequence;
 }
 
+Error ChatEngine::contextTooSmall(std::size_t neededTokens) const
+{
+    std::string message = "the message needs " + std::to_string(neededTokens) +
+                          " tokens with the system prompt; the context holds " + std::to_string(m_contextLimit);
+    if (!m_contextNotice.empty())
+        message += " (" + m_contextNotice + ")";
+    return Error{message};
+}
+
+void ChatEngine::abandonTurn(const ConversationRecord &conversation, const MessageRecord &assistant,
+                             std::int32_t firstNewIndex, const std::string &replySoFar)
+{
+    // Best effort: the turn has already failed, and its error is what the caller reports.
+    if (replySoFar.empty()) {
+        // Nothing was shown: the turn's messages go, and its caller gives the user the text back.
+        (void)m_store->truncateMessages(conversation.id, firstNewIndex);
+        return;
+    }
+    // A reply was shown: keep it, closed as the template would close it (so the next turn's
+    // sequence holds what the user saw) and marked incomplete, as a reply cut off by a crash.
+    const bool hasSystem = !conversation.systemPrompt.empty();
+    const std::size_t index = static_cast<std::size_t>(assistant.index) + (hasSystem ? 1 : 0);
+    (void)m_store->updateMessage(assistant.id, replySoFar, false,
+                                 renderTokens({"assistant", replySoFar}, index, hasSystem, false));
+}
+
 Result<TurnResult> ChatEngine::runTurn(const TurnRequest &request)
 {
     const Clock::time_point pickedUp = Clock::now();
@@ -219,8 +262,7 @@ Result<TurnResult> ChatEngine::runTurn(const TurnRequest &request)
         std::vector<TokenId> tokens = renderTokens({"user", *request.userText}, index, hasSystem, atStart);
         const std::size_t minimum = conv.systemTokens.size() + tokens.size() + assistantPrefix.size();
         if (minimum >= static_cast<std::size_t>(m_contextLimit))
-            return makeError("the message needs " + std::to_string(minimum) +
-                             " tokens with the system prompt; the context holds " + std::to_string(m_contextLimit));
+            return contextTooSmall(minimum);
         auto saved = m_store->appendMessage(conv.id, "user", *request.userText, true, tokens);
         if (!saved)
             return saved.error();
@@ -246,8 +288,7 @@ Result<TurnResult> ChatEngine::runTurn(const TurnRequest &request)
         sequence.insert(sequence.end(), assistantPrefix.begin(), assistantPrefix.end());
     }
     if (static_cast<std::int32_t>(sequence.size()) >= m_contextLimit)
-        return makeError("the message needs " + std::to_string(sequence.size()) +
-                         " tokens with the system prompt; the context holds " + std::to_string(m_contextLimit));
+        return contextTooSmall(sequence.size());
     if (conv.windowStart != windowBefore)
         if (auto ok =
                 m_store->setConversationTokens(conv.id, conv.systemTokens, conv.tokensFingerprint, conv.windowStart);
@@ -261,14 +302,21 @@ Result<TurnResult> ChatEngine::runTurn(const TurnRequest &request)
     if (request.onMessagesSaved)
         request.onMessagesSaved(conv, request.userText ? &messages.back() : nullptr, assistant->id);
 
+    // From here on a failure leaves the stored conversation consistent (see abandonTurn).
+    std::string textSoFar;
+    const std::int32_t firstNewIndex = request.userText ? messages.back().index : assistant->index;
+
     // Restore the cached prefix.
     KvSequence seq(m_cache ? m_cache->devicePool() : *m_privatePool);
     RestoreReport restore;
     const Clock::time_point restoreStart = Clock::now();
     if (m_cache) {
         auto restored = m_cache->restorePrefix(sequence, seq);
-        if (!restored)
+        if (!restored) {
+            m_cache->releaseSequence(seq);
+            abandonTurn(conv, *assistant, firstNewIndex, textSoFar);
             return restored.error();
+        }
         restore = *restored;
     }
     const Clock::time_point restored = Clock::now();
@@ -281,7 +329,6 @@ Result<TurnResult> ChatEngine::runTurn(const TurnRequest &request)
     gen.sampling = request.sampling;
     gen.submitted = restored;
     gen.firstLogits = request.firstLogits;
-    std::string textSoFar;
     Clock::time_point lastSave = Clock::now();
     gen.onText = [&](std::string_view text) {
         textSoFar += text;
@@ -326,7 +373,7 @@ Result<TurnResult> ChatEngine::runTurn(const TurnRequest &request)
     if (!generated) {
         if (m_cache)
             m_cache->releaseSequence(seq);
-        (void)m_store->updateMessage(result.assistantMessageId, textSoFar, true, assistantPrefix);
+        abandonTurn(conv, *assistant, firstNewIndex, textSoFar);
         return generated.error();
     }
     const GenerationMetrics &gm = generated->metrics;

@@ -5,7 +5,9 @@
 // A turn: save the user's message (durably, before anything else), append its templated tokens to
 // the conversation's token sequence (never re-tokenizing the history), restore the longest cached
 // prefix of that sequence, prefill the rest, stream the reply (saving progress as it goes), then
-// commit the reply, the turn's TTFT record and the new KV blocks.
+// commit the reply, the turn's TTFT record and the new KV blocks. A turn that fails before any
+// reply text removes its messages again (the caller still has the user's text); one that fails
+// mid-reply keeps the partial reply, marked incomplete, as a crash would leave it.
 //
 // Thread-safety: none. One thread (the engine thread) makes every call.
 #pragma once
@@ -16,6 +18,7 @@
 #include "engine/runtime/generator.h"
 #include "engine/store/session_store.h"
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -33,6 +36,8 @@ struct ChatEngineOptions
     std::int32_t contextLimit = 0;    // 0: the model's context length
     std::string templateName;         // "": the model's own template; else a ChatTemplate::names() entry
     SessionStoreOptions storeOptions;
+    // Tests: wraps the backend that was chosen (to make it fail on cue, say); unset elsewhere.
+    std::function<std::unique_ptr<Backend>(std::unique_ptr<Backend>)> wrapBackend;
 };
 
 struct TurnRequest
@@ -79,6 +84,10 @@ public:
     Result<KvResidency> residency(std::int64_t conversationId);
 
     const LlamaModel &model() const { return *m_model; }
+    // Positions a conversation's sequence may reach: the model's context, or less where the
+    // device KV budget holds less (contextNotice() then says so), or ChatEngineOptions::contextLimit.
+    std::int32_t contextLimit() const { return m_contextLimit; }
+    const std::string &contextNotice() const { return m_contextNotice; }
     const Backend &backend() const { return *m_backend; }
     // Why options.backend was not honoured (e.g. "running on the CPU: no usable CUDA GPU: ..."), or "".
     const std::string &backendNotice() const { return m_backendNotice; }
@@ -97,6 +106,12 @@ private:
     Result<void> repairInterruptedReplies(const ConversationRecord &conversation, std::vector<MessageRecord> &messages);
     std::vector<TokenId> renderTokens(const ChatMessage &message, std::size_t index, bool hasSystem,
                                       bool atSequenceStart) const;
+    Error contextTooSmall(std::size_t neededTokens) const;
+    // A turn that fails after saving its messages: with no reply text, its messages (from
+    // firstNewIndex) are deleted again; with some, the partial reply is kept, marked incomplete,
+    // with the tokens of what was shown.
+    void abandonTurn(const ConversationRecord &conversation, const MessageRecord &assistant, std::int32_t firstNewIndex,
+                     const std::string &replySoFar);
     std::vector<TokenId> sequenceOf(const ConversationRecord &conversation,
                                     const std::vector<MessageRecord> &messages) const;
 
@@ -110,6 +125,7 @@ private:
     ModelFingerprint m_fingerprint;
     ChatEngineOptions m_options;
     std::int32_t m_contextLimit = 0;
+    std::string m_contextNotice; // why m_contextLimit is below the model's context, or ""
 };
 
 } // namespace kvchat::engine

@@ -89,7 +89,8 @@ struct ModelInfo
     std::string backend;       // what runs the model: "cpu" or "cuda"
     std::string backendNotice; // why the backend asked for is not the one running, or ""
     std::string backendDetail; // Backend::describe(): the device, how the weights are held
-    std::int32_t contextLength = 0;
+    std::int32_t contextLength = 0; // what a conversation may use (ChatEngine::contextLimit)
+    std::string contextNotice;      // why that is below the model's own context, or ""
     std::int32_t nLayers = 0;
     std::int64_t fileBytes = 0;
 };
@@ -152,6 +153,9 @@ struct TurnFailed
     TurnId turn = 0;
     std::string conversation;
     std::string message;
+    // Some reply text was shown before the failure: the user's message and the partial reply stay
+    // stored. Otherwise the turn stored nothing (ChatEngine::runTurn removes what it had saved).
+    bool replyKept = false;
 };
 struct CacheStatsChanged
 {

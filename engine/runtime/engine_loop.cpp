@@ -120,7 +120,8 @@ void EngineLoop::handle(OpenModel &command)
     info.backend = std::string(m_engine->backend().name());
     info.backendNotice = m_engine->backendNotice();
     info.backendDetail = m_engine->backend().describe();
-    info.contextLength = model.config().nCtxTrain;
+    info.contextLength = m_engine->contextLimit();
+    info.contextNotice = m_engine->contextNotice();
     info.nLayers = model.config().nLayers;
     info.fileBytes = static_cast<std::int64_t>(model.file().fileBytes());
     m_sink(ModelLoaded{info});
@@ -163,7 +164,9 @@ void EngineLoop::handle(StartTurn &command)
         m_sink(std::move(started));
     };
     request.onFirstToken = [&](const TurnRecord &record) { m_sink(FirstToken{turn, conversationId, record}); };
+    bool replied = false;
     request.onText = [&](std::string_view text) {
+        replied = replied || !text.empty();
         m_sink(TokensAppended{turn, conversationId, std::string(text)});
         serveReadsDuringTurn();
         return m_cancelledTurn.load() != turn;
@@ -171,7 +174,10 @@ void EngineLoop::handle(StartTurn &command)
     auto result = m_engine->runTurn(request);
     m_runningTurn.store(0);
     if (!result) {
-        m_sink(TurnFailed{turn, command.conversation, result.error().message});
+        m_sink(TurnFailed{turn, command.conversation, result.error().message, replied});
+        // The turn may have left messages (a partial reply) or removed them again: counts change.
+        ListConversations list;
+        handle(list);
         return;
     }
     m_sink(TurnFinished{turn, result->conversationId, result->reply, result->record,

@@ -1,18 +1,18 @@
 // SPDX-License-Identifier: MIT
 // Bad things happen to the session store; a user's text is never lost and cached KV is never used
 // wrongly: a process killed (SIGKILL) at random points while it writes turns, corrupted KV bytes, a
-// block from another model, a full database, a read-only database.
+// block from another model, a full database, a read-only database, a turn that fails part-way.
 #include "engine/runtime/chat_engine.h"
 #include "tests/support/test_paths.h"
 
-#include <sqlite3.h>
-
 #include <QElapsedTimer>
+#include <QFile>
 #include <QProcess>
 #include <QTemporaryDir>
 #include <QTest>
 
 #include <random>
+#include <sqlite3.h>
 
 using namespace kvchat::engine;
 using namespace kvchat::testing;
@@ -63,6 +63,39 @@ std::string sql(const std::string &db, const std::string &statement)
     sqlite3_close(handle);
     return out;
 }
+
+// The backend it wraps, except that one forward pass fails: the failAt-th since calls was last set
+// to 0, counting both kinds (failAt 0: none).
+class FailingBackend final : public Backend
+{
+public:
+    FailingBackend(std::unique_ptr<Backend> inner, const int &failAt, int &calls)
+        : m_inner(std::move(inner)), m_failAt(failAt), m_calls(calls)
+    {}
+    std::string_view name() const override { return m_inner->name(); }
+    KvLayout kvLayout() const override { return m_inner->kvLayout(); }
+    std::string_view kvFormat() const override { return m_inner->kvFormat(); }
+    std::shared_ptr<KvMemory> kvMemory() const override { return m_inner->kvMemory(); }
+    Result<void> forward(std::span<const TokenId> tokens, KvSequence &seq, LogitsMode mode,
+                         std::vector<float> &logits) override
+    {
+        if (++m_calls == m_failAt)
+            return makeError("injected failure of forward pass " + std::to_string(m_calls));
+        return m_inner->forward(tokens, seq, mode, logits);
+    }
+    Result<void> forwardCandidates(std::span<const TokenId> tokens, KvSequence &seq, const CandidateRequest &request,
+                                   std::vector<TokenCandidate> &out) override
+    {
+        if (++m_calls == m_failAt)
+            return makeError("injected failure of forward pass " + std::to_string(m_calls));
+        return m_inner->forwardCandidates(tokens, seq, request, out);
+    }
+
+private:
+    std::unique_ptr<Backend> m_inner;
+    const int &m_failAt;
+    int &m_calls;
+};
 
 const std::vector<std::string> kMessages = {"The sun was warm and bright.", "A little bird sang a song.",
                                             "Tom ran to the big tree.", "He saw a cat on a branch."};
@@ -235,6 +268,135 @@ private slots:
         QCOMPARE(sql(path, "PRAGMA integrity_check"), std::string("ok"));
         const int userMessages = std::stoi(sql(path, "SELECT count(*) FROM messages WHERE role = 'user'"));
         QVERIFY(userMessages >= static_cast<int>(saved.size()));
+    }
+
+    void failedTurnLeavesConversationConsistent()
+    {
+        const std::string path = db("failing.db");
+        int failAt = 0, calls = 0;
+        ChatEngineOptions options;
+        options.threads = 2;
+        options.wrapBackend = [&](std::unique_ptr<Backend> inner) -> std::unique_ptr<Backend> {
+            return std::make_unique<FailingBackend>(std::move(inner), failAt, calls);
+        };
+        auto created = ChatEngine::create(stories(), path, options);
+        QVERIFY2(created.ok(), created.ok() ? "" : created.error().message.c_str());
+        std::unique_ptr<ChatEngine> engine = std::move(created).value();
+        auto first = turn(*engine, "c", kMessages[0]);
+        QVERIFY(first.ok());
+        QCOMPARE(first->reply, m_referenceReplies[0]);
+        const auto storedMessages = [&] { return std::stoi(sql(path, "SELECT count(*) FROM messages")); };
+
+        // Failing in the prefill, before any reply text: the turn's messages go again (the caller
+        // gives the user the text back), and sent again it gets the reply it would have had.
+        calls = 0;
+        failAt = 1;
+        auto failed = turn(*engine, "c", kMessages[1]);
+        QVERIFY(!failed.ok());
+        QVERIFY2(QString::fromStdString(failed.error().message).contains("injected"), failed.error().message.c_str());
+        QCOMPARE(storedMessages(), 2);
+        failAt = 0;
+        auto again = turn(*engine, "c", kMessages[1]);
+        QVERIFY(again.ok());
+        QCOMPARE(again->reply, m_referenceReplies[1]);
+
+        // Failing mid-reply: the user's message and the reply as far as it was shown stay, the
+        // reply marked incomplete and holding the tokens of that text, so the next turn's prompt
+        // holds what the user saw.
+        calls = 0;
+        failAt = 6;
+        std::string shown;
+        TurnRequest request;
+        request.conversation = "c";
+        request.userText = kMessages[2];
+        request.maxNewTokens = 24;
+        request.sampling.temperature = 0.0f;
+        request.onText = [&](std::string_view text) {
+            shown += text;
+            return true;
+        };
+        failed = engine->runTurn(request);
+        QVERIFY(!failed.ok());
+        QVERIFY(!shown.empty());
+        QCOMPARE(storedMessages(), 6);
+        QCOMPARE(sql(path, "SELECT content FROM messages WHERE idx = 5"), shown);
+        QCOMPARE(sql(path, "SELECT complete FROM messages WHERE idx = 5"), std::string("0"));
+        QVERIFY(std::stoi(sql(path, "SELECT length(tokens) / 4 FROM messages WHERE idx = 5")) >= 4);
+        failAt = 0;
+        engine.reset();
+
+        // The next turn: from the cache, and recomputed on a copy without it, the same.
+        const std::string copy = db("failing-copy.db");
+        QVERIFY(QFile::copy(QString::fromStdString(path), QString::fromStdString(copy)));
+        auto cached = openEngine(path);
+        auto plain = openEngine(copy, false);
+        auto fromCache = turn(*cached, "c", kMessages[3]);
+        auto recomputed = turn(*plain, "c", kMessages[3]);
+        QVERIFY(fromCache.ok() && recomputed.ok());
+        QCOMPARE(fromCache->reply, recomputed->reply);
+        QCOMPARE(fromCache->record.promptTokens, recomputed->record.promptTokens);
+        QVERIFY(fromCache->record.reusedDisk + fromCache->record.reusedDevice > 0);
+    }
+
+    void aSmallDeviceBudgetShortensTheContext()
+    {
+        // The running turn's KV lives in the device pool: a budget of 10 blocks holds a context of
+        // 9 blocks, and a conversation longer than that drops its oldest messages instead of
+        // failing mid-reply.
+        const std::string path = db("smallpool.db");
+        const std::int32_t blockTokens = 16;
+        const std::size_t blockBytes = openEngine(path)->backend().kvLayout().blockBytes();
+        ChatEngineOptions options;
+        options.threads = 2;
+        options.kvBlockTokens = blockTokens;
+        KvBudgets budgets = KvBudgets::machineDefaults(path);
+        budgets.deviceBytes = 10 * blockBytes;
+        options.budgets = budgets;
+        auto created = ChatEngine::create(stories(), path, options);
+        QVERIFY2(created.ok(), created.ok() ? "" : created.error().message.c_str());
+        std::unique_ptr<ChatEngine> engine = std::move(created).value();
+        QCOMPARE(engine->contextLimit(), 9 * blockTokens);
+        QVERIFY2(QString::fromStdString(engine->contextNotice()).contains("device KV budget"),
+                 engine->contextNotice().c_str());
+        for (int i = 0; i < 8; ++i) {
+            TurnRequest request;
+            request.conversation = "c";
+            request.userText = kMessages[static_cast<std::size_t>(i) % kMessages.size()];
+            request.maxNewTokens = 40;
+            request.sampling.temperature = 0.0f;
+            auto result = engine->runTurn(request);
+            QVERIFY2(result.ok(), result.ok() ? "" : result.error().message.c_str());
+            QVERIFY(result->record.promptTokens + result->record.decodeTokens <= engine->contextLimit());
+        }
+        // The whole history is well beyond the context, so older messages left the window.
+        engine.reset();
+        QVERIFY(std::stoi(sql(path, "SELECT sum(length(tokens)) / 4 FROM messages")) > 2 * 9 * blockTokens);
+    }
+
+    void lowDiskSpaceKeepsConversationsFirst()
+    {
+        // A disk with less free space than the reserve takes no KV blocks: messages keep their room.
+        const std::string path = db("lowspace.db");
+        ChatEngineOptions options;
+        options.threads = 2;
+        KvBudgets budgets = KvBudgets::machineDefaults(path);
+        budgets.diskReserveBytes = std::size_t(1) << 60; // more than any disk has free
+        options.budgets = budgets;
+        auto created = ChatEngine::create(stories(), path, options);
+        QVERIFY2(created.ok(), created.ok() ? "" : created.error().message.c_str());
+        std::unique_ptr<ChatEngine> engine = std::move(created).value();
+        for (std::size_t i = 0; i < 2; ++i) {
+            auto result = turn(*engine, "c", kMessages[i]);
+            QVERIFY2(result.ok(), result.ok() ? "" : result.error().message.c_str());
+            QCOMPARE(result->reply, m_referenceReplies[i]);
+            if (i == 0)
+                QVERIFY2(QString::fromStdString(result->warning).contains("free beside the database"),
+                         result->warning.c_str());
+        }
+        QVERIFY(!engine->cacheStats().diskEnabled);
+        engine.reset();
+        QCOMPARE(sql(path, "SELECT count(*) FROM kv_blocks"), std::string("0"));
+        QCOMPARE(sql(path, "SELECT count(*) FROM messages"), std::string("4"));
     }
 
     void readOnlyDatabaseSaysSo()
