@@ -20,6 +20,7 @@
 
 #include <cstdio>
 #include <memory>
+#include <string_view>
 
 namespace {
 
@@ -75,46 +76,82 @@ private:
     bool m_done = false;
 };
 
+// The command line, described once for both applications main() may build.
+struct CommandLine
+{
+    const QCommandLineOption modelOption{QStringLiteral("model"), QStringLiteral("Open this GGUF model."),
+                                         QStringLiteral("PATH")};
+    const QCommandLineOption dataOption{
+        QStringLiteral("data-dir"), QStringLiteral("Keep the database and the settings in DIR (tests, screenshots)."),
+        QStringLiteral("DIR")};
+    const QCommandLineOption shotOption{QStringLiteral("screenshot"),
+                                        QStringLiteral("Save a picture of the window to FILE.png, then quit."),
+                                        QStringLiteral("FILE")};
+    const QCommandLineOption messageOption{QStringLiteral("message"),
+                                           QStringLiteral("With --screenshot: send TEXT first (repeatable)."),
+                                           QStringLiteral("TEXT")};
+    const QCommandLineOption delayOption{
+        QStringLiteral("screenshot-delay"),
+        QStringLiteral("With --screenshot: wait MS after the last reply (default 1000)."), QStringLiteral("MS"),
+        QStringLiteral("1000")};
+    const QCommandLineOption defaultModelOption{
+        QStringLiteral("default-model"),
+        QStringLiteral("Open this GGUF model when no model has been used yet (the first run)."),
+        QStringLiteral("PATH")};
+    QCommandLineParser parser;
+
+    CommandLine()
+    {
+        parser.setApplicationDescription(QStringLiteral("A local LLM chat that keeps every conversation's KV cache."));
+        parser.addHelpOption();
+        parser.addVersionOption();
+        parser.addOptions({modelOption, defaultModelOption, dataOption, shotOption, messageOption, delayOption});
+    }
+};
+
+void setApplicationNames()
+{
+    QCoreApplication::setOrganizationName(QStringLiteral("kvchat"));
+    QCoreApplication::setApplicationName(QStringLiteral("kvchat"));
+    QCoreApplication::setApplicationVersion(QStringLiteral(KVCHAT_VERSION));
+}
+
+// --help and --version only print: they must work without a display, where QApplication aborts.
+bool asksOnlyForHelpOrVersion(int argc, char **argv)
+{
+    for (int i = 1; i < argc; ++i) {
+        const std::string_view arg = argv[i];
+        if (arg == "-h" || arg == "--help" || arg == "--help-all" || arg == "-v" || arg == "--version")
+            return true;
+    }
+    return false;
+}
+
 } // namespace
 
 int main(int argc, char **argv)
 {
+    if (asksOnlyForHelpOrVersion(argc, argv)) {
+        QCoreApplication app(argc, argv);
+        setApplicationNames();
+        CommandLine commandLine;
+        commandLine.parser.process(app); // prints and exits
+        return 0;
+    }
     QApplication app(argc, argv);
-    QCoreApplication::setOrganizationName(QStringLiteral("kvchat"));
-    QCoreApplication::setApplicationName(QStringLiteral("kvchat"));
-    QCoreApplication::setApplicationVersion(QStringLiteral(KVCHAT_VERSION));
+    setApplicationNames();
     QGuiApplication::setApplicationDisplayName(QStringLiteral("kvchat"));
     QGuiApplication::setDesktopFileName(QStringLiteral("kvchat"));
     Q_INIT_RESOURCE(resources); // the resources live in the static kvchat_ui library
     if (QFile::exists(QStringLiteral(":/icons/kvchat.svg")))
         QApplication::setWindowIcon(QIcon(QStringLiteral(":/icons/kvchat.svg")));
 
-    QCommandLineParser parser;
-    parser.setApplicationDescription(QStringLiteral("A local LLM chat that keeps every conversation's KV cache."));
-    parser.addHelpOption();
-    parser.addVersionOption();
-    const QCommandLineOption modelOption(QStringLiteral("model"), QStringLiteral("Open this GGUF model."),
-                                         QStringLiteral("PATH"));
-    const QCommandLineOption dataOption(QStringLiteral("data-dir"),
-                                        QStringLiteral("Keep the database and the settings in DIR (tests, screenshots)."),
-                                        QStringLiteral("DIR"));
-    const QCommandLineOption shotOption(QStringLiteral("screenshot"),
-                                        QStringLiteral("Save a picture of the window to FILE.png, then quit."),
-                                        QStringLiteral("FILE"));
-    const QCommandLineOption messageOption(QStringLiteral("message"),
-                                           QStringLiteral("With --screenshot: send TEXT first (repeatable)."),
-                                           QStringLiteral("TEXT"));
-    const QCommandLineOption delayOption(QStringLiteral("screenshot-delay"),
-                                         QStringLiteral("With --screenshot: wait MS after the last reply (default 1000)."),
-                                         QStringLiteral("MS"), QStringLiteral("1000"));
-    const QCommandLineOption defaultModelOption(
-        QStringLiteral("default-model"),
-        QStringLiteral("Open this GGUF model when no model has been used yet (the first run)."), QStringLiteral("PATH"));
-    parser.addOptions({modelOption, defaultModelOption, dataOption, shotOption, messageOption, delayOption});
+    CommandLine commandLine;
+    QCommandLineParser &parser = commandLine.parser;
     parser.process(app);
 
-    const QString dataDir = parser.isSet(dataOption)
-                                ? QDir(parser.value(dataOption)).absolutePath()
+    const QString dataDir = parser.isSet(commandLine.dataOption)
+                                ? QDir(parser.value(commandLine.dataOption)).absolutePath()
                                 : QStandardPaths::writableLocation(QStandardPaths::AppDataLocation);
     if (!QDir().mkpath(dataDir)) {
         std::fprintf(stderr, "kvchat: cannot create the data directory %s\n", qPrintable(dataDir));
@@ -124,21 +161,22 @@ int main(int argc, char **argv)
 
     // With --data-dir the settings live beside the database, so a test run touches nothing else.
     std::unique_ptr<kvchat::ui::AppSettings> settings =
-        parser.isSet(dataOption)
+        parser.isSet(commandLine.dataOption)
             ? std::make_unique<kvchat::ui::AppSettings>(QDir(dataDir).filePath(QStringLiteral("kvchat.ini")))
             : std::make_unique<kvchat::ui::AppSettings>();
     kvchat::bridge::EngineBridge bridge(databasePath);
     kvchat::ui::MainWindow window(bridge, *settings);
 
     std::unique_ptr<ScreenshotScript> script;
-    if (parser.isSet(shotOption))
-        script = std::make_unique<ScreenshotScript>(window, parser.value(shotOption), parser.values(messageOption),
-                                                    parser.value(delayOption).toInt(), 10 * 60 * 1000);
+    if (parser.isSet(commandLine.shotOption))
+        script = std::make_unique<ScreenshotScript>(window, parser.value(commandLine.shotOption),
+                                                    parser.values(commandLine.messageOption),
+                                                    parser.value(commandLine.delayOption).toInt(), 10 * 60 * 1000);
     window.show();
-    if (parser.isSet(modelOption))
-        window.openModel(QDir(parser.value(modelOption)).absolutePath());
-    else if (settings->lastModelPath().isEmpty() && parser.isSet(defaultModelOption))
-        window.openModel(QDir(parser.value(defaultModelOption)).absolutePath());
+    if (parser.isSet(commandLine.modelOption))
+        window.openModel(QDir(parser.value(commandLine.modelOption)).absolutePath());
+    else if (settings->lastModelPath().isEmpty() && parser.isSet(commandLine.defaultModelOption))
+        window.openModel(QDir(parser.value(commandLine.defaultModelOption)).absolutePath());
     else
         window.openLastModel();
     if (script)

@@ -31,6 +31,8 @@ const QString kSeed = QStringLiteral("sampling/seed");
 const QString kMaxTokens = QStringLiteral("sampling/maxNewTokens");
 const QString kPresets = QStringLiteral("prompts/presets");
 const QString kCurrentPreset = QStringLiteral("prompts/current");
+const QString kWindowGeometry = QStringLiteral("window/geometry");
+const QString kWindowState = QStringLiteral("window/state");
 
 const QString kCpu = QStringLiteral("cpu");
 const QString kCuda = QStringLiteral("cuda");
@@ -62,6 +64,22 @@ void AppSettings::sync()
 }
 
 // --- model ---
+
+QByteArray AppSettings::windowGeometry() const
+{
+    return m_settings->value(kWindowGeometry).toByteArray();
+}
+
+QByteArray AppSettings::windowState() const
+{
+    return m_settings->value(kWindowState).toByteArray();
+}
+
+void AppSettings::setWindowLayout(const QByteArray &geometry, const QByteArray &state)
+{
+    m_settings->setValue(kWindowGeometry, geometry);
+    m_settings->setValue(kWindowState, state);
+}
 
 QString AppSettings::lastModelPath() const
 {

@@ -12,6 +12,7 @@
 
 #include "app/bridge/engine_bridge.h"
 
+#include <QByteArray>
 #include <QList>
 #include <QString>
 #include <QStringList>
@@ -92,6 +93,12 @@ public:
     // The current preset's text for a new conversation: nullopt when it is empty (use the model
     // template's default system prompt).
     std::optional<QString> systemPrompt() const;
+
+    // The main window's geometry and dock layout (QWidget::saveGeometry, QMainWindow::saveState);
+    // empty until the window was closed once.
+    QByteArray windowGeometry() const;
+    QByteArray windowState() const;
+    void setWindowLayout(const QByteArray &geometry, const QByteArray &state);
 
     // --- engine-side structs ---
     // Options for OpenModel. Budgets: all three 0 → unset (the engine uses machine defaults); any

@@ -174,6 +174,15 @@ void ConversationListModel::promoteDraft(const QString &name, qint64 id)
     changed(row, {DraftRole, IdRole, BadgeRole, ResidencyToolTipRole, Qt::ToolTipRole, SubtitleRole});
 }
 
+void ConversationListModel::setTitle(const QString &name, const QString &title)
+{
+    const int row = rowOf(name);
+    if (row < 0)
+        return;
+    m_rows[static_cast<std::size_t>(row)].title = title;
+    changed(row, {Qt::DisplayRole, TitleRole, Qt::ToolTipRole});
+}
+
 void ConversationListModel::setGenerating(const QString &name, bool generating)
 {
     const int row = rowOf(name);

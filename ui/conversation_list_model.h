@@ -68,6 +68,8 @@ public:
     // The engine stored a draft (its first turn started): it is a conversation like the others now.
     void promoteDraft(const QString &name, qint64 id);
     void setGenerating(const QString &name, bool generating);
+    // Shows a new title at once (the engine stores it when its queue gets there).
+    void setTitle(const QString &name, const QString &title);
 
     int rowOf(const QString &name) const; // -1 when absent
     std::optional<ConversationRow> find(const QString &name) const;

@@ -13,6 +13,7 @@
 #include "ui/ttft_format.h"
 
 #include <QApplication>
+#include <QCloseEvent>
 #include <QComboBox>
 #include <QDir>
 #include <QDockWidget>
@@ -28,6 +29,7 @@
 #include <QMessageBox>
 #include <QMimeData>
 #include <QProgressBar>
+#include <QScreen>
 #include <QShortcut>
 #include <QSplitter>
 #include <QStatusBar>
@@ -93,12 +95,23 @@ MainWindow::MainWindow(bridge::EngineBridge &bridge, AppSettings &settings, QWid
     buildLayout();
     buildMenus();
     connectBridge();
-    resize(1280, 800);
+    // The size and layout the user left it in; the first time, 1280 x 800 or the screen's size.
+    if (!restoreGeometry(m_settings.windowGeometry())) {
+        const QSize available = screen() ? screen()->availableSize() : QSize(1280, 800);
+        resize(std::min(1280, available.width()), std::min(800, available.height()));
+    }
+    restoreState(m_settings.windowState());
     updateHeader();
     updateActions();
 }
 
 MainWindow::~MainWindow() = default;
+
+void MainWindow::closeEvent(QCloseEvent *event)
+{
+    m_settings.setWindowLayout(saveGeometry(), saveState());
+    QMainWindow::closeEvent(event);
+}
 
 void MainWindow::buildLayout()
 {
@@ -168,6 +181,7 @@ void MainWindow::buildLayout()
 
     auto *dock = new QDockWidget(tr("Latency & cache"), this);
     dock->setObjectName(QStringLiteral("latencyDock"));
+    dock->toggleViewAction()->setText(tr("Latency && cache")); // "&" alone would mark a mnemonic
     dock->setFeatures(QDockWidget::DockWidgetMovable | QDockWidget::DockWidgetClosable);
     auto *panel = new QWidget(dock);
     auto *panelLayout = new QVBoxLayout(panel);

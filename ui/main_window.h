@@ -86,6 +86,7 @@ signals:
     void exportFinished(const QString &path, bool ok, const QString &message);
 
 protected:
+    void closeEvent(QCloseEvent *event) override;
     void dragEnterEvent(QDragEnterEvent *event) override;
     void dropEvent(QDropEvent *event) override;
 

@@ -46,6 +46,19 @@ QString fileStem(const QString &title)
     return stem.isEmpty() ? QStringLiteral("conversation") : stem;
 }
 
+// A new conversation's title: its first message's first line, cut at a word near 48 characters.
+QString titleFromMessage(const QString &text)
+{
+    constexpr qsizetype kMaxTitle = 48;
+    const QString firstLine = text.trimmed().section(QLatin1Char('\n'), 0, 0).simplified();
+    if (firstLine.size() <= kMaxTitle)
+        return firstLine;
+    qsizetype cut = firstLine.lastIndexOf(QLatin1Char(' '), kMaxTitle);
+    if (cut < kMaxTitle / 2)
+        cut = kMaxTitle;
+    return firstLine.left(cut).trimmed() + QStringLiteral("…");
+}
+
 } // namespace
 
 void MainWindow::onConversationsListed(const engine::ConversationList &list)
@@ -115,7 +128,9 @@ void MainWindow::renameConversation(const QString &name, const QString &title)
 {
     if (MessageListModel *model = m_controller->findModel(name))
         model->setTitle(title);
+    m_conversations->setTitle(name, title);
     m_bridge.renameConversation(name, title);
+    updateHeader();
 }
 
 void MainWindow::confirmDelete(const QString &name)
@@ -176,8 +191,12 @@ void MainWindow::onSend(const QString &text, std::chrono::steady_clock::time_poi
     m_prefetchDelay.stop(); // the turn restores the KV itself
     const engine::TurnId turn =
         m_controller->send(m_current, text, systemPrompt, m_settings.generationSettings(), submitted);
-    if (turn != 0)
+    if (turn != 0) {
         m_composer->setPending(turn);
+        // A new conversation is named after its first message, unless the user named it already.
+        if (row && row->draft && row->title == row->name)
+            renameConversation(m_current, titleFromMessage(text));
+    }
     updateActions();
 }
 

@@ -9,6 +9,7 @@
 #include <QTextCursor>
 
 #include <algorithm>
+#include <utility>
 
 namespace kvchat::ui {
 
@@ -93,6 +94,7 @@ QString MessageDocument::normalizeMarkdown(const QString &text)
     bool dedentCloser = false;
     QString marker;
     bool listOpen = false;
+    bool blankBefore = false;
     for (qsizetype i = 0; i < lines.size(); ++i) {
         const QString &line = lines[i];
         const QString trimmed = line.trimmed();
@@ -120,8 +122,11 @@ QString MessageDocument::normalizeMarkdown(const QString &text)
             }
             continue;
         }
-        if (trimmed.isEmpty())
+        if (trimmed.isEmpty()) {
+            blankBefore = true;
             continue;
+        }
+        const bool afterBlank = std::exchange(blankBefore, false);
         if (const QRegularExpressionMatch m = ordered.match(line); m.hasMatch()) {
             // Qt 6.4 cannot start a list at N > 1: such an item stays a paragraph that keeps its number.
             if (m.captured(2).toLongLong() > 1 && !listOpen) {
@@ -134,8 +139,8 @@ QString MessageDocument::normalizeMarkdown(const QString &text)
         }
         if (bullet.match(line).hasMatch())
             listOpen = true;
-        else if (indent < 2)
-            listOpen = false; // a paragraph at the margin ends the list
+        else if (indent < 2 && afterBlank)
+            listOpen = false; // a paragraph at the margin ends the list; a line right under an item continues it
     }
     return lines.join(QLatin1Char('\n'));
 }

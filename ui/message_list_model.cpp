@@ -130,7 +130,18 @@ MessageItem MessageListModel::storedItem(const engine::MessageRecord &message, c
     }
     if (!message.complete)
         item.note = tr("This reply was cut off before it finished.");
+    else if (record)
+        item.note = stopNote(item.stopReason);
     return item;
+}
+
+QString MessageListModel::stopNote(const QString &stopReason)
+{
+    if (stopReason == QLatin1String("stopped"))
+        return tr("Stopped.");
+    if (stopReason == QLatin1String("context_full"))
+        return tr("Context full: the reply ends here (the oldest messages leave the context next turn).");
+    return {};
 }
 
 void MessageListModel::setStored(const engine::ConversationLoaded &loaded)
@@ -333,8 +344,8 @@ void MessageListModel::finishTurn(const engine::TurnFinished &finished)
     assistant.stopReason = QString::fromStdString(finished.stopReason);
     if (!finished.warning.empty())
         assistant.note = QString::fromStdString(finished.warning);
-    else if (finished.stopReason == "stopped")
-        assistant.note = tr("Stopped.");
+    else
+        assistant.note = stopNote(assistant.stopReason);
     for (MessageItem &item : m_items)
         if (item.turn == finished.turn)
             item.turn = 0;

@@ -110,6 +110,8 @@ public:
     // cut off by the error; otherwise removes the turn's rows, as the engine removed its messages
     // (and puts back what beginTurn removed until the stored conversation is reloaded).
     void failTurn(engine::TurnId turn, const QString &message, bool replyKept);
+    // What a finished reply's footer says about why it ended ("" for the usual reasons).
+    static QString stopNote(const QString &stopReason);
     // Refreshes the live TTFT count of rows still waiting for their first token.
     void tick(SteadyTime now);
     bool isWaitingForFirstToken() const;

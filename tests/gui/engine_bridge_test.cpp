@@ -89,7 +89,7 @@ private slots:
             text += t;
         });
         QSignalSpy finished(m_bridge.get(), &EngineBridge::turnFinished);
-        expected = m_bridge->sendMessage("c1", "Once upon a time", std::nullopt, greedy(200),
+        expected = m_bridge->sendMessage("c1", "Once upon a time", std::nullopt, greedy(480),
                                          std::chrono::steady_clock::now());
         QVERIFY(finished.wait(30000));
         const TurnFinished done = finished.first().first().value<TurnFinished>();
@@ -99,9 +99,10 @@ private slots:
         QVERIFY(done.record.decodeTokens > 20);
         // Merged deliveries: never closer than the flush interval (the timer may fire up to a
         // millisecond early), except the last, which is flushed at once so that it precedes
-        // TurnFinished.
-        QVERIFY(!intervals.isEmpty());
-        intervals.removeLast();
+        // TurnFinished. (A machine fast enough to generate the whole reply within one interval
+        // delivers it in one piece: nothing to compare then.)
+        if (!intervals.isEmpty())
+            intervals.removeLast();
         for (qint64 gap : intervals)
             QVERIFY2(gap >= 15, qPrintable(QString("deliveries %1 ms apart").arg(gap)));
     }

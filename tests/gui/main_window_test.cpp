@@ -29,7 +29,6 @@
 #include <QClipboard>
 #include <QDir>
 #include <QDragEnterEvent>
-#include <QMimeData>
 #include <QFile>
 #include <QJsonArray>
 #include <QJsonDocument>
@@ -38,11 +37,14 @@
 #include <QLineEdit>
 #include <QListView>
 #include <QMessageBox>
+#include <QMimeData>
 #include <QProgressBar>
 #include <QPushButton>
 #include <QSignalSpy>
 #include <QTemporaryDir>
 #include <QTest>
+#include <QTextBlock>
+#include <QTextList>
 
 #include <chrono>
 #include <cmath>
@@ -189,6 +191,20 @@ private slots:
         QCOMPARE(MessageDocument::normalizeMarkdown(QStringLiteral("Intro\n\n2. two")), QStringLiteral("Intro\n\n2\\. two"));
         const QString fine = QStringLiteral("1. a\n2. b\n   ```py\n   code\n   ```\n3. c");
         QCOMPARE(MessageDocument::normalizeMarkdown(fine), fine);
+        // A line right under an item continues it (CommonMark's lazy continuation): the list goes on.
+        const QString lazy = QStringLiteral("1. First step:\nDo this.\n\n2. Second step\n\n3. Third step");
+        QCOMPARE(MessageDocument::normalizeMarkdown(lazy), lazy);
+        {
+            MessageDocument list;
+            list.setContent(lazy, true, QFont());
+            QCOMPARE(list.segmentCount(), 1);
+            QList<const QTextList *> lists;
+            for (QTextBlock b = list.segment(0)->begin(); b.isValid(); b = b.next())
+                if (b.textList() && !lists.contains(b.textList()))
+                    lists << b.textList();
+            QCOMPARE(lists.size(), 1);
+            QCOMPARE(lists.front()->count(), 3);
+        }
 
         // Streaming: growing text rebuilds only the last segment.
         MessageDocument doc;
@@ -325,10 +341,12 @@ private slots:
               error);
         QVERIFY2(std::abs(error) <= 5.0 + 16.0, qPrintable(QStringLiteral("difference %1 ms").arg(error)));
 
-        // The chart has one bar; the sidebar lists the conversation as stored.
+        // The chart has one bar; the sidebar lists the conversation as stored, named after its
+        // first message.
         QCOMPARE(m_window->ttftChart()->barCount(), 1);
         QTRY_VERIFY_WITH_TIMEOUT(!m_window->conversations()->find(m_first)->draft, 5000);
         QTRY_COMPARE_WITH_TIMEOUT(m_window->conversations()->find(m_first)->messageCount, 2, 5000);
+        QCOMPARE(m_window->conversations()->find(m_first)->title, text);
         const QModelIndex listed = m_window->conversations()->index(m_window->conversations()->rowOf(m_first));
         QCOMPARE(listed.data(ConversationListModel::BadgeRole).toString(), QStringLiteral("device"));
         QVERIFY(listed.data(Qt::ToolTipRole).toString().contains(QStringLiteral(" tokens on device")));
@@ -390,6 +408,33 @@ private slots:
         m_window->selectConversation(m_first);
         QCOMPARE(m_window->ttftChart()->barCount(), 2);
         QTRY_COMPARE_WITH_TIMEOUT(m_window->conversations()->rowCount(), 2, 5000);
+    }
+
+    void failedTurnRowsFollowTheEngine()
+    {
+        // Failing before any reply text the engine keeps nothing, and the turn's rows go; failing
+        // mid-reply it keeps the user's message and the partial reply, shown as cut off by the error.
+        for (const bool kept : {false, true}) {
+            MessageListModel model(QStringLiteral("c"));
+            QAbstractItemModelTester tester(&model);
+            const SteadyTime now = std::chrono::steady_clock::now();
+            model.beginTurn(7, QStringLiteral("hello"), std::nullopt, now);
+            engine::TurnStarted started{7, 1, "c", engine::MessageRecord{}, 11};
+            started.userMessage->id = 10;
+            started.userMessage->role = "user";
+            started.userMessage->content = "hello";
+            model.turnStarted(started);
+            model.appendText(7, QStringLiteral("Hi th"), now);
+            model.failTurn(7, QStringLiteral("the GPU fell over"), kept);
+            QCOMPARE(model.rowCount(), kept ? 2 : 0);
+            if (kept) {
+                const QModelIndex reply = model.index(1);
+                QCOMPARE(reply.data(MessageListModel::ContentRole).toString(), QStringLiteral("Hi th"));
+                QCOMPARE(reply.data(MessageListModel::CompleteRole).toBool(), false);
+                QVERIFY(reply.data(MessageListModel::NoteRole).toString().contains(QStringLiteral("fell over")));
+                QCOMPARE(model.index(0).data(MessageListModel::NoteRole).toString(), QString());
+            }
+        }
     }
 
     void editAndRegenerate()
@@ -589,7 +634,7 @@ private slots:
         REQUIRE_MODEL();
         QLineEdit *search = m_window->sidebar()->searchField();
         QTest::keyClicks(search, QStringLiteral("capital of france"));
-        // Titles do not match; the engine's message search finds the first conversation.
+        // The first conversation, by its title (its first message) and by the engine's message search.
         QTRY_COMPARE_WITH_TIMEOUT(m_window->sidebar()->filter()->rowCount(), 1, 5000);
         QCOMPARE(m_window->sidebar()->filter()->index(0, 0).data(ConversationListModel::NameRole).toString(), m_first);
         search->clear();
