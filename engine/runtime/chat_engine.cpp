@@ -3,6 +3,7 @@
 
 #include "engine/model/model_fingerprint.h"
 #include "engine/model/prompt_tokens.h"
+#include "engine/store/turn_lock.h"
 
 #include <algorithm>
 #include <chrono>
@@ -235,6 +236,8 @@ void ChatEngine::abandonTurn(const ConversationRecord &conversation, const Messa
 Result<TurnResult> ChatEngine::runTurn(const TurnRequest &request)
 {
     const Clock::time_point pickedUp = Clock::now();
+    // Before the conversation is read: a turn of another process on this database ends first.
+    const TurnLock turnLock = TurnLock::acquire(m_store->path());
     const Tokenizer &tokenizer = m_model->tokenizer();
     TurnResult result;
 
@@ -296,8 +299,12 @@ Result<TurnResult> ChatEngine::runTurn(const TurnRequest &request)
             return ok.error();
 
     auto assistant = m_store->appendMessage(conv.id, "assistant", "", false, assistantPrefix);
-    if (!assistant)
+    if (!assistant) {
+        // The user's message was saved, its reply cannot be (a full disk): the text goes back.
+        if (request.userText)
+            (void)m_store->truncateMessages(conv.id, messages.back().index);
         return assistant.error();
+    }
     result.assistantMessageId = assistant->id;
     if (request.onMessagesSaved)
         request.onMessagesSaved(conv, request.userText ? &messages.back() : nullptr, assistant->id);

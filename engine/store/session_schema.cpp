@@ -3,9 +3,11 @@
 
 #include "engine/store/sqlite_statement.h"
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
+#include <thread>
 
 namespace kvchat::engine {
 
@@ -75,6 +77,24 @@ std::string scalar(sqlite3 *db, const char *sql)
     return statement.step() ? statement.text(0) : std::string();
 }
 
+// PRAGMA journal_mode=WAL, retried for a few seconds: leaving the rollback journal takes an
+// exclusive lock, and SQLite returns SQLITE_BUSY at once, without its busy handler, while another
+// process holds the file (two processes creating a database at the same moment). Returns the mode.
+std::string switchToWal(sqlite3 *db)
+{
+    constexpr auto kRetryFor = std::chrono::seconds(5);
+    const auto giveUp = std::chrono::steady_clock::now() + kRetryFor;
+    for (;;) {
+        try {
+            return scalar(db, "PRAGMA journal_mode=WAL");
+        } catch (const sqlite::Failure &failure) {
+            if (failure.rc != SQLITE_BUSY || std::chrono::steady_clock::now() >= giveUp)
+                throw;
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+}
+
 } // namespace
 
 void prepareSessionSchema(sqlite3 *db, bool readOnly)
@@ -104,7 +124,7 @@ void prepareSessionSchema(sqlite3 *db, bool readOnly)
         exec(db, ("PRAGMA page_size=" + std::to_string(kPageSize)).c_str());
     // WAL: readers (the CLI listing a store) never block the engine's writes, and a commit is one
     // sequential append plus, with synchronous=FULL, one fsync.
-    if (const std::string mode = scalar(db, "PRAGMA journal_mode=WAL"); mode != "wal")
+    if (const std::string mode = switchToWal(db); mode != "wal")
         fail("cannot switch to WAL journaling (journal_mode stays '" + mode +
              "'; WAL needs shared memory, which some network file systems lack)");
     if (version < kSessionSchemaVersion) {

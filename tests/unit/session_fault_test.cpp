@@ -3,6 +3,7 @@
 // wrongly: a process killed (SIGKILL) at random points while it writes turns, corrupted KV bytes, a
 // block from another model, a full database, a read-only database, a turn that fails part-way.
 #include "engine/runtime/chat_engine.h"
+#include "engine/store/turn_lock.h"
 #include "tests/support/test_paths.h"
 
 #include <QElapsedTimer>
@@ -203,6 +204,53 @@ private slots:
         QVERIFY2(result.ok(), result.ok() ? "" : result.error().message.c_str());
         QVERIFY(!result->reply.empty());
         QCOMPARE(sql(path, "PRAGMA integrity_check"), std::string("ok"));
+    }
+
+    void turnsOfTwoProcessesDoNotInterleave()
+    {
+        // Two processes answer one conversation at the same moment, while a third (this test) is
+        // in a turn: both wait for it, then one for the other, so the history reads user,
+        // assistant, user, assistant, each reply complete, and the second reply is what the
+        // conversation's history gives it. (Both also create the database at the same moment.)
+        const std::string path = db("concurrent.db");
+        TurnLock otherTurn = TurnLock::acquire(path);
+        QVERIFY(otherTurn.held());
+        std::vector<std::unique_ptr<QProcess>> children;
+        for (const std::string &message : {kMessages[0], kMessages[1]}) {
+            auto &child = children.emplace_back(std::make_unique<QProcess>());
+            child->start(QString::fromStdString(cliPath()),
+                         {"chat", "-m", QString::fromStdString(stories()), "--db", QString::fromStdString(path),
+                          "--session", "c", "--message", QString::fromStdString(message), "-n", "24", "--temp", "0",
+                          "--threads", "1"});
+            QVERIFY(child->waitForStarted());
+        }
+        // A turn of this small model takes milliseconds; these wait as long as the lock is held.
+        QTest::qWait(1500);
+        for (auto &child : children)
+            QCOMPARE(child->state(), QProcess::Running);
+        otherTurn = TurnLock();
+        for (auto &child : children) {
+            QVERIFY(child->waitForFinished(60000));
+            QCOMPARE(child->exitCode(), 0);
+        }
+        auto store = SessionStore::open(path);
+        QVERIFY(store.ok());
+        auto conversation = (*store)->findConversation("c");
+        QVERIFY(conversation.ok() && conversation->has_value());
+        auto messages = (*store)->messages((*conversation)->id);
+        QVERIFY(messages.ok());
+        QCOMPARE(messages->size(), std::size_t(4));
+        for (std::size_t i = 0; i < 4; ++i) {
+            QCOMPARE((*messages)[i].role, std::string(i % 2 == 0 ? "user" : "assistant"));
+            QVERIFY((*messages)[i].complete);
+        }
+        // Whichever process went first, the second reply continues the first exchange.
+        const bool inOrder = (*messages)[0].content == kMessages[0];
+        auto reference = openEngine(db(inOrder ? "concurrent-ref-a.db" : "concurrent-ref-b.db"), false);
+        QVERIFY(turn(*reference, "c", (*messages)[0].content).ok());
+        auto second = turn(*reference, "c", (*messages)[2].content);
+        QVERIFY(second.ok());
+        QCOMPARE((*messages)[3].content, second->reply);
     }
 
     void corruptBlocksAreDroppedAndRecomputed()
