@@ -138,9 +138,10 @@ void MainWindow::confirmDelete(const QString &name)
     const auto row = m_conversations->find(name);
     if (!row || m_controller->isBusy(name))
         return;
-    auto *box = new QMessageBox(QMessageBox::Question, tr("Delete Conversation"),
-                                tr("Delete “%1” and all its messages? This cannot be undone.").arg(row->title),
-                                QMessageBox::Yes | QMessageBox::Cancel, this);
+    auto *box = new QMessageBox(
+        QMessageBox::Question, tr("Delete Conversation"),
+        tr("Delete “%1”, its messages and the cached KV only it uses? This cannot be undone.").arg(row->title),
+        QMessageBox::Yes | QMessageBox::Cancel, this);
     box->setObjectName(QStringLiteral("deleteBox"));
     box->setDefaultButton(QMessageBox::Cancel);
     box->setAttribute(Qt::WA_DeleteOnClose);

@@ -6,6 +6,8 @@
 // None of them creates a database: a --db path that does not exist is an error.
 #include "app/cli/cli_args.h"
 #include "app/cli/cli_commands.h"
+#include "engine/kv/conversation_blocks.h"
+#include "engine/kv/kv_cache.h"
 #include "engine/store/conversation_export.h"
 #include "engine/store/session_store.h"
 
@@ -164,6 +166,10 @@ int runSessions(int argc, char **argv)
         // an empty file into a database, or migrate an older one, just to report a typo.
         store.reset();
         store = openExisting(args, true);
+        // With the KV blocks only it reaches (they encode its text), for the engine's block size.
+        const auto blocks = valueOrFail(kvBlocksOnlyOf(*store, conversation.id, KvLayout{}.blockTokens));
+        if (auto dropped = store->deleteKvBlocks(blocks); !dropped)
+            throw CommandError{dropped.error().message};
         auto deleted = store->deleteConversation(conversation.id);
         if (!deleted)
             throw CommandError{deleted.error().message};

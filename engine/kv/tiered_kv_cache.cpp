@@ -467,9 +467,29 @@ void TieredKvCache::releaseSequence(KvSequence &seq)
     m_pinnedBy.erase(it);
 }
 
-void TieredKvCache::forgetConversation(std::int64_t conversationId)
+Result<void> TieredKvCache::dropConversationBlocks(std::int64_t conversationId, std::span<const KvBlockKey> keys)
 {
     m_conversationBlocks.erase(conversationId);
+    for (const KvBlockKey &key : keys) {
+        auto it = m_entries.find(key);
+        if (it == m_entries.end() || it->second->pinCount > 0)
+            continue;
+        Entry &e = *it->second;
+        if (e.device) {
+            m_devicePool.release(*e.device);
+            m_deviceLru.erase(e.deviceLruPos);
+        }
+        if (e.host) {
+            m_hostLru.erase(e.hostLruPos);
+            --m_hostBlocks;
+        }
+        m_entries.erase(it);
+    }
+    const std::unordered_set<KvBlockKey, KvBlockKeyHash> dropped(keys.begin(), keys.end());
+    std::erase_if(m_diskTouched, [&](const KvBlockKey &key) { return dropped.contains(key); });
+    if (!m_store || !m_store->kvWritable())
+        return {};
+    return m_store->deleteKvBlocks(keys);
 }
 
 Result<void> TieredKvCache::persist()

@@ -125,8 +125,9 @@ public:
     void commitSequence(std::int64_t conversationId, std::span<const std::int32_t> tokens, KvSequence &seq);
     // Unpins without caching anything (a failed turn).
     void releaseSequence(KvSequence &seq);
-    // Forgets which blocks a deleted conversation used (the blocks stay cached until evicted).
-    void forgetConversation(std::int64_t conversationId);
+    // Deletes blocks from every tier (a deleted conversation's: see conversation_blocks.h), and
+    // forgets which blocks the conversation used. A block pinned by a running turn stays in memory.
+    Result<void> dropConversationBlocks(std::int64_t conversationId, std::span<const KvBlockKey> keys);
 
     // Where the cached prefix of tokens lives (no data moves).
     KvResidency residency(std::span<const std::int32_t> tokens);

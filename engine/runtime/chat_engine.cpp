@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #include "engine/runtime/chat_engine.h"
 
+#include "engine/kv/conversation_blocks.h"
 #include "engine/model/model_fingerprint.h"
 #include "engine/model/prompt_tokens.h"
 #include "engine/store/turn_lock.h"
@@ -200,11 +201,7 @@ Result<void> ChatEngine::repairInterruptedReplies(const ConversationRecord &conv
 std::vector<TokenId> ChatEngine::sequenceOf(const ConversationRecord &conversation,
                                             const std::vector<MessageRecord> &messages) const
 {
-    std::vector<TokenId> sequence = conversation.systemTokens;
-    for (const MessageRecord &m : messages)
-        if (m.index >= conversation.windowStart)
-            sequence.insert(sequence.end(), m.tokens.begin(), m.tokens.end());
-    return sequence;
+    return conversationSequence(conversation, messages, conversation.windowStart);
 }
 
 Error ChatEngine::contextTooSmall(std::size_t neededTokens) const
@@ -458,6 +455,27 @@ Result<void> ChatEngine::truncate(std::string_view name, std::int32_t fromIndex)
     if (conv.windowStart > fromIndex)
         return m_store->setConversationTokens(conv.id, conv.systemTokens, conv.tokensFingerprint, 0);
     return {};
+}
+
+Result<void> ChatEngine::deleteConversation(std::string_view name)
+{
+    auto found = m_store->findConversation(name);
+    if (!found)
+        return found.error();
+    if (!found->has_value())
+        return makeError("no conversation named '" + std::string(name) + "'");
+    const std::int64_t id = (*found)->id;
+    auto keys = kvBlocksOnlyOf(*m_store, id, m_backend->kvLayout().blockTokens);
+    if (!keys)
+        return keys.error();
+    if (m_cache) {
+        if (auto dropped = m_cache->dropConversationBlocks(id, *keys); !dropped)
+            return dropped;
+    } else if (m_store->kvWritable()) {
+        if (auto dropped = m_store->deleteKvBlocks(*keys); !dropped)
+            return dropped;
+    }
+    return m_store->deleteConversation(id);
 }
 
 Result<KvResidency> ChatEngine::residency(std::int64_t conversationId)

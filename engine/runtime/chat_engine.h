@@ -78,6 +78,8 @@ public:
     Result<TurnResult> runTurn(const TurnRequest &request);
     // Starts bringing a conversation's cached KV to the device before its next turn.
     Result<RestoreReport> prefetch(std::string_view conversation);
+    // Deletes a conversation with the cached KV only its history reaches (in every tier).
+    Result<void> deleteConversation(std::string_view conversation);
     // Deletes messages from fromIndex on (edit or regenerate continues from there).
     Result<void> truncate(std::string_view conversation, std::int32_t fromIndex);
     // Where a conversation's KV is now (nothing moves).

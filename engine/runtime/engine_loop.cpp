@@ -231,7 +231,7 @@ void EngineLoop::handle(DeleteConversation &command)
         return;
     auto found = m_engine->store().findConversation(command.conversation);
     if (found.ok() && found->has_value()) {
-        if (auto ok = m_engine->store().deleteConversation((*found)->id); !ok)
+        if (auto ok = m_engine->deleteConversation(command.conversation); !ok)
             m_sink(EngineError{ok.error().message});
     }
     ListConversations list;

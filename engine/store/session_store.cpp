@@ -131,6 +131,20 @@ struct SessionStore::Connection
         }
     }
 
+    // durableWrite with secure_delete on, so what it deletes is overwritten rather than left in
+    // free pages: deleting a conversation, and the KV blocks that encode its text.
+    template <typename F> void erasingWrite(F &&body)
+    {
+        exec(db, "PRAGMA secure_delete=ON");
+        try {
+            durableWrite(std::forward<F>(body));
+        } catch (...) {
+            exec(db, "PRAGMA secure_delete=OFF");
+            throw;
+        }
+        exec(db, "PRAGMA secure_delete=OFF");
+    }
+
     // A KV write (synchronous=NORMAL: a lost block is recomputed). A failure that means the disk
     // tier cannot write now turns kvWritable() false.
     template <typename F> void kvWrite(F &&body)
@@ -309,7 +323,7 @@ Result<void> SessionStore::renameConversation(std::int64_t id, std::string_view 
 Result<void> SessionStore::deleteConversation(std::int64_t id)
 {
     return guarded(m_path, "deleting conversation " + std::to_string(id), [&] {
-        m_connection->durableWrite([&] {
+        m_connection->erasingWrite([&] {
             Statement q = m_connection->query("DELETE FROM conversations WHERE id = ?1");
             q.bindInt(1, id).run();
             if (q.changes() == 0)
@@ -635,6 +649,16 @@ Result<void> SessionStore::deleteKvBlock(const KvBlockKey &key)
     return guarded(m_path, "deleting KV block " + key.hex(), [&] {
         m_connection->kvWrite(
             [&] { m_connection->query("DELETE FROM kv_blocks WHERE key = ?1").bindBytes(1, key.bytes).run(); });
+    });
+}
+
+Result<void> SessionStore::deleteKvBlocks(std::span<const KvBlockKey> keys)
+{
+    return guarded(m_path, "deleting " + std::to_string(keys.size()) + " KV blocks", [&] {
+        m_connection->erasingWrite([&] {
+            for (const KvBlockKey &key : keys)
+                m_connection->query("DELETE FROM kv_blocks WHERE key = ?1").bindBytes(1, key.bytes).run();
+        });
     });
 }
 

@@ -117,7 +117,8 @@ public:
     // ASCII), most recently updated first.
     Result<std::vector<std::int64_t>> searchConversations(std::string_view text);
     Result<void> renameConversation(std::int64_t id, std::string_view title);
-    // Deletes the conversation, its messages, tokens and turns (KV blocks are shared; they age out).
+    // Deletes the conversation, its messages, tokens and turns. KV blocks are keyed by content, not
+    // by conversation: see kvBlocksOnlyOf (conversation_blocks.h) for the ones to delete with it.
     Result<void> deleteConversation(std::int64_t id);
 
     // --- messages (committed durably before returning) ---
@@ -160,6 +161,8 @@ public:
                                          std::span<std::byte> out);
     Result<bool> hasKvBlock(const KvBlockKey &key, const ModelFingerprint &fingerprint);
     Result<void> deleteKvBlock(const KvBlockKey &key);
+    // Deletes the rows of these keys (those that exist), in one transaction.
+    Result<void> deleteKvBlocks(std::span<const KvBlockKey> keys);
     // Total payload bytes of stored blocks, and the least recently used keys (for eviction).
     Result<std::uint64_t> kvBytes();
     Result<std::vector<KvBlockKey>> leastRecentlyUsedKvBlocks(std::size_t limit);

@@ -175,6 +175,33 @@ private slots:
         QVERIFY(list.out.startsWith("s\t4\t"));
     }
 
+    void deletingASessionDeletesItsKv()
+    {
+        // Two sessions share a system prompt; deleting one deletes the KV only it reached (that KV
+        // encodes its text): the same message sent again is recomputed past the shared prompt,
+        // while the other session still resumes its whole history from disk.
+        QTemporaryDir dir;
+        const QString db = dir.filePath("delete.db");
+        const QString system = "Once upon a time there was a little town where every child had a dog and a red ball.";
+        auto chat = [&](const QString &session, const QString &message) {
+            const Run run = runCli({"chat", "-m", stories(), "--db", db, "--session", session, "--system", system, "-n",
+                                    "24", "--temp", "0", "--json", "--message", message});
+            [&] { QCOMPARE(run.exitCode, 0); }();
+            return QJsonDocument::fromJson(run.out).object().value("metrics").toObject();
+        };
+        const QString message = "The dog ran to the park with the ball.";
+        chat("a", message);
+        const int sharedPrompt = chat("b", "A cat sat in the sun.").value("reused_disk").toInt();
+        QVERIFY(sharedPrompt >= 16); // at least one block of the system prompt, reused from a's
+        QCOMPARE(runCli({"sessions", "--db", db, "delete", "a"}).exitCode, 0);
+
+        const QJsonObject again = chat("a-again", message);
+        QCOMPARE(again.value("reused_disk").toInt(), sharedPrompt);
+        QVERIFY(again.value("recomputed").toInt() > 1);
+        const QJsonObject resumed = chat("b", "Then it slept.");
+        QVERIFY(resumed.value("reused_disk").toInt() > sharedPrompt + 16);
+    }
+
     void replayRespectsBudgets()
     {
         QTemporaryDir dir;

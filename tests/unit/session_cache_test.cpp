@@ -194,6 +194,32 @@ private slots:
         QVERIFY2(diskAfterTen - diskAfterFirst <= 9 * 4 * blockBytes,
                  qPrintable(QString("disk grew by %1 bytes").arg(diskAfterTen - diskAfterFirst)));
     }
+
+    void deletingAConversationDropsItsBlocksEverywhere()
+    {
+        // Deleting a conversation drops the KV only its history reaches from the device, RAM and
+        // disk (it encodes its text); blocks another conversation uses stay, in memory and on disk.
+        const std::string model = sharedModel("stories260K.f32.gguf");
+        const std::string path = db("delete.db");
+        const std::string system = "Once upon a time there was a little town where every child had a dog.";
+        auto engine = openEngine(model, path, true);
+        runTurn(*engine, "a", kMessages[0], system);
+        const std::int32_t shared = runTurn(*engine, "b", kMessages[1], system).record.reusedDevice;
+        QVERIFY(shared >= 16);
+        const std::uint64_t diskBefore = *engine->store().kvBytes();
+        QVERIFY(engine->deleteConversation("a").ok());
+        QCOMPARE(engine->checkCacheInvariants(), std::string());
+        QVERIFY(*engine->store().kvBytes() < diskBefore);
+        QVERIFY(!engine->store().findConversation("a")->has_value());
+
+        const Turn again = runTurn(*engine, "a-again", kMessages[0], system);
+        QCOMPARE(again.record.reusedDevice + again.record.reusedHost + again.record.reusedDisk, shared);
+        const Turn resumed = runTurn(*engine, "b", kMessages[2]);
+        QVERIFY(resumed.record.reusedDevice > shared + 16);
+        engine.reset();
+        auto restarted = openEngine(model, path, true);
+        QVERIFY(runTurn(*restarted, "b", kMessages[3]).record.reusedDisk > shared + 16);
+    }
 };
 
 QTEST_GUILESS_MAIN(SessionCacheTest)
