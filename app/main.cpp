@@ -18,6 +18,7 @@
 #include <QStandardPaths>
 #include <QTimer>
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <string_view>
@@ -117,12 +118,18 @@ void setApplicationNames()
 }
 
 // --help and --version only print: they must work without a display, where QApplication aborts.
+// An option's value ("--message -h") is not one of them.
 bool asksOnlyForHelpOrVersion(int argc, char **argv)
 {
+    static constexpr std::string_view kTakesValue[] = {
+        "--model",   "--default-model", "--data-dir", "--screenshot", "--message",       "--screenshot-delay",
+        "-platform", "-display",        "-style",     "-stylesheet",  "-qwindowgeometry"};
     for (int i = 1; i < argc; ++i) {
         const std::string_view arg = argv[i];
         if (arg == "-h" || arg == "--help" || arg == "--help-all" || arg == "-v" || arg == "--version")
             return true;
+        if (std::ranges::find(kTakesValue, arg) != std::end(kTakesValue))
+            ++i;
     }
     return false;
 }
@@ -135,8 +142,11 @@ int main(int argc, char **argv)
         QCoreApplication app(argc, argv);
         setApplicationNames();
         CommandLine commandLine;
-        commandLine.parser.process(app); // prints and exits
-        return 0;
+        // parse(), not process(): Qt's own GUI options (-platform) are unknown to this application.
+        commandLine.parser.parse(QCoreApplication::arguments());
+        if (commandLine.parser.isSet(QStringLiteral("version")))
+            commandLine.parser.showVersion(); // exits
+        commandLine.parser.showHelp();        // exits
     }
     QApplication app(argc, argv);
     setApplicationNames();

@@ -183,7 +183,11 @@ void CachePanel::setStats(const engine::KvCacheStats &stats)
     m_shared->setText(countOf(stats.sharedBlocks, tr("Shared between conversations: %1 block"),
                               tr("Shared between conversations: %1 blocks")));
 
-    if (stats.diskEnabled) {
+    if (stats.diskEnabled && !stats.diskWritesStoppedReason.empty()) {
+        m_diskOff->setText(
+            tr("⚠ No new blocks go to disk: %1.").arg(QString::fromStdString(stats.diskWritesStoppedReason)));
+        m_diskOff->show();
+    } else if (stats.diskEnabled) {
         m_diskOff->clear();
         m_diskOff->hide();
     } else {

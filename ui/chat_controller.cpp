@@ -40,11 +40,12 @@ void ChatController::forget(const QString &conversation)
 
 engine::TurnId ChatController::send(const QString &conversation, const QString &text,
                                     const std::optional<QString> &systemPrompt,
-                                    const bridge::GenerationSettings &settings, SteadyTime submitted)
+                                    const bridge::GenerationSettings &settings, SteadyTime submitted,
+                                    const std::optional<QString> &title)
 {
     if (isBusy(conversation))
         return 0;
-    const engine::TurnId turn = m_bridge.sendMessage(conversation, text, systemPrompt, settings, submitted);
+    const engine::TurnId turn = m_bridge.sendMessage(conversation, text, systemPrompt, settings, submitted, title);
     return beginTurn(conversation, turn, text, std::nullopt, submitted);
 }
 

@@ -36,9 +36,11 @@ public:
     // Drops a deleted conversation's model (it must have no turn in flight).
     void forget(const QString &conversation);
 
-    // Sends a user message; systemPrompt is used only if the conversation does not exist yet.
+    // Sends a user message; systemPrompt and title are used only if the conversation does not
+    // exist yet.
     engine::TurnId send(const QString &conversation, const QString &text, const std::optional<QString> &systemPrompt,
-                        const bridge::GenerationSettings &settings, SteadyTime submitted);
+                        const bridge::GenerationSettings &settings, SteadyTime submitted,
+                        const std::optional<QString> &title = std::nullopt);
     // Replaces the conversation from row's message on: new user text (edit) or a new reply (text
     // nullopt: regenerate the assistant message at row).
     engine::TurnId resend(const QString &conversation, int row, const std::optional<QString> &text,

@@ -55,7 +55,7 @@ QString titleFromMessage(const QString &text)
         return firstLine;
     qsizetype cut = firstLine.lastIndexOf(QLatin1Char(' '), kMaxTitle);
     if (cut < kMaxTitle / 2)
-        cut = kMaxTitle;
+        cut = firstLine.at(kMaxTitle - 1).isHighSurrogate() ? kMaxTitle - 1 : kMaxTitle; // not inside a pair
     return firstLine.left(cut).trimmed() + QStringLiteral("…");
 }
 
@@ -129,7 +129,9 @@ void MainWindow::renameConversation(const QString &name, const QString &title)
     if (MessageListModel *model = m_controller->findModel(name))
         model->setTitle(title);
     m_conversations->setTitle(name, title);
-    m_bridge.renameConversation(name, title);
+    // A draft is stored by its first turn, with the title it has then (see onSend).
+    if (!m_conversations->find(name).value_or(ConversationRow{}).draft)
+        m_bridge.renameConversation(name, title);
     updateHeader();
 }
 
@@ -190,13 +192,20 @@ void MainWindow::onSend(const QString &text, std::chrono::steady_clock::time_poi
     // A new conversation gets the chosen preset's system prompt; a stored one keeps its own.
     const std::optional<QString> systemPrompt = (!row || row->draft) ? m_settings.systemPrompt() : std::nullopt;
     m_prefetchDelay.stop(); // the turn restores the KV itself
+    // A new conversation is named after its first message, unless the user named it already; the
+    // engine stores the title with the conversation.
+    std::optional<QString> title;
+    if (row && row->draft)
+        title = row->title == row->name ? titleFromMessage(text) : row->title;
     const engine::TurnId turn =
-        m_controller->send(m_current, text, systemPrompt, m_settings.generationSettings(), submitted);
+        m_controller->send(m_current, text, systemPrompt, m_settings.generationSettings(), submitted, title);
     if (turn != 0) {
         m_composer->setPending(turn);
-        // A new conversation is named after its first message, unless the user named it already.
-        if (row && row->draft && row->title == row->name)
-            renameConversation(m_current, titleFromMessage(text));
+        if (title) {
+            m_conversations->setTitle(m_current, *title);
+            m_controller->model(m_current)->setTitle(*title);
+            updateHeader();
+        }
     }
     updateActions();
 }

@@ -33,11 +33,13 @@ void EngineBridge::openModel(const QString &modelPath, const ChatEngineOptions &
 
 TurnId EngineBridge::sendMessage(const QString &conversation, const QString &text,
                                  const std::optional<QString> &systemPrompt, const GenerationSettings &settings,
-                                 std::chrono::steady_clock::time_point submitted)
+                                 std::chrono::steady_clock::time_point submitted, const std::optional<QString> &title)
 {
     StartTurn turn;
     if (systemPrompt)
         turn.systemPrompt = systemPrompt->toStdString();
+    if (title)
+        turn.title = title->toStdString();
     turn.userText = text.toStdString();
     return startTurn(std::move(turn), conversation, settings, submitted);
 }

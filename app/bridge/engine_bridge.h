@@ -51,10 +51,12 @@ public:
 
     void openModel(const QString &modelPath, const engine::ChatEngineOptions &options);
     // Sends a user message; submitted is when the user pressed Enter (TTFT counts from there).
-    // Returns the turn id that the turn's signals carry.
+    // systemPrompt and title are used only if the conversation does not exist yet. Returns the
+    // turn id that the turn's signals carry.
     engine::TurnId sendMessage(const QString &conversation, const QString &text,
                                const std::optional<QString> &systemPrompt, const GenerationSettings &settings,
-                               std::chrono::steady_clock::time_point submitted);
+                               std::chrono::steady_clock::time_point submitted,
+                               const std::optional<QString> &title = std::nullopt);
     // Replaces the conversation from message index fromIndex on: with new user text (edit), or
     // with a new reply to the user message before it (regenerate, text = nullopt).
     engine::TurnId resendFrom(const QString &conversation, std::int32_t fromIndex, const std::optional<QString> &text,

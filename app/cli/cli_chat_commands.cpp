@@ -103,6 +103,8 @@ json cacheJson(const KvCacheStats &s)
            {"disk_enabled", s.diskEnabled}};
     if (!s.diskEnabled)
         j["disk_disabled_reason"] = s.diskDisabledReason;
+    if (!s.diskWritesStoppedReason.empty())
+        j["disk_writes_stopped_reason"] = s.diskWritesStoppedReason;
     return j;
 }
 

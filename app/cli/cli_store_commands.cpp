@@ -45,22 +45,33 @@ std::unique_ptr<SessionStore> openExisting(const Args &args, bool writable)
     return std::move(store).value();
 }
 
-ConversationRecord findOrFail(SessionStore &store, const std::string &name)
-{
-    auto found = store.findConversation(name);
-    if (!found)
-        throw CommandError{found.error().message};
-    if (!*found)
-        throw CommandError{"no conversation named '" + name + "' in " + store.path() +
-                           " (kvchat-cli sessions --db FILE list shows them)"};
-    return std::move(**found);
-}
-
 template <typename T> T valueOrFail(Result<T> result)
 {
     if (!result)
         throw CommandError{result.error().message};
     return std::move(result).value();
+}
+
+// By name, else by title when exactly one conversation has it (the app names conversations by
+// date and time and shows titles, which the user may have changed).
+ConversationRecord findOrFail(SessionStore &store, const std::string &name)
+{
+    auto found = store.findConversation(name);
+    if (!found)
+        throw CommandError{found.error().message};
+    if (*found)
+        return std::move(**found);
+    std::vector<ConversationRecord> titled;
+    for (ConversationRecord &c : valueOrFail(store.listConversations()))
+        if (c.title == name)
+            titled.push_back(std::move(c));
+    if (titled.size() > 1)
+        throw CommandError{std::to_string(titled.size()) + " conversations are titled '" + name + "' in " +
+                           store.path() + ": name one (kvchat-cli sessions --db FILE list shows names and titles)"};
+    if (titled.empty())
+        throw CommandError{"no conversation named or titled '" + name + "' in " + store.path() +
+                           " (kvchat-cli sessions --db FILE list shows them)"};
+    return std::move(titled.front());
 }
 
 std::string formatOption(const Args &args, std::initializer_list<const char *> allowed)
@@ -166,13 +177,17 @@ int runSessions(int argc, char **argv)
         // an empty file into a database, or migrate an older one, just to report a typo.
         store.reset();
         store = openExisting(args, true);
-        // With the KV blocks only it reaches (they encode its text), for the engine's block size.
-        const auto blocks = valueOrFail(kvBlocksOnlyOf(*store, conversation.id, KvLayout{}.blockTokens));
-        if (auto dropped = store->deleteKvBlocks(blocks); !dropped)
-            throw CommandError{dropped.error().message};
+        // With the KV blocks only it reaches (they encode its text), for the engine's block size:
+        // named from its messages, so before they go; the text goes first, its KV after.
+        const std::vector<KvBlockKey> stored = valueOrFail(store->kvBlockKeys());
+        const auto blocks = valueOrFail(kvBlocksOnlyOf(*store, conversation.id, KvLayout{}.blockTokens,
+                                                       KvBlockKeySet(stored.begin(), stored.end())));
         auto deleted = store->deleteConversation(conversation.id);
         if (!deleted)
             throw CommandError{deleted.error().message};
+        if (auto dropped = store->deleteKvBlocks(blocks); !dropped)
+            throw CommandError{"the conversation was deleted, but not all of its cached KV: " +
+                               dropped.error().message};
         return 0;
     }
     const std::vector<MessageRecord> messages = valueOrFail(store->messages(conversation.id));

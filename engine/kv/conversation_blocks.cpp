@@ -42,23 +42,28 @@ std::vector<std::int32_t> conversationSequence(const ConversationRecord &convers
 }
 
 void addSequenceBlockKeys(std::span<const std::int32_t> tokens, const ModelFingerprint &fingerprint,
-                          std::int32_t blockTokens, KvBlockKeySet &keys)
+                          std::int32_t blockTokens, const KvBlockKeySet &cached, KvBlockKeySet &keys)
 {
+    // Only keys that exist are kept: a long conversation has a key per token per window.
+    const auto keep = [&](const KvBlockKey &key) {
+        if (cached.contains(key))
+            keys.insert(key);
+    };
     const std::size_t bt = static_cast<std::size_t>(blockTokens);
     KvBlockKey parent{};
     for (std::size_t begin = 0; begin < tokens.size(); begin += bt) {
         const std::size_t full = std::min(bt, tokens.size() - begin);
         for (std::size_t n = 1; n < full; ++n)
-            keys.insert(kvBlockKey(parent, tokens.subspan(begin, n), fingerprint));
+            keep(kvBlockKey(parent, tokens.subspan(begin, n), fingerprint));
         if (full < bt)
             break;
         parent = kvBlockKey(parent, tokens.subspan(begin, bt), fingerprint);
-        keys.insert(parent);
+        keep(parent);
     }
 }
 
 Result<std::vector<KvBlockKey>> kvBlocksOnlyOf(SessionStore &store, std::int64_t conversationId,
-                                               std::int32_t blockTokens)
+                                               std::int32_t blockTokens, const KvBlockKeySet &cached)
 {
     auto conversations = store.listConversations();
     if (!conversations)
@@ -73,16 +78,16 @@ Result<std::vector<KvBlockKey>> kvBlocksOnlyOf(SessionStore &store, std::int64_t
             return messages.error();
         if (conversation.id != conversationId) {
             addSequenceBlockKeys(conversationSequence(conversation, *messages, conversation.windowStart), *fingerprint,
-                                 blockTokens, others);
+                                 blockTokens, cached, others);
             continue;
         }
         // Every window it had started at message 0 or at a user message up to the current start.
         for (const MessageRecord &m : *messages)
             if (m.index <= conversation.windowStart && (m.index == 0 || m.role == "user"))
                 addSequenceBlockKeys(conversationSequence(conversation, *messages, m.index), *fingerprint, blockTokens,
-                                     mine);
+                                     cached, mine);
         if (messages->empty())
-            addSequenceBlockKeys(conversation.systemTokens, *fingerprint, blockTokens, mine);
+            addSequenceBlockKeys(conversation.systemTokens, *fingerprint, blockTokens, cached, mine);
     }
     std::vector<KvBlockKey> only;
     for (const KvBlockKey &key : mine)

@@ -23,15 +23,17 @@ using KvBlockKeySet = std::unordered_set<KvBlockKey, KvBlockKeyHash>;
 std::vector<std::int32_t> conversationSequence(const ConversationRecord &conversation,
                                                std::span<const MessageRecord> messages, std::int32_t windowStart);
 
-// Adds the key of every block a cache may hold for tokens: each full block, and a partial block
-// of every length at every block (the tail an earlier, shorter turn of the same history cached).
+// Adds to keys those of cached (the blocks that exist) that a cache may hold for tokens: each
+// full block, and a partial block of every length at every block (the tail an earlier, shorter
+// turn of the same history cached).
 void addSequenceBlockKeys(std::span<const std::int32_t> tokens, const ModelFingerprint &fingerprint,
-                          std::int32_t blockTokens, KvBlockKeySet &keys);
+                          std::int32_t blockTokens, const KvBlockKeySet &cached, KvBlockKeySet &keys);
 
-// The blocks only this conversation's history reaches: its keys under every window its history
-// had, less those of every other conversation's current window. Blocks of replies it no longer
-// holds (regenerated, edited away) cannot be named this way; they age out of the cache.
+// Of the cached blocks, those only this conversation's history reaches: its keys under every
+// window its history had, less those of every other conversation's current window. Blocks of
+// replies it no longer holds (regenerated, edited away), or computed under another model's
+// fingerprint before it was re-tokenized, cannot be named this way; they age out of the cache.
 Result<std::vector<KvBlockKey>> kvBlocksOnlyOf(SessionStore &store, std::int64_t conversationId,
-                                               std::int32_t blockTokens);
+                                               std::int32_t blockTokens, const KvBlockKeySet &cached);
 
 } // namespace kvchat::engine

@@ -262,10 +262,13 @@ bool TieredKvCache::reclaimDeviceBlock()
 bool TieredKvCache::writeToDisk(Entry &e, std::span<const std::byte> payload)
 {
     // Conversations come first: a block is written only while the disk keeps the reserve free.
+    // Below it, writes stop; what is on disk stays readable (reading takes no space).
+    if (!m_diskWritesStoppedReason.empty())
+        return false;
     if (const std::optional<std::size_t> free = freeBytesBeside(m_store->path());
         free && *free < m_budgets.diskReserveBytes + blockBytes()) {
-        disableDisk("less than " + std::to_string(m_budgets.diskReserveBytes >> 20) +
-                    " MiB are free beside the database, and those are kept for conversations");
+        m_diskWritesStoppedReason = "less than " + std::to_string(m_budgets.diskReserveBytes >> 20) +
+                                    " MiB are free beside the database, and those are kept for conversations";
         return false;
     }
     auto written = m_store->putKvBlock(e.key, m_fingerprint, e.nTokens, payload);
@@ -406,10 +409,14 @@ Result<RestoreReport> TieredKvCache::restorePrefix(std::span<const std::int32_t>
     return report;
 }
 
-Result<RestoreReport> TieredKvCache::prefetch(std::span<const std::int32_t> tokens)
+Result<RestoreReport> TieredKvCache::prefetch(std::int64_t conversationId, std::span<const std::int32_t> tokens)
 {
     KvSequence seq(m_devicePool);
     auto report = restorePrefix(tokens, seq);
+    // After a restart this is how the cache learns which blocks a conversation uses, before its
+    // next turn commits them.
+    if (report && !m_pinnedBy[&seq].empty())
+        m_conversationBlocks[conversationId] = m_pinnedBy[&seq];
     releaseSequence(seq);
     return report;
 }
@@ -472,9 +479,13 @@ Result<void> TieredKvCache::dropConversationBlocks(std::int64_t conversationId, 
     m_conversationBlocks.erase(conversationId);
     for (const KvBlockKey &key : keys) {
         auto it = m_entries.find(key);
-        if (it == m_entries.end() || it->second->pinCount > 0)
+        if (it == m_entries.end())
             continue;
         Entry &e = *it->second;
+        if (e.pinCount > 0) {
+            e.onDisk = false; // a running turn keeps it in memory; its row goes below
+            continue;
+        }
         if (e.device) {
             m_devicePool.release(*e.device);
             m_deviceLru.erase(e.deviceLruPos);
@@ -487,14 +498,28 @@ Result<void> TieredKvCache::dropConversationBlocks(std::int64_t conversationId, 
     }
     const std::unordered_set<KvBlockKey, KvBlockKeyHash> dropped(keys.begin(), keys.end());
     std::erase_if(m_diskTouched, [&](const KvBlockKey &key) { return dropped.contains(key); });
-    if (!m_store || !m_store->kvWritable())
+    // Also where KV writes stopped (a full disk): deleting frees room.
+    if (!m_store)
         return {};
     return m_store->deleteKvBlocks(keys);
 }
 
+Result<void> TieredKvCache::collectKeys(std::unordered_set<KvBlockKey, KvBlockKeyHash> &keys) const
+{
+    for (const auto &[key, e] : m_entries)
+        keys.insert(key);
+    if (!m_store)
+        return {};
+    auto stored = m_store->kvBlockKeys();
+    if (!stored)
+        return stored.error();
+    keys.insert(stored->begin(), stored->end());
+    return {};
+}
+
 Result<void> TieredKvCache::persist()
 {
-    if (!m_diskEnabled)
+    if (!m_diskEnabled || !m_diskWritesStoppedReason.empty())
         return {};
     // Blocks read from disk this turn become the most recently used there. Done here, after the
     // reply, because each update rewrites a row that also holds a large payload.
@@ -508,26 +533,23 @@ Result<void> TieredKvCache::persist()
         const std::span<const std::byte> payload =
             e->device ? deviceBytesOnHost(*e) : std::span<const std::byte>(e->host.data(), blockBytes());
         if (!writeToDisk(*e, payload))
-            return makeError(m_diskDisabledReason);
+            return makeError(m_diskEnabled ? "no new KV blocks go to disk: " + m_diskWritesStoppedReason
+                                           : "the disk KV tier is off: " + m_diskDisabledReason);
     }
-    // The disk budget: the least recently used rows go, one at a time until the rest fits.
-    auto bytes = m_store->kvBytes();
-    if (!bytes.ok()) {
-        disableDisk(bytes.error().message);
-        return bytes.error();
-    }
-    std::uint64_t used = *bytes;
-    while (used > m_budgets.diskBytes) {
+    // The disk budget: the least recently used rows go, one at a time until the rest fits (a
+    // row's size is taken as this model's block size, and the total read again after each batch).
+    for (auto bytes = m_store->kvBytes(); bytes.ok() && *bytes > m_budgets.diskBytes; bytes = m_store->kvBytes()) {
         auto victims = m_store->leastRecentlyUsedKvBlocks(16);
         if (!victims.ok() || victims->empty())
             break;
+        std::uint64_t used = *bytes;
         for (const KvBlockKey &key : *victims) {
             if (used <= m_budgets.diskBytes)
                 break;
             if (auto deleted = m_store->deleteKvBlock(key); !deleted.ok()) {
                 // Even a delete needs room in the log: a full disk ends the disk tier here.
                 disableDisk(deleted.error().message);
-                return deleted.error();
+                return makeError("the disk KV tier is off: " + m_diskDisabledReason);
             }
             used -= std::min<std::uint64_t>(used, blockBytes());
             if (auto it = m_entries.find(key); it != m_entries.end()) {
@@ -564,6 +586,7 @@ KvCacheStats TieredKvCache::stats() const
     s.hitTokensDisk = m_hitDisk;
     s.diskEnabled = m_diskEnabled;
     s.diskDisabledReason = m_diskDisabledReason;
+    s.diskWritesStoppedReason = m_diskWritesStoppedReason;
     return s;
 }
 

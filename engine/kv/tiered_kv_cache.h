@@ -10,9 +10,9 @@
 //   (making room there by moving host blocks to disk), or is simply dropped from the device when a
 //   lower tier already has it. A block leaves the last tier only when the disk budget forces it.
 // - persist() writes blocks that have no disk copy yet (write-back), so a conversation resumes
-//   from disk after a restart. A failed disk write (full, read-only, locked), or a disk with less
-//   free space than KvBudgets::diskReserveBytes, disables the disk tier; the cache keeps working
-//   in RAM and stats() says why.
+//   from disk after a restart. A failed disk write (full, read-only, locked) disables the disk
+//   tier; the cache keeps working in RAM and stats() says why. Below KvBudgets::diskReserveBytes
+//   of free space, no new blocks are written, while those on disk are still read.
 // - Whether to restore a disk block or recompute it is decided from measured disk read bandwidth
 //   and measured prefill speed (see shouldRestoreFromDisk).
 //
@@ -32,6 +32,7 @@
 #include <span>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 namespace kvchat::engine {
@@ -48,7 +49,7 @@ struct KvBudgets
     std::size_t diskBytes = 0;
     // Free space the disk tier leaves on the database's file system: messages need room to be
     // saved, and SQLite's log room to grow up to its size limit (journal_size_limit) between
-    // checkpoints. Below it the disk tier switches off.
+    // checkpoints. Below it no new blocks are written.
     std::size_t diskReserveBytes = std::size_t(64) << 20;
 
     // Defaults from this machine: a quarter of available RAM for each memory tier (capped at 2 and
@@ -71,6 +72,7 @@ struct KvCacheStats
     std::uint64_t hitTokensDevice = 0, hitTokensHost = 0, hitTokensDisk = 0;
     bool diskEnabled = false;
     std::string diskDisabledReason;      // why the disk tier is off, "" when on
+    std::string diskWritesStoppedReason; // why no new blocks are written to it (it is still read), or ""
 };
 
 // Where a token sequence's cached KV is now: tokens of its longest cached prefix per tier.
@@ -118,8 +120,9 @@ public:
     // Fills the empty sequence seq with the longest cached prefix of tokens (always leaving at
     // least the last token to compute) and pins its blocks until commitSequence or releaseSequence.
     Result<RestoreReport> restorePrefix(std::span<const std::int32_t> tokens, KvSequence &seq);
-    // Brings the cached prefix of tokens to the device without building a sequence (prefetch).
-    Result<RestoreReport> prefetch(std::span<const std::int32_t> tokens);
+    // Brings the cached prefix of a conversation's tokens to the device without building a
+    // sequence (prefetch), and counts those blocks as the conversation's (stats().sharedBlocks).
+    Result<RestoreReport> prefetch(std::int64_t conversationId, std::span<const std::int32_t> tokens);
     // Adds the blocks of seq (whose first seq.nTokens() positions hold the KV of tokens) to the
     // cache under conversationId, then unpins what restorePrefix pinned.
     void commitSequence(std::int64_t conversationId, std::span<const std::int32_t> tokens, KvSequence &seq);
@@ -128,6 +131,8 @@ public:
     // Deletes blocks from every tier (a deleted conversation's: see conversation_blocks.h), and
     // forgets which blocks the conversation used. A block pinned by a running turn stays in memory.
     Result<void> dropConversationBlocks(std::int64_t conversationId, std::span<const KvBlockKey> keys);
+    // Adds the key of every block in any tier (memory, and the store's rows).
+    Result<void> collectKeys(std::unordered_set<KvBlockKey, KvBlockKeyHash> &keys) const;
 
     // Where the cached prefix of tokens lives (no data moves).
     KvResidency residency(std::span<const std::int32_t> tokens);
@@ -176,6 +181,7 @@ private:
     SessionStore *m_store;
     bool m_diskEnabled;
     std::string m_diskDisabledReason;
+    std::string m_diskWritesStoppedReason; // set once the disk has less free space than the reserve
     KvBlockPool m_devicePool;
     std::uint32_t m_maxHostBlocks;
     HostKvBuffer m_staging; // one block, for disk reads and writes of a pool the host cannot read

@@ -148,7 +148,13 @@ Result<ConversationRecord> ChatEngine::openConversation(const TurnRequest &reque
         return **found;
     // A new conversation: the given system prompt, else the one the model's template would insert.
     const std::string system = request.systemPrompt.value_or(m_template.defaultSystemPrompt());
-    return m_store->createConversation(request.conversation, system);
+    auto created = m_store->createConversation(request.conversation, system);
+    if (created && request.title) {
+        if (auto ok = m_store->renameConversation(created->id, *request.title); !ok)
+            return ok.error();
+        created->title = *request.title;
+    }
+    return created;
 }
 
 Result<void> ChatEngine::ensureTokenized(ConversationRecord &conversation, std::vector<MessageRecord> &messages)
@@ -213,28 +219,34 @@ Error ChatEngine::contextTooSmall(std::size_t neededTokens) const
     return Error{message};
 }
 
-void ChatEngine::abandonTurn(const ConversationRecord &conversation, const MessageRecord &assistant,
-                             std::int32_t firstNewIndex, const std::string &replySoFar)
+void ChatEngine::abandonTurn(const ConversationRecord &conversation, std::int32_t windowBefore,
+                             std::int32_t firstNewIndex, const MessageRecord *assistant, const std::string &replySoFar)
 {
     // Best effort: the turn has already failed, and its error is what the caller reports.
-    if (replySoFar.empty()) {
-        // Nothing was shown: the turn's messages go, and its caller gives the user the text back.
-        (void)m_store->truncateMessages(conversation.id, firstNewIndex);
+    if (assistant && !replySoFar.empty()) {
+        // A reply was shown: keep it, closed as the template would close it (so the next turn's
+        // sequence holds what the user saw) and marked incomplete, as a reply cut off by a crash.
+        const bool hasSystem = !conversation.systemPrompt.empty();
+        const std::size_t index = static_cast<std::size_t>(assistant->index) + (hasSystem ? 1 : 0);
+        (void)m_store->updateMessage(assistant->id, replySoFar, false,
+                                     renderTokens({"assistant", replySoFar}, index, hasSystem, false));
         return;
     }
-    // A reply was shown: keep it, closed as the template would close it (so the next turn's
-    // sequence holds what the user saw) and marked incomplete, as a reply cut off by a crash.
-    const bool hasSystem = !conversation.systemPrompt.empty();
-    const std::size_t index = static_cast<std::size_t>(assistant.index) + (hasSystem ? 1 : 0);
-    (void)m_store->updateMessage(assistant.id, replySoFar, false,
-                                 renderTokens({"assistant", replySoFar}, index, hasSystem, false));
+    // Nothing was shown: the turn's messages go (its caller gives the user the text back), and the
+    // context window is where it was, or the next turn would leave out history for nothing.
+    (void)m_store->truncateMessages(conversation.id, firstNewIndex);
+    if (conversation.windowStart != windowBefore)
+        (void)m_store->setConversationTokens(conversation.id, conversation.systemTokens, conversation.tokensFingerprint,
+                                             windowBefore);
 }
 
 Result<TurnResult> ChatEngine::runTurn(const TurnRequest &request)
 {
     const Clock::time_point pickedUp = Clock::now();
     // Before the conversation is read: a turn of another process on this database ends first.
-    const TurnLock turnLock = TurnLock::acquire(m_store->path());
+    const std::optional<TurnLock> turnLock = TurnLock::acquire(m_store->path(), request.whileWaiting);
+    if (!turnLock)
+        return makeError("given up while waiting for another process's turn on " + m_store->path());
     const Tokenizer &tokenizer = m_model->tokenizer();
     TurnResult result;
 
@@ -253,22 +265,48 @@ Result<TurnResult> ChatEngine::runTurn(const TurnRequest &request)
     if (auto ok = repairInterruptedReplies(conv, messages); !ok)
         return ok.error();
 
+    // An edit or a regenerate replaces the messages from truncateFrom on: dropped here first, and
+    // from the store only once the new message is known to fit (a refused edit loses nothing).
+    if (request.truncateFrom)
+        std::erase_if(messages, [&](const MessageRecord &m) { return m.index >= *request.truncateFrom; });
     const std::vector<TokenId> assistantPrefix = tokenizePieces(tokenizer, m_template.assistantPrefix(), false);
+    std::vector<TokenId> userTokens;
     if (request.userText) {
-        // The user's text is committed before anything can fail in generation; a message that can
-        // never fit the context is refused before it is saved (the UI keeps it in the composer).
+        // A message that can never fit the context is refused before it is saved (the UI keeps
+        // it in the composer).
         const std::size_t index = messages.size() + (hasSystem ? 1 : 0);
         const bool atStart = !hasSystem && messages.empty();
-        std::vector<TokenId> tokens = renderTokens({"user", *request.userText}, index, hasSystem, atStart);
-        const std::size_t minimum = conv.systemTokens.size() + tokens.size() + assistantPrefix.size();
+        userTokens = renderTokens({"user", *request.userText}, index, hasSystem, atStart);
+        const std::size_t minimum = conv.systemTokens.size() + userTokens.size() + assistantPrefix.size();
         if (minimum >= static_cast<std::size_t>(m_contextLimit))
             return contextTooSmall(minimum);
-        auto saved = m_store->appendMessage(conv.id, "user", *request.userText, true, tokens);
+    } else if (messages.empty() || messages.back().role != "user") {
+        return makeError("conversation '" + request.conversation + "' has no user message to reply to");
+    }
+    if (request.truncateFrom) {
+        if (auto ok = m_store->truncateMessages(conv.id, *request.truncateFrom); !ok)
+            return ok.error();
+        if (conv.windowStart > *request.truncateFrom) {
+            conv.windowStart = 0;
+            if (auto ok = m_store->setConversationTokens(conv.id, conv.systemTokens, conv.tokensFingerprint, 0); !ok)
+                return ok.error();
+        }
+    }
+
+    // The user's text is committed before anything can fail in generation. From here on a failure
+    // leaves the stored conversation as the user saw it (abandonTurn).
+    const std::int32_t windowBefore = conv.windowStart;
+    const std::int32_t firstNewIndex = static_cast<std::int32_t>(messages.size());
+    std::string textSoFar;
+    const auto fail = [&](const Error &error, const MessageRecord *assistant) -> Result<TurnResult> {
+        abandonTurn(conv, windowBefore, firstNewIndex, assistant, textSoFar);
+        return error;
+    };
+    if (request.userText) {
+        auto saved = m_store->appendMessage(conv.id, "user", *request.userText, true, userTokens);
         if (!saved)
             return saved.error();
         messages.push_back(std::move(saved).value());
-    } else if (messages.empty() || messages.back().role != "user") {
-        return makeError("conversation '" + request.conversation + "' has no user message to reply to");
     }
 
     std::vector<TokenId> sequence = sequenceOf(conv, messages);
@@ -277,7 +315,6 @@ Result<TurnResult> ChatEngine::runTurn(const TurnRequest &request)
     // Context full: keep the system prompt and as many recent messages as fit (starting at a user
     // message); the system prompt's KV is still exact, the kept messages move and are recomputed.
     const std::int32_t reserve = std::min(request.maxNewTokens, m_contextLimit / 4);
-    const std::int32_t windowBefore = conv.windowStart;
     while (static_cast<std::int32_t>(sequence.size()) + reserve > m_contextLimit &&
            conv.windowStart < messages.back().index) {
         ++conv.windowStart;
@@ -288,39 +325,39 @@ Result<TurnResult> ChatEngine::runTurn(const TurnRequest &request)
         sequence.insert(sequence.end(), assistantPrefix.begin(), assistantPrefix.end());
     }
     if (static_cast<std::int32_t>(sequence.size()) >= m_contextLimit)
-        return contextTooSmall(sequence.size());
+        return fail(contextTooSmall(sequence.size()), nullptr);
     if (conv.windowStart != windowBefore)
         if (auto ok =
                 m_store->setConversationTokens(conv.id, conv.systemTokens, conv.tokensFingerprint, conv.windowStart);
             !ok)
-            return ok.error();
+            return fail(ok.error(), nullptr);
 
     auto assistant = m_store->appendMessage(conv.id, "assistant", "", false, assistantPrefix);
-    if (!assistant) {
-        // The user's message was saved, its reply cannot be (a full disk): the text goes back.
-        if (request.userText)
-            (void)m_store->truncateMessages(conv.id, messages.back().index);
-        return assistant.error();
-    }
+    if (!assistant)
+        return fail(assistant.error(), nullptr);
     result.assistantMessageId = assistant->id;
     if (request.onMessagesSaved)
         request.onMessagesSaved(conv, request.userText ? &messages.back() : nullptr, assistant->id);
 
-    // From here on a failure leaves the stored conversation consistent (see abandonTurn).
-    std::string textSoFar;
-    const std::int32_t firstNewIndex = request.userText ? messages.back().index : assistant->index;
-
-    // Restore the cached prefix.
+    // Restore the cached prefix. The cache's pins on seq end with the turn, however it ends
+    // (committing the sequence releases them too).
     KvSequence seq(m_cache ? m_cache->devicePool() : *m_privatePool);
+    const struct ReleasePins
+    {
+        TieredKvCache *cache;
+        KvSequence &seq;
+        ~ReleasePins()
+        {
+            if (cache)
+                cache->releaseSequence(seq);
+        }
+    } releasePins{m_cache.get(), seq};
     RestoreReport restore;
     const Clock::time_point restoreStart = Clock::now();
     if (m_cache) {
         auto restored = m_cache->restorePrefix(sequence, seq);
-        if (!restored) {
-            m_cache->releaseSequence(seq);
-            abandonTurn(conv, *assistant, firstNewIndex, textSoFar);
-            return restored.error();
-        }
+        if (!restored)
+            return fail(restored.error(), &*assistant);
         restore = *restored;
     }
     const Clock::time_point restored = Clock::now();
@@ -374,12 +411,8 @@ Result<TurnResult> ChatEngine::runTurn(const TurnRequest &request)
     };
     Generator generator(*m_model, *m_backend);
     auto generated = generator.generate(gen, seq);
-    if (!generated) {
-        if (m_cache)
-            m_cache->releaseSequence(seq);
-        abandonTurn(conv, *assistant, firstNewIndex, textSoFar);
-        return generated.error();
-    }
+    if (!generated)
+        return fail(generated.error(), &*assistant);
     const GenerationMetrics &gm = generated->metrics;
 
     // The assistant message as stored: generation prompt, generated tokens, closing suffix (its
@@ -403,7 +436,7 @@ Result<TurnResult> ChatEngine::runTurn(const TurnRequest &request)
 
     auto turnId = m_store->finishTurn(result.assistantMessageId, generated->text, true, assistantTokens, rec);
     if (!turnId)
-        return turnId.error();
+        return fail(turnId.error(), &*assistant);
     rec.id = *turnId;
 
     if (m_cache) {
@@ -413,7 +446,7 @@ Result<TurnResult> ChatEngine::runTurn(const TurnRequest &request)
         fed.insert(fed.end(), generated->tokens.begin(), generated->tokens.end() - 1);
         m_cache->commitSequence(conv.id, fed, seq);
         if (auto persisted = m_cache->persist(); !persisted)
-            result.warning = "the disk KV tier is off: " + persisted.error().message;
+            result.warning = persisted.error().message;
     }
     result.reply = generated->text;
     result.generated = generated->tokens;
@@ -439,11 +472,12 @@ Result<RestoreReport> ChatEngine::prefetch(std::string_view name)
     const std::vector<TokenId> sequence = sequenceOf(conv, *messages);
     if (sequence.size() < 2)
         return RestoreReport{};
-    return m_cache->prefetch(sequence);
+    return m_cache->prefetch(conv.id, sequence);
 }
 
 Result<void> ChatEngine::truncate(std::string_view name, std::int32_t fromIndex)
 {
+    const std::optional<TurnLock> turnLock = TurnLock::acquire(m_store->path());
     auto found = m_store->findConversation(name);
     if (!found)
         return found.error();
@@ -459,23 +493,32 @@ Result<void> ChatEngine::truncate(std::string_view name, std::int32_t fromIndex)
 
 Result<void> ChatEngine::deleteConversation(std::string_view name)
 {
+    const std::optional<TurnLock> turnLock = TurnLock::acquire(m_store->path());
     auto found = m_store->findConversation(name);
     if (!found)
         return found.error();
     if (!found->has_value())
         return makeError("no conversation named '" + std::string(name) + "'");
     const std::int64_t id = (*found)->id;
-    auto keys = kvBlocksOnlyOf(*m_store, id, m_backend->kvLayout().blockTokens);
-    if (!keys)
-        return keys.error();
-    if (m_cache) {
-        if (auto dropped = m_cache->dropConversationBlocks(id, *keys); !dropped)
-            return dropped;
-    } else if (m_store->kvWritable()) {
-        if (auto dropped = m_store->deleteKvBlocks(*keys); !dropped)
-            return dropped;
+    // Its blocks are named from its messages, so before they go; the text goes first, its KV after.
+    KvBlockKeySet cached;
+    Result<void> listed = m_cache ? m_cache->collectKeys(cached) : Result<void>();
+    if (!m_cache) {
+        if (auto stored = m_store->kvBlockKeys(); stored)
+            cached.insert(stored->begin(), stored->end());
+        else
+            listed = stored.error();
     }
-    return m_store->deleteConversation(id);
+    const auto keys = listed ? kvBlocksOnlyOf(*m_store, id, m_backend->kvLayout().blockTokens, cached)
+                             : Result<std::vector<KvBlockKey>>(listed.error());
+    if (auto deleted = m_store->deleteConversation(id); !deleted)
+        return deleted;
+    Result<void> dropped = keys.ok() ? Result<void>() : Result<void>(keys.error());
+    if (keys)
+        dropped = m_cache ? m_cache->dropConversationBlocks(id, *keys) : m_store->deleteKvBlocks(*keys);
+    if (!dropped)
+        return makeError("the conversation was deleted, but not all of its cached KV: " + dropped.error().message);
+    return {};
 }
 
 Result<KvResidency> ChatEngine::residency(std::int64_t conversationId)

@@ -44,7 +44,11 @@ struct TurnRequest
 {
     std::string conversation;                // name; created on first use
     std::optional<std::string> systemPrompt; // used only when the conversation is created
+    std::optional<std::string> title;        // likewise (else the title is the name)
     std::optional<std::string> userText;     // nullopt: reply again to the last user message
+    // Edit or regenerate: the messages from this index on are replaced (deleted once the new
+    // message is known to fit the context).
+    std::optional<std::int32_t> truncateFrom;
     std::int32_t maxNewTokens = 512;
     SamplingParams sampling;
     Clock::time_point submitted = Clock::now();
@@ -55,6 +59,9 @@ struct TurnRequest
     // Called when the first token's text is available, with the TTFT and its parts filled in.
     std::function<void(const TurnRecord &)> onFirstToken;
     std::vector<float> *firstLogits = nullptr; // exactness tests
+    // Called about every 20 ms while another process's turn holds the database (TurnLock);
+    // returning false gives up, and the turn fails having changed nothing.
+    std::function<bool()> whileWaiting;
 };
 
 struct TurnResult
@@ -80,7 +87,7 @@ public:
     Result<RestoreReport> prefetch(std::string_view conversation);
     // Deletes a conversation with the cached KV only its history reaches (in every tier).
     Result<void> deleteConversation(std::string_view conversation);
-    // Deletes messages from fromIndex on (edit or regenerate continues from there).
+    // Deletes messages from fromIndex on (benchmarks; a turn does it with TurnRequest::truncateFrom).
     Result<void> truncate(std::string_view conversation, std::int32_t fromIndex);
     // Where a conversation's KV is now (nothing moves).
     Result<KvResidency> residency(std::int64_t conversationId);
@@ -109,11 +116,11 @@ private:
     std::vector<TokenId> renderTokens(const ChatMessage &message, std::size_t index, bool hasSystem,
                                       bool atSequenceStart) const;
     Error contextTooSmall(std::size_t neededTokens) const;
-    // A turn that fails after saving its messages: with no reply text, its messages (from
-    // firstNewIndex) are deleted again; with some, the partial reply is kept, marked incomplete,
-    // with the tokens of what was shown.
-    void abandonTurn(const ConversationRecord &conversation, const MessageRecord &assistant, std::int32_t firstNewIndex,
-                     const std::string &replySoFar);
+    // A turn that fails after saving its user message: with reply text shown (in assistant), the
+    // partial reply is kept, marked incomplete, with the tokens of that text; otherwise the turn's
+    // messages (from firstNewIndex) are deleted again and the context window is put back.
+    void abandonTurn(const ConversationRecord &conversation, std::int32_t windowBefore, std::int32_t firstNewIndex,
+                     const MessageRecord *assistant, const std::string &replySoFar);
     std::vector<TokenId> sequenceOf(const ConversationRecord &conversation,
                                     const std::vector<MessageRecord> &messages) const;
 

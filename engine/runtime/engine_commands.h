@@ -28,6 +28,7 @@ struct StartTurn
     TurnId turn = 0;
     std::string conversation;                // name
     std::optional<std::string> systemPrompt; // for a new conversation
+    std::optional<std::string> title;        // likewise
     std::optional<std::string> userText;     // nullopt: regenerate the reply to the last user message
     std::optional<std::int32_t> truncateFrom; // drop messages from this index first (edit, regenerate)
     std::int32_t maxNewTokens = 512;

@@ -140,19 +140,15 @@ void EngineLoop::handle(StartTurn &command)
         m_sink(TurnFailed{command.turn, command.conversation, "cancelled before it started"});
         return;
     }
-    if (command.truncateFrom) {
-        if (auto ok = m_engine->truncate(command.conversation, *command.truncateFrom); !ok) {
-            m_sink(TurnFailed{command.turn, command.conversation, ok.error().message});
-            return;
-        }
-    }
     m_runningTurn.store(command.turn);
     const TurnId turn = command.turn;
     std::int64_t conversationId = 0;
     TurnRequest request;
     request.conversation = command.conversation;
     request.systemPrompt = command.systemPrompt;
+    request.title = command.title;
     request.userText = command.userText;
+    request.truncateFrom = command.truncateFrom;
     request.maxNewTokens = command.maxNewTokens;
     request.sampling = command.sampling;
     request.submitted = command.submitted;
@@ -164,6 +160,11 @@ void EngineLoop::handle(StartTurn &command)
         m_sink(std::move(started));
     };
     request.onFirstToken = [&](const TurnRecord &record) { m_sink(FirstToken{turn, conversationId, record}); };
+    // Another process's turn on this database: reads are still answered, and Stop gives up.
+    request.whileWaiting = [&] {
+        serveReadsDuringTurn();
+        return m_cancelledTurn.load() != turn;
+    };
     bool replied = false;
     request.onText = [&](std::string_view text) {
         replied = replied || !text.empty();

@@ -131,8 +131,9 @@ struct SessionStore::Connection
         }
     }
 
-    // durableWrite with secure_delete on, so what it deletes is overwritten rather than left in
-    // free pages: deleting a conversation, and the KV blocks that encode its text.
+    // durableWrite with secure_delete on, so what it deletes is overwritten in the pages it leaves
+    // free: deleting a conversation, and the KV blocks that encode its text. (The old pages stay
+    // in the log until a checkpoint; the callers checkpoint with TRUNCATE.)
     template <typename F> void erasingWrite(F &&body)
     {
         exec(db, "PRAGMA secure_delete=ON");
@@ -320,6 +321,13 @@ Result<void> SessionStore::renameConversation(std::int64_t id, std::string_view 
     });
 }
 
+void SessionStore::checkpointAndTruncateLog()
+{
+    // Best effort: what was deleted is gone either way; a reader in another process can keep
+    // the log from being truncated until a later checkpoint.
+    (void)sqlite3_exec(m_db, "PRAGMA wal_checkpoint(TRUNCATE)", nullptr, nullptr, nullptr);
+}
+
 Result<void> SessionStore::deleteConversation(std::int64_t id)
 {
     return guarded(m_path, "deleting conversation " + std::to_string(id), [&] {
@@ -329,6 +337,7 @@ Result<void> SessionStore::deleteConversation(std::int64_t id)
             if (q.changes() == 0)
                 fail("no such conversation");
         });
+        checkpointAndTruncateLog();
     });
 }
 
@@ -654,11 +663,34 @@ Result<void> SessionStore::deleteKvBlock(const KvBlockKey &key)
 
 Result<void> SessionStore::deleteKvBlocks(std::span<const KvBlockKey> keys)
 {
+    // Overwriting a block appends its pages to the log: short transactions keep the log small
+    // and other processes' writers waiting briefly.
+    constexpr std::size_t kKeysPerTransaction = 16;
     return guarded(m_path, "deleting " + std::to_string(keys.size()) + " KV blocks", [&] {
-        m_connection->erasingWrite([&] {
-            for (const KvBlockKey &key : keys)
-                m_connection->query("DELETE FROM kv_blocks WHERE key = ?1").bindBytes(1, key.bytes).run();
-        });
+        for (std::size_t begin = 0; begin < keys.size(); begin += kKeysPerTransaction) {
+            const auto chunk = keys.subspan(begin, std::min(kKeysPerTransaction, keys.size() - begin));
+            m_connection->erasingWrite([&] {
+                for (const KvBlockKey &key : chunk)
+                    m_connection->query("DELETE FROM kv_blocks WHERE key = ?1").bindBytes(1, key.bytes).run();
+            });
+        }
+        if (!keys.empty())
+            checkpointAndTruncateLog();
+    });
+}
+
+Result<std::vector<KvBlockKey>> SessionStore::kvBlockKeys()
+{
+    return guarded(m_path, "listing the KV blocks", [&] {
+        Statement q = m_connection->query("SELECT key FROM kv_blocks");
+        std::vector<KvBlockKey> out;
+        while (q.step()) {
+            const auto bytes = q.blob(0);
+            KvBlockKey &key = out.emplace_back();
+            if (bytes.size() == key.bytes.size()) // the schema's CHECK guarantees it
+                std::memcpy(key.bytes.data(), bytes.data(), key.bytes.size());
+        }
+        return out;
     });
 }
 

@@ -161,8 +161,12 @@ public:
                                          std::span<std::byte> out);
     Result<bool> hasKvBlock(const KvBlockKey &key, const ModelFingerprint &fingerprint);
     Result<void> deleteKvBlock(const KvBlockKey &key);
-    // Deletes the rows of these keys (those that exist), in one transaction.
+    // Deletes the rows of these keys (those that exist), overwriting their content (secure_delete),
+    // a few dozen per transaction, then checkpoints the log so that the overwritten pages replace
+    // the old ones in the database file and the log's copies of them are truncated away.
     Result<void> deleteKvBlocks(std::span<const KvBlockKey> keys);
+    // Every stored block's key.
+    Result<std::vector<KvBlockKey>> kvBlockKeys();
     // Total payload bytes of stored blocks, and the least recently used keys (for eviction).
     Result<std::uint64_t> kvBytes();
     Result<std::vector<KvBlockKey>> leastRecentlyUsedKvBlocks(std::size_t limit);
@@ -180,6 +184,8 @@ public:
     Result<bool> integrityCheck();
 
 private:
+    // Copies the log into the database file and truncates it (after deleting a user's data).
+    void checkpointAndTruncateLog();
     struct Connection; // prepared statements and per-connection state (session_store.cpp)
 
     SessionStore() = default;

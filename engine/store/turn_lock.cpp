@@ -6,23 +6,28 @@
 
 #include <cerrno>
 #include <sys/file.h>
+#include <thread>
 #include <utility>
 
 namespace kvchat::engine {
 
-TurnLock TurnLock::acquire(const std::string &databasePath)
+std::optional<TurnLock> TurnLock::acquire(const std::string &databasePath, const std::function<bool()> &keepWaiting)
 {
     const std::string path = databasePath + ".turn-lock";
     const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0)
         return TurnLock();
-    int rc = 0;
-    do
-        rc = ::flock(fd, LOCK_EX);
-    while (rc != 0 && errno == EINTR);
-    if (rc != 0) {
-        ::close(fd);
-        return TurnLock();
+    // Polled rather than blocking, so that the waiting thread can still give up.
+    while (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno != EWOULDBLOCK && errno != EINTR) {
+            ::close(fd);
+            return TurnLock(); // no locking on this file system: go on without
+        }
+        if (keepWaiting && !keepWaiting()) {
+            ::close(fd);
+            return std::nullopt;
+        }
+        std::this_thread::sleep_for(kPollInterval);
     }
     return TurnLock(fd);
 }

@@ -10,6 +10,9 @@
 // Thread-safety: a TurnLock is used by one thread.
 #pragma once
 
+#include <chrono>
+#include <functional>
+#include <optional>
 #include <string>
 
 namespace kvchat::engine {
@@ -17,8 +20,12 @@ namespace kvchat::engine {
 class TurnLock
 {
 public:
-    // Waits until no other process holds the database's turn lock, then holds it.
-    static TurnLock acquire(const std::string &databasePath);
+    // Waits until no other process holds the database's turn lock, then holds it. While waiting,
+    // keepWaiting (if given) is called every kPollInterval; when it returns false the wait ends
+    // and the result is nullopt (a cancelled turn, an app that closes).
+    static constexpr std::chrono::milliseconds kPollInterval{20};
+    static std::optional<TurnLock> acquire(const std::string &databasePath,
+                                           const std::function<bool()> &keepWaiting = {});
     TurnLock() = default;
     ~TurnLock();
     TurnLock(TurnLock &&other) noexcept;

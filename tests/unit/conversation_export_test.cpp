@@ -455,6 +455,10 @@ void ConversationExportTest::cliSessionsAndLatency()
     r = runCli({"sessions", "--db", db, "export", "alpha", "--format", "md"});
     CHECK_RUN_OK(r);
     QCOMPARE(r.out, shown);
+    // A conversation can also be named by its title (what the app shows), when no other has it.
+    r = runCli({"sessions", "--db", db, "export", "Alpha chat", "--format", "md"});
+    CHECK_RUN_OK(r);
+    QCOMPARE(r.out, shown);
     r = runCli({"sessions", "--db", db, "export", "b, \"quoted\"", "--format", "md"});
     CHECK_RUN_OK(r);
     QVERIFY(r.out.contains("(incomplete)"));
@@ -519,7 +523,7 @@ void ConversationExportTest::cliSessionsAndLatency()
     r = runCli({"latency", "--db", db, "--format", "csv"});
     CHECK_RUN_OK(r);
     QCOMPARE(r.out.count('\n'), 2);
-    CHECK_RUN_ERROR(runCli({"sessions", "--db", db, "show", "alpha"}), "no conversation named 'alpha'");
+    CHECK_RUN_ERROR(runCli({"sessions", "--db", db, "show", "alpha"}), "no conversation named or titled 'alpha'");
 }
 
 void ConversationExportTest::cliErrors()
@@ -556,8 +560,17 @@ void ConversationExportTest::cliErrors()
     CHECK_RUN_ERROR(runCli({"sessions", "--db", db}), "subcommand");
     CHECK_RUN_ERROR(runCli({"sessions", "--db", db, "rename", "alpha"}), "unknown subcommand 'rename'");
     CHECK_RUN_ERROR(runCli({"sessions", "--db", db, "show"}), "NAME");
-    CHECK_RUN_ERROR(runCli({"sessions", "--db", db, "show", "nobody"}), "no conversation named 'nobody'");
-    CHECK_RUN_ERROR(runCli({"sessions", "--db", db, "delete", "nobody"}), "no conversation named 'nobody'");
+    CHECK_RUN_ERROR(runCli({"sessions", "--db", db, "show", "nobody"}), "no conversation named or titled 'nobody'");
+    CHECK_RUN_ERROR(runCli({"sessions", "--db", db, "delete", "nobody"}), "no conversation named or titled 'nobody'");
+    {
+        // A title two conversations have names neither.
+        auto store = SessionStore::open(db.toStdString());
+        QVERIFY(store.ok());
+        auto gamma = (*store)->findConversation("gamma");
+        QVERIFY(gamma.ok() && gamma->has_value());
+        QVERIFY((*store)->renameConversation((*gamma)->id, "Alpha chat").ok());
+    }
+    CHECK_RUN_ERROR(runCli({"sessions", "--db", db, "show", "Alpha chat"}), "2 conversations are titled 'Alpha chat'");
     CHECK_RUN_ERROR(runCli({"sessions", "--db", db, "export", "nobody", "--format", "md"}), "nobody");
     CHECK_RUN_ERROR(runCli({"sessions", "--db", db, "export", "alpha", "--format", "html"}), "html");
     CHECK_RUN_ERROR(runCli({"sessions", "--db", db, "export", "alpha"}), "--format");

@@ -99,6 +99,16 @@ void fill(KvSequence &seq, std::int32_t n, float seed)
     seq.setTokenCount(n);
 }
 
+// Budgets of whole blocks of kLayout per tier.
+KvBudgets blockBudgets(std::size_t device, std::size_t host, std::size_t disk)
+{
+    KvBudgets budgets;
+    budgets.deviceBytes = device * kLayout.blockBytes();
+    budgets.hostBytes = host * kLayout.blockBytes();
+    budgets.diskBytes = disk * kLayout.blockBytes();
+    return budgets;
+}
+
 } // namespace
 
 // Restores the first conversation (one more token to compute) into a fresh sequence and checks
@@ -141,10 +151,7 @@ void KvTiersTest::blocksRoundTripThroughEveryTier()
     auto store = SessionStore::open(dir.filePath("kv.db").toStdString());
     QVERIFY(store);
     auto memory = std::make_shared<FakeDeviceMemory>();
-    KvBudgets budgets;
-    budgets.deviceBytes = 3 * kLayout.blockBytes(); // one sequence of 3 blocks
-    budgets.hostBytes = 3 * kLayout.blockBytes();
-    budgets.diskBytes = 64 * kLayout.blockBytes();
+    const KvBudgets budgets = blockBudgets(3, 3, 64); // the device holds one sequence of 3 blocks
     ModelFingerprint fingerprint{};
     fingerprint.bytes[0] = 7;
     std::vector<std::int32_t> first(12), second(12);
@@ -187,9 +194,7 @@ void KvTiersTest::aBlockBeingRestoredKeepsItsHostCopy()
     // spills to host RAM, which is full too and must drop its oldest block: the one being restored.
     // It is pinned, so another goes instead (with no disk tier, that one is simply lost).
     auto memory = std::make_shared<FakeDeviceMemory>();
-    KvBudgets budgets;
-    budgets.deviceBytes = 3 * kLayout.blockBytes();
-    budgets.hostBytes = 3 * kLayout.blockBytes();
+    const KvBudgets budgets = blockBudgets(3, 3, 0);
     ModelFingerprint fingerprint{};
     fingerprint.bytes[0] = 9;
     TieredKvCache cache(kLayout, fingerprint, budgets, nullptr, memory);
@@ -214,10 +219,7 @@ void KvTiersTest::theDiskBudgetEvictsOnlyWhatItMust()
     auto store = SessionStore::open(dir.filePath("kv.db").toStdString());
     QVERIFY(store);
     auto memory = std::make_shared<FakeDeviceMemory>();
-    KvBudgets budgets;
-    budgets.deviceBytes = 8 * kLayout.blockBytes();
-    budgets.hostBytes = 8 * kLayout.blockBytes();
-    budgets.diskBytes = 5 * kLayout.blockBytes();
+    KvBudgets budgets = blockBudgets(8, 8, 5);
     budgets.diskReserveBytes = 0;
     ModelFingerprint fingerprint{};
     fingerprint.bytes[0] = 11;

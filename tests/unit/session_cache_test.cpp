@@ -193,6 +193,12 @@ private slots:
         const std::uint64_t blockBytes = KvLayout{engine->model().config().nLayers, engine->model().config().kvDim(), 16}.blockBytes();
         QVERIFY2(diskAfterTen - diskAfterFirst <= 9 * 4 * blockBytes,
                  qPrintable(QString("disk grew by %1 bytes").arg(diskAfterTen - diskAfterFirst)));
+        // After a restart, prefetching two of them shows the shared blocks again.
+        engine.reset();
+        auto restarted = openEngine(model, path, true);
+        QCOMPARE(restarted->cacheStats().sharedBlocks, 0u);
+        QVERIFY(restarted->prefetch("c0").ok() && restarted->prefetch("c1").ok());
+        QVERIFY(restarted->cacheStats().sharedBlocks > 0);
     }
 
     void deletingAConversationDropsItsBlocksEverywhere()

@@ -213,8 +213,8 @@ private slots:
         // assistant, user, assistant, each reply complete, and the second reply is what the
         // conversation's history gives it. (Both also create the database at the same moment.)
         const std::string path = db("concurrent.db");
-        TurnLock otherTurn = TurnLock::acquire(path);
-        QVERIFY(otherTurn.held());
+        std::optional<TurnLock> otherTurn = TurnLock::acquire(path);
+        QVERIFY(otherTurn && otherTurn->held());
         std::vector<std::unique_ptr<QProcess>> children;
         for (const std::string &message : {kMessages[0], kMessages[1]}) {
             auto &child = children.emplace_back(std::make_unique<QProcess>());
@@ -228,7 +228,7 @@ private slots:
         QTest::qWait(1500);
         for (auto &child : children)
             QCOMPARE(child->state(), QProcess::Running);
-        otherTurn = TurnLock();
+        otherTurn.reset();
         for (auto &child : children) {
             QVERIFY(child->waitForFinished(60000));
             QCOMPARE(child->exitCode(), 0);
@@ -386,6 +386,87 @@ private slots:
         QVERIFY(fromCache->record.reusedDisk + fromCache->record.reusedDevice > 0);
     }
 
+    void aFailedTurnPutsTheWindowBack()
+    {
+        // A long message moves the context window forward; when its turn fails before any reply,
+        // the window is where it was, so the next turn does not leave history out for nothing.
+        const std::string path = db("window.db");
+        int failAt = 0, calls = 0;
+        ChatEngineOptions options;
+        options.threads = 2;
+        options.contextLimit = 160;
+        options.wrapBackend = [&](std::unique_ptr<Backend> inner) -> std::unique_ptr<Backend> {
+            return std::make_unique<FailingBackend>(std::move(inner), failAt, calls);
+        };
+        auto created = ChatEngine::create(stories(), path, options);
+        QVERIFY2(created.ok(), created.ok() ? "" : created.error().message.c_str());
+        std::unique_ptr<ChatEngine> engine = std::move(created).value();
+        for (std::size_t i = 0; i < 3; ++i)
+            QVERIFY(turn(*engine, "c", kMessages[i]).ok());
+        const std::string windowBefore = sql(path, "SELECT window_start FROM conversations");
+        const std::string messagesBefore = sql(path, "SELECT count(*) FROM messages");
+        std::string longMessage;
+        for (const std::string &m : kMessages)
+            longMessage += m + " ";
+        calls = 0;
+        failAt = 1;
+        QVERIFY(!turn(*engine, "c", longMessage + longMessage).ok());
+        QCOMPARE(sql(path, "SELECT count(*) FROM messages"), messagesBefore);
+        QCOMPARE(sql(path, "SELECT window_start FROM conversations"), windowBefore);
+        // The same message succeeds once the backend does, and moves the window then.
+        failAt = 0;
+        QVERIFY(turn(*engine, "c", longMessage + longMessage).ok());
+        QVERIFY(sql(path, "SELECT window_start FROM conversations") != windowBefore);
+    }
+
+    void aRefusedEditLosesNothing()
+    {
+        // An edit that cannot fit the context is refused before the messages it replaces go.
+        const std::string path = db("edit.db");
+        auto engine = openEngine(path);
+        for (std::size_t i = 0; i < 2; ++i)
+            QVERIFY(turn(*engine, "c", kMessages[i]).ok());
+        TurnRequest request;
+        request.conversation = "c";
+        request.truncateFrom = 0;
+        std::string huge;
+        while (huge.size() < 20000)
+            huge += kMessages[0] + " ";
+        request.userText = huge;
+        auto refused = engine->runTurn(request);
+        QVERIFY(!refused.ok());
+        QVERIFY2(QString::fromStdString(refused.error().message).contains("the context holds"),
+                 refused.error().message.c_str());
+        QCOMPARE(sql(path, "SELECT count(*) FROM messages"), std::string("4"));
+        // An edit that fits replaces them.
+        request.userText = kMessages[2];
+        request.maxNewTokens = 24;
+        request.sampling.temperature = 0.0f;
+        QVERIFY(engine->runTurn(request).ok());
+        QCOMPARE(sql(path, "SELECT count(*) FROM messages"), std::string("2"));
+        QCOMPARE(sql(path, "SELECT content FROM messages WHERE idx = 0"), kMessages[2]);
+    }
+
+    void aTurnWaitingForAnotherProcessCanGiveUp()
+    {
+        const std::string path = db("giveup.db");
+        auto engine = openEngine(path);
+        QVERIFY(turn(*engine, "c", kMessages[0]).ok());
+        std::optional<TurnLock> otherTurn = TurnLock::acquire(path);
+        QVERIFY(otherTurn && otherTurn->held());
+        int polls = 0;
+        TurnRequest request;
+        request.conversation = "c";
+        request.userText = kMessages[1];
+        request.whileWaiting = [&] { return ++polls < 5; };
+        auto given = engine->runTurn(request);
+        QVERIFY(!given.ok());
+        QCOMPARE(polls, 5);
+        QCOMPARE(sql(path, "SELECT count(*) FROM messages"), std::string("2"));
+        otherTurn.reset();
+        QVERIFY(turn(*engine, "c", kMessages[1]).ok());
+    }
+
     void aSmallDeviceBudgetShortensTheContext()
     {
         // The running turn's KV lives in the device pool: a budget of 10 blocks holds a context of
@@ -423,8 +504,13 @@ private slots:
 
     void lowDiskSpaceKeepsConversationsFirst()
     {
-        // A disk with less free space than the reserve takes no KV blocks: messages keep their room.
+        // A disk with less free space than the reserve takes no new KV blocks (messages keep their
+        // room), while the blocks already there are still read.
         const std::string path = db("lowspace.db");
+        QVERIFY(turn(*openEngine(path), "c", kMessages[0]).ok());
+        const std::string blocksBefore = sql(path, "SELECT count(*) FROM kv_blocks");
+        QVERIFY(blocksBefore != "0");
+
         ChatEngineOptions options;
         options.threads = 2;
         KvBudgets budgets = KvBudgets::machineDefaults(path);
@@ -433,18 +519,21 @@ private slots:
         auto created = ChatEngine::create(stories(), path, options);
         QVERIFY2(created.ok(), created.ok() ? "" : created.error().message.c_str());
         std::unique_ptr<ChatEngine> engine = std::move(created).value();
-        for (std::size_t i = 0; i < 2; ++i) {
+        for (std::size_t i = 1; i < 3; ++i) {
             auto result = turn(*engine, "c", kMessages[i]);
             QVERIFY2(result.ok(), result.ok() ? "" : result.error().message.c_str());
             QCOMPARE(result->reply, m_referenceReplies[i]);
-            if (i == 0)
+            if (i == 1) {
+                QVERIFY(result->record.reusedDisk > 0);
                 QVERIFY2(QString::fromStdString(result->warning).contains("free beside the database"),
                          result->warning.c_str());
+            }
         }
-        QVERIFY(!engine->cacheStats().diskEnabled);
+        QVERIFY(engine->cacheStats().diskEnabled);
+        QVERIFY(!engine->cacheStats().diskWritesStoppedReason.empty());
         engine.reset();
-        QCOMPARE(sql(path, "SELECT count(*) FROM kv_blocks"), std::string("0"));
-        QCOMPARE(sql(path, "SELECT count(*) FROM messages"), std::string("4"));
+        QCOMPARE(sql(path, "SELECT count(*) FROM kv_blocks"), blocksBefore);
+        QCOMPARE(sql(path, "SELECT count(*) FROM messages"), std::string("6"));
     }
 
     void readOnlyDatabaseSaysSo()
