@@ -75,6 +75,7 @@ Composer::Composer(QWidget *parent) : QWidget(parent)
     m_bannerText = new QLabel(tr("Editing a message: Enter resends it and replaces what followed; Esc cancels."),
                               m_banner);
     m_bannerText->setWordWrap(true); // never widens the chat column
+    m_bannerText->setTextFormat(Qt::PlainText); // it quotes the user's text
     auto *cancel = new QPushButton(tr("Cancel"), m_banner);
     cancel->setFlat(true);
     bannerLayout->addWidget(m_bannerText, 1);
@@ -188,6 +189,12 @@ void Composer::restore(const QString &text)
 void Composer::beginEdit(int row, const QString &text)
 {
     m_editRow = row;
+    // Which message: two may read alike, so its opening words say which one is being replaced.
+    constexpr qsizetype kShown = 40;
+    const QString opening = text.simplified();
+    m_bannerText->setText(
+        tr("Editing “%1”: Enter resends it and replaces what followed; Esc cancels.")
+            .arg(opening.size() <= kShown ? opening : opening.left(kShown).trimmed() + QStringLiteral("…")));
     setText(text);
     m_edit->setFocus();
     updateState();

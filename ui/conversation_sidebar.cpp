@@ -176,6 +176,13 @@ ConversationSidebar::ConversationSidebar(ConversationListModel *model, QWidget *
     m_list->setUniformItemSizes(true);
     m_list->setContextMenuPolicy(Qt::CustomContextMenu);
     m_list->setStyleSheet(QStringLiteral("QListView { background: transparent; }"));
+    m_noMatches = new QLabel(this);
+    m_noMatches->setObjectName(QStringLiteral("noMatchesLabel"));
+    m_noMatches->setWordWrap(true);
+    m_noMatches->setTextFormat(Qt::PlainText);
+    m_noMatches->setStyleSheet(QStringLiteral("color: #6b7280; padding: 8px 4px;"));
+    m_noMatches->hide();
+    layout->addWidget(m_noMatches);
     layout->addWidget(m_list, 1);
 
     m_searchDelay.setSingleShot(true);
@@ -188,6 +195,7 @@ ConversationSidebar::ConversationSidebar(ConversationListModel *model, QWidget *
         m_filter->setText(text);
         m_searchDelay.start();
         restoreSelection();
+        updateNoMatches();
     });
     connect(m_new, &QPushButton::clicked, this, &ConversationSidebar::newRequested);
     connect(m_list->selectionModel(), &QItemSelectionModel::currentChanged, this,
@@ -196,6 +204,10 @@ ConversationSidebar::ConversationSidebar(ConversationListModel *model, QWidget *
     connect(m_filter, &QAbstractItemModel::rowsInserted, this, &ConversationSidebar::restoreSelection);
     connect(m_filter, &QAbstractItemModel::rowsRemoved, this, &ConversationSidebar::restoreSelection);
     connect(m_filter, &QAbstractItemModel::layoutChanged, this, &ConversationSidebar::restoreSelection);
+    connect(m_filter, &QAbstractItemModel::modelReset, this, &ConversationSidebar::updateNoMatches);
+    connect(m_filter, &QAbstractItemModel::layoutChanged, this, &ConversationSidebar::updateNoMatches);
+    connect(m_filter, &QAbstractItemModel::rowsInserted, this, &ConversationSidebar::updateNoMatches);
+    connect(m_filter, &QAbstractItemModel::rowsRemoved, this, &ConversationSidebar::updateNoMatches);
     connect(m_list, &QListView::customContextMenuRequested, this, &ConversationSidebar::showContextMenu);
 }
 
@@ -245,7 +257,18 @@ void ConversationSidebar::setSearchResults(const QString &text, const QList<qint
     if (text != m_filter->text())
         return; // an answer to an older query
     m_filter->setMatches(QSet<qint64>(ids.begin(), ids.end()));
+    m_answeredQuery = text;
     restoreSelection();
+    updateNoMatches();
+}
+
+void ConversationSidebar::updateNoMatches()
+{
+    const QString text = m_filter->text();
+    const bool none = !text.isEmpty() && text == m_answeredQuery && m_filter->rowCount() == 0;
+    if (none)
+        m_noMatches->setText(tr("No conversation matches “%1”.").arg(text));
+    m_noMatches->setVisible(none);
 }
 
 void ConversationSidebar::showContextMenu(const QPoint &pos)

@@ -14,6 +14,7 @@
 #include <QTimer>
 #include <QWidget>
 
+class QLabel;
 class QLineEdit;
 class QListView;
 class QPushButton;
@@ -60,6 +61,7 @@ public:
     QLineEdit *searchField() const { return m_search; }
     QListView *listView() const { return m_list; }
     ConversationFilter *filter() const { return m_filter; }
+    QLabel *noMatchesLabel() const { return m_noMatches; }
 
 signals:
     void conversationSelected(const QString &name);
@@ -72,11 +74,16 @@ private:
     void onCurrentChanged(const QModelIndex &current);
     void restoreSelection();
     void showContextMenu(const QPoint &pos);
+    // "No conversation matches": shown once the engine's message search answered the query and
+    // nothing is left in the list.
+    void updateNoMatches();
 
     ConversationListModel *m_model;
     ConversationFilter *m_filter = nullptr;
     QLineEdit *m_search = nullptr;
     QListView *m_list = nullptr;
+    QLabel *m_noMatches = nullptr;
+    QString m_answeredQuery; // the last query the engine's search answered
     QPushButton *m_new = nullptr;
     QTimer m_searchDelay;
     QString m_current;

@@ -139,8 +139,9 @@ std::vector<TokenId> ChatEngine::renderTokens(const ChatMessage &message, std::s
     return tokenizePieces(m_model->tokenizer(), pieces, atSequenceStart);
 }
 
-Result<ConversationRecord> ChatEngine::openConversation(const TurnRequest &request)
+Result<ConversationRecord> ChatEngine::openConversation(const TurnRequest &request, bool &created)
 {
+    created = false;
     auto found = m_store->findConversation(request.conversation);
     if (!found)
         return found.error();
@@ -148,13 +149,14 @@ Result<ConversationRecord> ChatEngine::openConversation(const TurnRequest &reque
         return **found;
     // A new conversation: the given system prompt, else the one the model's template would insert.
     const std::string system = request.systemPrompt.value_or(m_template.defaultSystemPrompt());
-    auto created = m_store->createConversation(request.conversation, system);
-    if (created && request.title) {
-        if (auto ok = m_store->renameConversation(created->id, *request.title); !ok)
+    auto record = m_store->createConversation(request.conversation, system);
+    created = record.ok();
+    if (record && request.title) {
+        if (auto ok = m_store->renameConversation(record->id, *request.title); !ok)
             return ok.error();
-        created->title = *request.title;
+        record->title = *request.title;
     }
-    return created;
+    return record;
 }
 
 Result<void> ChatEngine::ensureTokenized(ConversationRecord &conversation, std::vector<MessageRecord> &messages)
@@ -250,20 +252,28 @@ Result<TurnResult> ChatEngine::runTurn(const TurnRequest &request)
     const Tokenizer &tokenizer = m_model->tokenizer();
     TurnResult result;
 
-    auto conversation = openConversation(request);
+    bool created = false;
+    auto conversation = openConversation(request, created);
     if (!conversation)
         return conversation.error();
     ConversationRecord &conv = *conversation;
     result.conversationId = conv.id;
+    // Refused before the user's text is saved: a conversation this turn created goes again, so a
+    // message too long for the context leaves nothing behind (the caller still has the text).
+    const auto refuse = [&](const Error &error) -> Result<TurnResult> {
+        if (created)
+            (void)m_store->deleteConversation(conv.id);
+        return error;
+    };
     auto loaded = m_store->messages(conv.id);
     if (!loaded)
-        return loaded.error();
+        return refuse(loaded.error());
     std::vector<MessageRecord> &messages = *loaded;
     if (auto ok = ensureTokenized(conv, messages); !ok)
-        return ok.error();
+        return refuse(ok.error());
     const bool hasSystem = !conv.systemPrompt.empty();
     if (auto ok = repairInterruptedReplies(conv, messages); !ok)
-        return ok.error();
+        return refuse(ok.error());
 
     // An edit or a regenerate replaces the messages from truncateFrom on: dropped here first, and
     // from the store only once the new message is known to fit (a refused edit loses nothing).
@@ -279,9 +289,9 @@ Result<TurnResult> ChatEngine::runTurn(const TurnRequest &request)
         userTokens = renderTokens({"user", *request.userText}, index, hasSystem, atStart);
         const std::size_t minimum = conv.systemTokens.size() + userTokens.size() + assistantPrefix.size();
         if (minimum >= static_cast<std::size_t>(m_contextLimit))
-            return contextTooSmall(minimum);
+            return refuse(contextTooSmall(minimum));
     } else if (messages.empty() || messages.back().role != "user") {
-        return makeError("conversation '" + request.conversation + "' has no user message to reply to");
+        return refuse(makeError("conversation '" + request.conversation + "' has no user message to reply to"));
     }
     if (request.truncateFrom) {
         if (auto ok = m_store->truncateMessages(conv.id, *request.truncateFrom); !ok)
@@ -305,7 +315,7 @@ Result<TurnResult> ChatEngine::runTurn(const TurnRequest &request)
     if (request.userText) {
         auto saved = m_store->appendMessage(conv.id, "user", *request.userText, true, userTokens);
         if (!saved)
-            return saved.error();
+            return refuse(saved.error());
         messages.push_back(std::move(saved).value());
     }
 
@@ -454,16 +464,24 @@ Result<TurnResult> ChatEngine::runTurn(const TurnRequest &request)
     return result;
 }
 
-Result<RestoreReport> ChatEngine::prefetch(std::string_view name)
+Result<ConversationRecord> ChatEngine::existingConversation(std::string_view name)
 {
-    if (!m_cache)
-        return RestoreReport{};
     auto found = m_store->findConversation(name);
     if (!found)
         return found.error();
     if (!found->has_value())
         return makeError("no conversation named '" + std::string(name) + "'");
-    ConversationRecord conv = **found;
+    return std::move(**found);
+}
+
+Result<RestoreReport> ChatEngine::prefetch(std::string_view name)
+{
+    if (!m_cache)
+        return RestoreReport{};
+    auto found = existingConversation(name);
+    if (!found)
+        return found.error();
+    ConversationRecord conv = *found;
     auto messages = m_store->messages(conv.id);
     if (!messages)
         return messages.error();
@@ -478,12 +496,10 @@ Result<RestoreReport> ChatEngine::prefetch(std::string_view name)
 Result<void> ChatEngine::truncate(std::string_view name, std::int32_t fromIndex)
 {
     const std::optional<TurnLock> turnLock = TurnLock::acquire(m_store->path());
-    auto found = m_store->findConversation(name);
+    auto found = existingConversation(name);
     if (!found)
         return found.error();
-    if (!found->has_value())
-        return makeError("no conversation named '" + std::string(name) + "'");
-    const ConversationRecord &conv = **found;
+    const ConversationRecord &conv = *found;
     if (auto ok = m_store->truncateMessages(conv.id, fromIndex); !ok)
         return ok;
     if (conv.windowStart > fromIndex)
@@ -494,12 +510,10 @@ Result<void> ChatEngine::truncate(std::string_view name, std::int32_t fromIndex)
 Result<void> ChatEngine::deleteConversation(std::string_view name)
 {
     const std::optional<TurnLock> turnLock = TurnLock::acquire(m_store->path());
-    auto found = m_store->findConversation(name);
+    auto found = existingConversation(name);
     if (!found)
         return found.error();
-    if (!found->has_value())
-        return makeError("no conversation named '" + std::string(name) + "'");
-    const std::int64_t id = (*found)->id;
+    const std::int64_t id = found->id;
     // Its blocks are named from its messages, so before they go; the text goes first, its KV after.
     KvBlockKeySet cached;
     Result<void> listed = m_cache ? m_cache->collectKeys(cached) : Result<void>();

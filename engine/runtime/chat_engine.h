@@ -110,7 +110,10 @@ private:
     // The KV layout, fingerprint, context limit and the cache (or the private pool) for m_backend,
     // with the first blocks' memory taken; an error when the pool's memory cannot be reserved.
     Result<void> setUpKv(const std::string &databasePath);
-    Result<ConversationRecord> openConversation(const TurnRequest &request);
+    // The named conversation, or an error saying there is none.
+    Result<ConversationRecord> existingConversation(std::string_view name);
+    // The request's conversation; created (and created set) when it does not exist yet.
+    Result<ConversationRecord> openConversation(const TurnRequest &request, bool &created);
     Result<void> ensureTokenized(ConversationRecord &conversation, std::vector<MessageRecord> &messages);
     Result<void> repairInterruptedReplies(const ConversationRecord &conversation, std::vector<MessageRecord> &messages);
     std::vector<TokenId> renderTokens(const ChatMessage &message, std::size_t index, bool hasSystem,

@@ -47,6 +47,19 @@ bool disablesKvWrites(int rc)
            rc == SQLITE_IOERR || rc == SQLITE_CANTOPEN;
 }
 
+// The KV block keys in the first column of q's rows, in order.
+std::vector<KvBlockKey> readKeys(Statement &q)
+{
+    std::vector<KvBlockKey> out;
+    while (q.step()) {
+        const auto bytes = q.blob(0);
+        KvBlockKey &key = out.emplace_back();
+        if (bytes.size() == key.bytes.size()) // the schema's CHECK guarantees it
+            std::memcpy(key.bytes.data(), bytes.data(), key.bytes.size());
+    }
+    return out;
+}
+
 ConversationRecord readConversation(const Statement &q)
 {
     ConversationRecord c;
@@ -683,14 +696,7 @@ Result<std::vector<KvBlockKey>> SessionStore::kvBlockKeys()
 {
     return guarded(m_path, "listing the KV blocks", [&] {
         Statement q = m_connection->query("SELECT key FROM kv_blocks");
-        std::vector<KvBlockKey> out;
-        while (q.step()) {
-            const auto bytes = q.blob(0);
-            KvBlockKey &key = out.emplace_back();
-            if (bytes.size() == key.bytes.size()) // the schema's CHECK guarantees it
-                std::memcpy(key.bytes.data(), bytes.data(), key.bytes.size());
-        }
-        return out;
+        return readKeys(q);
     });
 }
 
@@ -707,14 +713,7 @@ Result<std::vector<KvBlockKey>> SessionStore::leastRecentlyUsedKvBlocks(std::siz
     return guarded(m_path, "listing the least recently used KV blocks", [&] {
         Statement q = m_connection->query("SELECT key FROM kv_blocks ORDER BY last_used, key LIMIT ?1");
         q.bindInt(1, static_cast<std::int64_t>(std::min<std::size_t>(limit, std::numeric_limits<std::int64_t>::max())));
-        std::vector<KvBlockKey> out;
-        while (q.step()) {
-            const auto bytes = q.blob(0);
-            KvBlockKey &key = out.emplace_back();
-            if (bytes.size() == key.bytes.size()) // the schema's CHECK guarantees it
-                std::memcpy(key.bytes.data(), bytes.data(), key.bytes.size());
-        }
-        return out;
+        return readKeys(q);
     });
 }
 

@@ -25,16 +25,27 @@ std::string stories()
     return sharedModel("stories260K.f32.gguf");
 }
 
-std::unique_ptr<ChatEngine> openEngine(const std::string &db, bool useCache = true, SessionStoreOptions store = {})
+ChatEngineOptions engineOptions()
 {
     ChatEngineOptions options;
     options.threads = 2;
-    options.useCache = useCache;
-    options.storeOptions = store;
+    return options;
+}
+
+std::unique_ptr<ChatEngine> openEngine(const std::string &db, const ChatEngineOptions &options)
+{
     auto engine = ChatEngine::create(stories(), db, options);
     if (!engine)
         qFatal("%s", engine.error().message.c_str());
     return std::move(engine).value();
+}
+
+std::unique_ptr<ChatEngine> openEngine(const std::string &db, bool useCache = true, SessionStoreOptions store = {})
+{
+    ChatEngineOptions options = engineOptions();
+    options.useCache = useCache;
+    options.storeOptions = store;
+    return openEngine(db, options);
 }
 
 Result<TurnResult> turn(ChatEngine &engine, const std::string &conversation, const std::string &message)
@@ -97,6 +108,16 @@ private:
     const int &m_failAt;
     int &m_calls;
 };
+
+// Options whose backend fails its failAt-th forward pass (see FailingBackend).
+ChatEngineOptions failingEngineOptions(const int &failAt, int &calls)
+{
+    ChatEngineOptions options = engineOptions();
+    options.wrapBackend = [&failAt, &calls](std::unique_ptr<Backend> inner) -> std::unique_ptr<Backend> {
+        return std::make_unique<FailingBackend>(std::move(inner), failAt, calls);
+    };
+    return options;
+}
 
 const std::vector<std::string> kMessages = {"The sun was warm and bright.", "A little bird sang a song.",
                                             "Tom ran to the big tree.", "He saw a cat on a branch."};
@@ -322,14 +343,7 @@ private slots:
     {
         const std::string path = db("failing.db");
         int failAt = 0, calls = 0;
-        ChatEngineOptions options;
-        options.threads = 2;
-        options.wrapBackend = [&](std::unique_ptr<Backend> inner) -> std::unique_ptr<Backend> {
-            return std::make_unique<FailingBackend>(std::move(inner), failAt, calls);
-        };
-        auto created = ChatEngine::create(stories(), path, options);
-        QVERIFY2(created.ok(), created.ok() ? "" : created.error().message.c_str());
-        std::unique_ptr<ChatEngine> engine = std::move(created).value();
+        std::unique_ptr<ChatEngine> engine = openEngine(path, failingEngineOptions(failAt, calls));
         auto first = turn(*engine, "c", kMessages[0]);
         QVERIFY(first.ok());
         QCOMPARE(first->reply, m_referenceReplies[0]);
@@ -392,15 +406,9 @@ private slots:
         // the window is where it was, so the next turn does not leave history out for nothing.
         const std::string path = db("window.db");
         int failAt = 0, calls = 0;
-        ChatEngineOptions options;
-        options.threads = 2;
+        ChatEngineOptions options = failingEngineOptions(failAt, calls);
         options.contextLimit = 160;
-        options.wrapBackend = [&](std::unique_ptr<Backend> inner) -> std::unique_ptr<Backend> {
-            return std::make_unique<FailingBackend>(std::move(inner), failAt, calls);
-        };
-        auto created = ChatEngine::create(stories(), path, options);
-        QVERIFY2(created.ok(), created.ok() ? "" : created.error().message.c_str());
-        std::unique_ptr<ChatEngine> engine = std::move(created).value();
+        std::unique_ptr<ChatEngine> engine = openEngine(path, options);
         for (std::size_t i = 0; i < 3; ++i)
             QVERIFY(turn(*engine, "c", kMessages[i]).ok());
         const std::string windowBefore = sql(path, "SELECT window_start FROM conversations");
@@ -438,6 +446,13 @@ private slots:
         QVERIFY2(QString::fromStdString(refused.error().message).contains("the context holds"),
                  refused.error().message.c_str());
         QCOMPARE(sql(path, "SELECT count(*) FROM messages"), std::string("4"));
+        // Such a message as the first of a new conversation leaves no conversation behind.
+        request.conversation = "fresh";
+        request.truncateFrom.reset();
+        QVERIFY(!engine->runTurn(request).ok());
+        QCOMPARE(sql(path, "SELECT count(*) FROM conversations WHERE name = 'fresh'"), std::string("0"));
+        request.conversation = "c";
+        request.truncateFrom = 0;
         // An edit that fits replaces them.
         request.userText = kMessages[2];
         request.maxNewTokens = 24;
@@ -475,15 +490,12 @@ private slots:
         const std::string path = db("smallpool.db");
         const std::int32_t blockTokens = 16;
         const std::size_t blockBytes = openEngine(path)->backend().kvLayout().blockBytes();
-        ChatEngineOptions options;
-        options.threads = 2;
+        ChatEngineOptions options = engineOptions();
         options.kvBlockTokens = blockTokens;
         KvBudgets budgets = KvBudgets::machineDefaults(path);
         budgets.deviceBytes = 10 * blockBytes;
         options.budgets = budgets;
-        auto created = ChatEngine::create(stories(), path, options);
-        QVERIFY2(created.ok(), created.ok() ? "" : created.error().message.c_str());
-        std::unique_ptr<ChatEngine> engine = std::move(created).value();
+        std::unique_ptr<ChatEngine> engine = openEngine(path, options);
         QCOMPARE(engine->contextLimit(), 9 * blockTokens);
         QVERIFY2(QString::fromStdString(engine->contextNotice()).contains("device KV budget"),
                  engine->contextNotice().c_str());
@@ -511,14 +523,11 @@ private slots:
         const std::string blocksBefore = sql(path, "SELECT count(*) FROM kv_blocks");
         QVERIFY(blocksBefore != "0");
 
-        ChatEngineOptions options;
-        options.threads = 2;
+        ChatEngineOptions options = engineOptions();
         KvBudgets budgets = KvBudgets::machineDefaults(path);
         budgets.diskReserveBytes = std::size_t(1) << 60; // more than any disk has free
         options.budgets = budgets;
-        auto created = ChatEngine::create(stories(), path, options);
-        QVERIFY2(created.ok(), created.ok() ? "" : created.error().message.c_str());
-        std::unique_ptr<ChatEngine> engine = std::move(created).value();
+        std::unique_ptr<ChatEngine> engine = openEngine(path, options);
         for (std::size_t i = 1; i < 3; ++i) {
             auto result = turn(*engine, "c", kMessages[i]);
             QVERIFY2(result.ok(), result.ok() ? "" : result.error().message.c_str());
