@@ -201,11 +201,8 @@ void MainWindow::onSend(const QString &text, std::chrono::steady_clock::time_poi
         m_controller->send(m_current, text, systemPrompt, m_settings.generationSettings(), submitted, title);
     if (turn != 0) {
         m_composer->setPending(turn);
-        if (title) {
-            m_conversations->setTitle(m_current, *title);
-            m_controller->model(m_current)->setTitle(*title);
-            updateHeader();
-        }
+        if (title)
+            renameConversation(m_current, *title); // shown now; still a draft, so stored by the turn
     }
     updateActions();
 }

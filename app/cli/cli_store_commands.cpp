@@ -179,9 +179,7 @@ int runSessions(int argc, char **argv)
         store = openExisting(args, true);
         // With the KV blocks only it reaches (they encode its text), for the engine's block size:
         // named from its messages, so before they go; the text goes first, its KV after.
-        const std::vector<KvBlockKey> stored = valueOrFail(store->kvBlockKeys());
-        const auto blocks = valueOrFail(kvBlocksOnlyOf(*store, conversation.id, KvLayout{}.blockTokens,
-                                                       KvBlockKeySet(stored.begin(), stored.end())));
+        const auto blocks = valueOrFail(kvBlocksOnlyOf(*store, conversation.id, KvLayout{}.blockTokens));
         auto deleted = store->deleteConversation(conversation.id);
         if (!deleted)
             throw CommandError{deleted.error().message};

@@ -63,8 +63,13 @@ void addSequenceBlockKeys(std::span<const std::int32_t> tokens, const ModelFinge
 }
 
 Result<std::vector<KvBlockKey>> kvBlocksOnlyOf(SessionStore &store, std::int64_t conversationId,
-                                               std::int32_t blockTokens, const KvBlockKeySet &cached)
+                                               std::int32_t blockTokens, const KvBlockKeySet &inMemory)
 {
+    auto stored = store.kvBlockKeys();
+    if (!stored)
+        return stored.error();
+    KvBlockKeySet cached = inMemory;
+    cached.insert(stored->begin(), stored->end());
     auto conversations = store.listConversations();
     if (!conversations)
         return conversations.error();

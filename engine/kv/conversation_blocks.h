@@ -11,12 +11,9 @@
 
 #include <cstdint>
 #include <span>
-#include <unordered_set>
 #include <vector>
 
 namespace kvchat::engine {
-
-using KvBlockKeySet = std::unordered_set<KvBlockKey, KvBlockKeyHash>;
 
 // The token sequence a conversation feeds the model while its window starts at message
 // windowStart: the system prompt's tokens, then each message's from there on.
@@ -29,11 +26,12 @@ std::vector<std::int32_t> conversationSequence(const ConversationRecord &convers
 void addSequenceBlockKeys(std::span<const std::int32_t> tokens, const ModelFingerprint &fingerprint,
                           std::int32_t blockTokens, const KvBlockKeySet &cached, KvBlockKeySet &keys);
 
-// Of the cached blocks, those only this conversation's history reaches: its keys under every
-// window its history had, less those of every other conversation's current window. Blocks of
-// replies it no longer holds (regenerated, edited away), or computed under another model's
-// fingerprint before it was re-tokenized, cannot be named this way; they age out of the cache.
+// Of the cached blocks (the store's rows and inMemory, a cache's blocks not written yet), those only
+// this conversation's history reaches: its keys under every window its history had, less those
+// of every other conversation's current window. Blocks of replies it no longer holds
+// (regenerated, edited away), or computed under another model's fingerprint before it was
+// re-tokenized, cannot be named this way; they age out of the cache.
 Result<std::vector<KvBlockKey>> kvBlocksOnlyOf(SessionStore &store, std::int64_t conversationId,
-                                               std::int32_t blockTokens, const KvBlockKeySet &cached);
+                                               std::int32_t blockTokens, const KvBlockKeySet &inMemory = {});
 
 } // namespace kvchat::engine

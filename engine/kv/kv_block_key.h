@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <unordered_set>
 
 namespace kvchat::engine {
 
@@ -38,6 +39,8 @@ struct KvBlockKeyHash
         return h;
     }
 };
+
+using KvBlockKeySet = std::unordered_set<KvBlockKey, KvBlockKeyHash>;
 
 // The key of the block holding tokens (in order) after the block keyed parent; the first block of a
 // sequence has parent = KvBlockKey{} (all zero).

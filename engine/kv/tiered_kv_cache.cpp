@@ -415,8 +415,8 @@ Result<RestoreReport> TieredKvCache::prefetch(std::int64_t conversationId, std::
     auto report = restorePrefix(tokens, seq);
     // After a restart this is how the cache learns which blocks a conversation uses, before its
     // next turn commits them.
-    if (report && !m_pinnedBy[&seq].empty())
-        m_conversationBlocks[conversationId] = m_pinnedBy[&seq];
+    if (const std::vector<KvBlockKey> &restored = m_pinnedBy[&seq]; report && !restored.empty())
+        m_conversationBlocks[conversationId] = restored;
     releaseSequence(seq);
     return report;
 }
@@ -496,7 +496,7 @@ Result<void> TieredKvCache::dropConversationBlocks(std::int64_t conversationId, 
         }
         m_entries.erase(it);
     }
-    const std::unordered_set<KvBlockKey, KvBlockKeyHash> dropped(keys.begin(), keys.end());
+    const KvBlockKeySet dropped(keys.begin(), keys.end());
     std::erase_if(m_diskTouched, [&](const KvBlockKey &key) { return dropped.contains(key); });
     // Also where KV writes stopped (a full disk): deleting frees room.
     if (!m_store)
@@ -504,17 +504,13 @@ Result<void> TieredKvCache::dropConversationBlocks(std::int64_t conversationId, 
     return m_store->deleteKvBlocks(keys);
 }
 
-Result<void> TieredKvCache::collectKeys(std::unordered_set<KvBlockKey, KvBlockKeyHash> &keys) const
+KvBlockKeySet TieredKvCache::memoryKeys() const
 {
+    KvBlockKeySet keys;
     for (const auto &[key, e] : m_entries)
-        keys.insert(key);
-    if (!m_store)
-        return {};
-    auto stored = m_store->kvBlockKeys();
-    if (!stored)
-        return stored.error();
-    keys.insert(stored->begin(), stored->end());
-    return {};
+        if (e->device || e->host)
+            keys.insert(key);
+    return keys;
 }
 
 Result<void> TieredKvCache::persist()
@@ -576,7 +572,7 @@ KvCacheStats TieredKvCache::stats() const
     }
     std::unordered_map<KvBlockKey, int, KvBlockKeyHash> users;
     for (const auto &[conversation, keys] : m_conversationBlocks)
-        for (const KvBlockKey &key : std::unordered_set<KvBlockKey, KvBlockKeyHash>(keys.begin(), keys.end()))
+        for (const KvBlockKey &key : KvBlockKeySet(keys.begin(), keys.end()))
             ++users[key];
     for (const auto &[key, count] : users)
         s.sharedBlocks += count > 1 ? 1 : 0;

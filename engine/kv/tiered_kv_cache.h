@@ -32,7 +32,6 @@
 #include <span>
 #include <string>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 namespace kvchat::engine {
@@ -131,8 +130,8 @@ public:
     // Deletes blocks from every tier (a deleted conversation's: see conversation_blocks.h), and
     // forgets which blocks the conversation used. A block pinned by a running turn stays in memory.
     Result<void> dropConversationBlocks(std::int64_t conversationId, std::span<const KvBlockKey> keys);
-    // Adds the key of every block in any tier (memory, and the store's rows).
-    Result<void> collectKeys(std::unordered_set<KvBlockKey, KvBlockKeyHash> &keys) const;
+    // The keys of the blocks held in memory (device or host RAM).
+    KvBlockKeySet memoryKeys() const;
 
     // Where the cached prefix of tokens lives (no data moves).
     KvResidency residency(std::span<const std::int32_t> tokens);

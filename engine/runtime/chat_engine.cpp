@@ -293,15 +293,9 @@ Result<TurnResult> ChatEngine::runTurn(const TurnRequest &request)
     } else if (messages.empty() || messages.back().role != "user") {
         return refuse(makeError("conversation '" + request.conversation + "' has no user message to reply to"));
     }
-    if (request.truncateFrom) {
-        if (auto ok = m_store->truncateMessages(conv.id, *request.truncateFrom); !ok)
+    if (request.truncateFrom)
+        if (auto ok = truncateStored(conv, *request.truncateFrom); !ok)
             return ok.error();
-        if (conv.windowStart > *request.truncateFrom) {
-            conv.windowStart = 0;
-            if (auto ok = m_store->setConversationTokens(conv.id, conv.systemTokens, conv.tokensFingerprint, 0); !ok)
-                return ok.error();
-        }
-    }
 
     // The user's text is committed before anything can fail in generation. From here on a failure
     // leaves the stored conversation as the user saw it (abandonTurn).
@@ -499,12 +493,19 @@ Result<void> ChatEngine::truncate(std::string_view name, std::int32_t fromIndex)
     auto found = existingConversation(name);
     if (!found)
         return found.error();
-    const ConversationRecord &conv = *found;
-    if (auto ok = m_store->truncateMessages(conv.id, fromIndex); !ok)
+    return truncateStored(*found, fromIndex);
+}
+
+Result<void> ChatEngine::truncateStored(ConversationRecord &conversation, std::int32_t fromIndex)
+{
+    if (auto ok = m_store->truncateMessages(conversation.id, fromIndex); !ok)
         return ok;
-    if (conv.windowStart > fromIndex)
-        return m_store->setConversationTokens(conv.id, conv.systemTokens, conv.tokensFingerprint, 0);
-    return {};
+    if (conversation.windowStart <= fromIndex)
+        return {};
+    // The window started in what was deleted: it starts again at the beginning.
+    conversation.windowStart = 0;
+    return m_store->setConversationTokens(conversation.id, conversation.systemTokens, conversation.tokensFingerprint,
+                                          0);
 }
 
 Result<void> ChatEngine::deleteConversation(std::string_view name)
@@ -515,21 +516,13 @@ Result<void> ChatEngine::deleteConversation(std::string_view name)
         return found.error();
     const std::int64_t id = found->id;
     // Its blocks are named from its messages, so before they go; the text goes first, its KV after.
-    KvBlockKeySet cached;
-    Result<void> listed = m_cache ? m_cache->collectKeys(cached) : Result<void>();
-    if (!m_cache) {
-        if (auto stored = m_store->kvBlockKeys(); stored)
-            cached.insert(stored->begin(), stored->end());
-        else
-            listed = stored.error();
-    }
-    const auto keys = listed ? kvBlocksOnlyOf(*m_store, id, m_backend->kvLayout().blockTokens, cached)
-                             : Result<std::vector<KvBlockKey>>(listed.error());
+    const auto keys = kvBlocksOnlyOf(*m_store, id, m_backend->kvLayout().blockTokens,
+                                     m_cache ? m_cache->memoryKeys() : KvBlockKeySet{});
     if (auto deleted = m_store->deleteConversation(id); !deleted)
         return deleted;
-    Result<void> dropped = keys.ok() ? Result<void>() : Result<void>(keys.error());
-    if (keys)
-        dropped = m_cache ? m_cache->dropConversationBlocks(id, *keys) : m_store->deleteKvBlocks(*keys);
+    const Result<void> dropped = !keys     ? Result<void>(keys.error())
+                                 : m_cache ? m_cache->dropConversationBlocks(id, *keys)
+                                           : m_store->deleteKvBlocks(*keys);
     if (!dropped)
         return makeError("the conversation was deleted, but not all of its cached KV: " + dropped.error().message);
     return {};

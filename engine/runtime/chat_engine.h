@@ -110,6 +110,8 @@ private:
     // The KV layout, fingerprint, context limit and the cache (or the private pool) for m_backend,
     // with the first blocks' memory taken; an error when the pool's memory cannot be reserved.
     Result<void> setUpKv(const std::string &databasePath);
+    // Deletes its messages from fromIndex on (a window that started there starts at 0 again).
+    Result<void> truncateStored(ConversationRecord &conversation, std::int32_t fromIndex);
     // The named conversation, or an error saying there is none.
     Result<ConversationRecord> existingConversation(std::string_view name);
     // The request's conversation; created (and created set) when it does not exist yet.
